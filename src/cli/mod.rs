@@ -1,0 +1,181 @@
+//! The `certagent` command line.
+
+mod doctor;
+mod status;
+mod tokens;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use time::OffsetDateTime;
+
+use crate::Error;
+use crate::cert::{Cert, StatusEntry, rfc3339};
+use crate::config::Config;
+use crate::drivers::Drivers;
+use crate::policy::Policy;
+use crate::prompt::{Prompt, TerminalPrompt};
+use crate::token::{Module, Token, TokenInfo};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "certagent",
+    version,
+    about = "Keeps bank client certificates on PKCS#11 tokens alive"
+)]
+pub struct Cli {
+    /// Configuration file (else $CERTAGENT_CONFIG, else the XDG config dir's certagent/config.toml)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print data as JSON
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output (repeat for more)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Slots and tokens of the configured module, with PIN state
+    Tokens,
+    /// Each bank certificate on the token and where it stands
+    Status,
+    /// Full details of one certificate
+    Show {
+        /// CKA_ID of the certificate, in hex
+        #[arg(long, value_name = "HEX")]
+        id: Option<String>,
+    },
+    /// Check module, token, PIN, login and that each certificate's key signs and matches
+    Doctor,
+}
+
+/// What every command starts from.
+pub(crate) struct App {
+    pub config: Config,
+    pub drivers: Drivers,
+    pub json: bool,
+    pub prompt: Box<dyn Prompt>,
+}
+
+pub fn run(cli: Cli) -> Result<(), Error> {
+    let config = Config::discover(cli.config.as_deref())?;
+    let drivers = Drivers::load(&Drivers::user_dirs(config.dir()))?;
+    let app = App {
+        config,
+        drivers,
+        json: cli.json,
+        prompt: Box::new(TerminalPrompt),
+    };
+    match cli.command {
+        Command::Tokens => tokens::run(&app),
+        Command::Status => status::status(&app),
+        Command::Show { id } => status::show(&app, id.as_deref()),
+        Command::Doctor => doctor::run(&app),
+    }
+}
+
+impl App {
+    pub fn module(&self) -> Result<Arc<Module>, Error> {
+        Ok(Module::load(&self.config.token.module, &self.drivers)?)
+    }
+
+    pub fn open_token(&self) -> Result<Token, Error> {
+        Ok(self.module()?.open(&self.config.token.selector)?)
+    }
+
+    pub fn print_json<T: serde::Serialize>(&self, value: &T) -> Result<(), Error> {
+        let text = serde_json::to_string_pretty(value)
+            .map_err(|e| Error::Usage(format!("cannot encode JSON: {e}")))?;
+        println!("{text}");
+        Ok(())
+    }
+
+    /// Log in with the PIN from the prompt, or the PIN pad. Never retries.
+    pub fn login(&self, token: &Token, purpose: &str) -> Result<(), Error> {
+        let info = token.info()?;
+        if info.pin_locked {
+            return Err(crate::token::TokenError::PinLocked.into());
+        }
+        if info.protected_auth_path {
+            eprintln!("Enter the PIN on the reader's PIN pad.");
+            token.login(None)?;
+        } else {
+            let pin = self.prompt.pin(&info, purpose)?;
+            token.login(Some(&pin))?;
+        }
+        Ok(())
+    }
+}
+
+/// A certificate on the token, parsed, with its CKA_ID and label.
+pub(crate) struct TokenCert {
+    pub id: Vec<u8>,
+    pub label: String,
+    pub cert: Cert,
+}
+
+/// The bank certificates on the token: parseable end-entity certificates
+/// (CA certificates some tokens carry are left out), soonest expiry first.
+/// Unparseable objects are reported and skipped, never fatal.
+pub(crate) fn bank_certificates(token: &Token) -> Result<Vec<TokenCert>, Error> {
+    let mut out = Vec::new();
+    for obj in token.certificates()? {
+        match Cert::from_der(&obj.der) {
+            Ok(cert) if cert.is_ca => {}
+            Ok(cert) => out.push(TokenCert {
+                id: obj.id,
+                label: obj.label,
+                cert,
+            }),
+            Err(e) => log::warn!(
+                "skipping certificate object {:?} (id {}): {e}",
+                obj.label,
+                hex::encode(&obj.id)
+            ),
+        }
+    }
+    out.sort_by_key(|c| (c.cert.not_after, c.id.clone()));
+    Ok(out)
+}
+
+pub(crate) fn status_entry(c: &TokenCert, policy: &Policy, now: OffsetDateTime) -> StatusEntry {
+    let a = policy.assess(c.cert.not_before, c.cert.not_after, now);
+    StatusEntry {
+        id: hex::encode(&c.id),
+        subject: c.cert.subject.clone(),
+        serial: c.cert.serial.clone(),
+        not_before: rfc3339(c.cert.not_before),
+        not_after: rfc3339(c.cert.not_after),
+        days_left: a.days_left,
+        state: a.state,
+        next_notice: a.next_notice.map(|n| rfc3339(n.at)),
+    }
+}
+
+/// The token line shared by human-readable outputs.
+pub(crate) fn token_line(t: &TokenInfo) -> String {
+    format!(
+        "token {:?} (serial {}, {} {})",
+        t.label, t.serial, t.manufacturer, t.model
+    )
+}
+
+/// PIN state in words.
+pub(crate) fn pin_state(t: &TokenInfo) -> &'static str {
+    if t.pin_locked {
+        "LOCKED"
+    } else if t.pin_final_try {
+        "final try"
+    } else if t.pin_count_low {
+        "count low"
+    } else if !t.user_pin_initialized {
+        "not initialised"
+    } else {
+        "ok"
+    }
+}

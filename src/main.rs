@@ -1,0 +1,34 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = certagent::cli::Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_timestamp(None)
+        // cryptoki logs every vendor mechanism it has no name for as an
+        // error; that is noise for users, so only show it at -vv.
+        .filter_module(
+            "cryptoki",
+            if cli.verbose >= 2 {
+                log::LevelFilter::Debug
+            } else {
+                log::LevelFilter::Off
+            },
+        )
+        .init();
+    match certagent::cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the reason, whatever its nesting.
+            let line = e.to_string().replace('\n', " ");
+            eprintln!("certagent: {line}");
+            ExitCode::FAILURE
+        }
+    }
+}

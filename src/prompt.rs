@@ -1,0 +1,96 @@
+//! Asking the person: PINs and confirmations.
+//!
+//! Every user-facing flow talks to the [`Prompt`] trait; the terminal,
+//! the desktop (pinentry) and tests each implement it. A PIN lives in a
+//! zeroizing secret from the moment it is read and is never logged.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use cryptoki::types::AuthPin;
+
+use crate::token::TokenInfo;
+
+/// Environment variable with the user PIN, for unattended tests only.
+pub const PIN_ENV: &str = "CERTAGENT_PIN";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    #[error("cannot ask for {what}: {why}; for unattended use set {hint}")]
+    Unavailable {
+        what: &'static str,
+        why: String,
+        hint: &'static str,
+    },
+    #[error("cancelled by the user")]
+    Cancelled,
+}
+
+/// How certagent asks the user for things.
+pub trait Prompt {
+    /// The user PIN for `token`. `purpose` says why, in a few words.
+    fn pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError>;
+    /// A yes/no question; `false` means the user declined.
+    fn confirm(&self, question: &str) -> Result<bool, PromptError>;
+}
+
+/// The terminal. `CERTAGENT_PIN` (for unattended tests) is taken first.
+#[derive(Debug, Default)]
+pub struct TerminalPrompt;
+
+/// A warning about the PIN counter worth showing before asking.
+pub fn pin_warning(token: &TokenInfo) -> Option<&'static str> {
+    if token.pin_final_try {
+        Some("WARNING: this is the last try; one more wrong PIN locks the token")
+    } else if token.pin_count_low {
+        Some("note: a wrong PIN was entered before; the token may allow few more tries")
+    } else {
+        None
+    }
+}
+
+impl Prompt for TerminalPrompt {
+    fn pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
+        if let Ok(pin) = std::env::var(PIN_ENV) {
+            return Ok(AuthPin::from(pin));
+        }
+        let tty_error = |why: String| PromptError::Unavailable {
+            what: "the PIN",
+            why,
+            hint: "CERTAGENT_PIN",
+        };
+        if !std::io::stdin().is_terminal() {
+            return Err(tty_error("no terminal".into()));
+        }
+        if let Some(w) = pin_warning(token) {
+            eprintln!("{w}");
+        }
+        let question = format!("PIN for token {:?} ({purpose}): ", token.label);
+        let pin = rpassword::prompt_password(question).map_err(|e| tty_error(e.to_string()))?;
+        if pin.is_empty() {
+            return Err(PromptError::Cancelled);
+        }
+        Ok(AuthPin::from(pin))
+    }
+
+    fn confirm(&self, question: &str) -> Result<bool, PromptError> {
+        if !std::io::stdin().is_terminal() {
+            return Err(PromptError::Unavailable {
+                what: "a confirmation",
+                why: "no terminal".into(),
+                hint: "--yes",
+            });
+        }
+        eprint!("{question} [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| PromptError::Unavailable {
+                what: "a confirmation",
+                why: e.to_string(),
+                hint: "--yes",
+            })?;
+        Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+    }
+}

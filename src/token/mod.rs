@@ -1,0 +1,830 @@
+//! The token: the only place certagent talks PKCS#11.
+//!
+//! [`Module`] loads a PKCS#11 library once per process (cryptoki cannot
+//! initialise a library twice); [`Token`] is one token in it with one
+//! guarded session, the single owner of everything done on that token.
+//! Everything above this module speaks of certificates and keys by CKA_ID.
+
+mod error;
+mod keys;
+mod uri;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{
+    Attribute, AttributeType, CertificateType, KeyType, ObjectClass, ObjectHandle,
+};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use der::{Decode, Encode};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use x509_cert::Certificate;
+
+use crate::drivers::{Drivers, Profile};
+
+pub use error::TokenError;
+pub use keys::{KeyKind, PublicKeyAlg, SignScheme, ecdsa_raw_to_der, key_id_for_spki, spki_alg};
+pub use uri::{TokenSelector, UriError};
+
+pub type Result<T> = std::result::Result<T, TokenError>;
+
+/// A loaded PKCS#11 library.
+#[derive(Debug)]
+pub struct Module {
+    ctx: Pkcs11,
+    path: PathBuf,
+    profile: Option<Profile>,
+    library: LibraryInfo,
+}
+
+/// What the library says about itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct LibraryInfo {
+    pub path: String,
+    pub profile: Option<String>,
+    pub manufacturer: String,
+    pub description: String,
+    pub version: String,
+    pub cryptoki_version: String,
+}
+
+/// One slot and its token, as `certagent tokens` shows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlotReport {
+    pub slot_description: String,
+    pub slot_manufacturer: String,
+    pub removable: bool,
+    pub hardware: bool,
+    pub token: Option<TokenInfo>,
+}
+
+/// A token's identity and PIN state.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub label: String,
+    pub serial: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub initialized: bool,
+    pub login_required: bool,
+    pub user_pin_initialized: bool,
+    pub pin_count_low: bool,
+    pub pin_final_try: bool,
+    pub pin_locked: bool,
+    pub pin_to_be_changed: bool,
+    pub protected_auth_path: bool,
+    pub write_protected: bool,
+}
+
+impl TokenInfo {
+    fn from_ck(t: &cryptoki::slot::TokenInfo) -> TokenInfo {
+        TokenInfo {
+            label: t.label().trim_end().to_string(),
+            serial: t.serial_number().trim_end().to_string(),
+            manufacturer: t.manufacturer_id().trim_end().to_string(),
+            model: t.model().trim_end().to_string(),
+            initialized: t.token_initialized(),
+            login_required: t.login_required(),
+            user_pin_initialized: t.user_pin_initialized(),
+            pin_count_low: t.user_pin_count_low(),
+            pin_final_try: t.user_pin_final_try(),
+            pin_locked: t.user_pin_locked(),
+            pin_to_be_changed: t.user_pin_to_be_changed(),
+            protected_auth_path: t.protected_authentication_path(),
+            write_protected: t.write_protected(),
+        }
+    }
+
+    /// `pkcs11:` URI naming this token (RFC 7512), as p11tool prints it.
+    pub fn uri(&self) -> String {
+        format!(
+            "pkcs11:model={};manufacturer={};serial={};token={}",
+            pct(&self.model),
+            pct(&self.manufacturer),
+            pct(&self.serial),
+            pct(&self.label)
+        )
+    }
+}
+
+fn pct(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+// One context per library path for the whole process: cryptoki cannot
+// initialise a library twice, and C_Finalize would pull tokens from under
+// other users in the process.
+static MODULES: OnceLock<Mutex<HashMap<PathBuf, Arc<Module>>>> = OnceLock::new();
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves PKCS#11 state as the token has
+    // it, which is still the truth; carry on with it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Module {
+    /// Resolve `spec` (a profile name or a library path) and load it.
+    pub fn load(spec: &str, drivers: &Drivers) -> Result<Arc<Module>> {
+        let (path, profile) = resolve(spec, drivers)?;
+        let mut modules = lock(MODULES.get_or_init(Default::default));
+        if let Some(m) = modules.get(&path) {
+            return Ok(m.clone());
+        }
+        let load_err = |reason: String| TokenError::ModuleLoad {
+            path: path.clone(),
+            reason,
+        };
+        let ctx = Pkcs11::new(&path).map_err(|e| load_err(e.to_string()))?;
+        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+            Ok(()) => {}
+            Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+            Err(e) => return Err(load_err(e.to_string())),
+        }
+        let info = ctx
+            .get_library_info()
+            .map_err(|e| load_err(e.to_string()))?;
+        let manufacturer = info.manufacturer_id().trim_end().to_string();
+        let profile = profile
+            .or_else(|| drivers.by_path(&path).cloned())
+            .or_else(|| drivers.by_library_manufacturer(&manufacturer).cloned());
+        let v = info.library_version();
+        let library = LibraryInfo {
+            path: path.display().to_string(),
+            profile: profile.as_ref().map(|p| p.name.clone()),
+            manufacturer,
+            description: info.library_description().trim_end().to_string(),
+            version: format!("{}.{}", v.major(), v.minor()),
+            cryptoki_version: {
+                let c = info.cryptoki_version();
+                format!("{}.{}", c.major(), c.minor())
+            },
+        };
+        let module = Arc::new(Module {
+            ctx,
+            path: path.clone(),
+            profile,
+            library,
+        });
+        modules.insert(path, module.clone());
+        Ok(module)
+    }
+
+    pub fn info(&self) -> &LibraryInfo {
+        &self.library
+    }
+
+    pub fn profile(&self) -> Option<&Profile> {
+        self.profile.as_ref()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every slot, with its token if one is present.
+    pub fn slots(&self) -> Result<Vec<SlotReport>> {
+        let slots = self.ctx.get_all_slots().map_err(error::map)?;
+        let mut out = Vec::with_capacity(slots.len());
+        for slot in slots {
+            let si = self.ctx.get_slot_info(slot).map_err(error::map)?;
+            let token = if si.token_present() {
+                match self.ctx.get_token_info(slot) {
+                    Ok(t) => Some(TokenInfo::from_ck(&t)),
+                    // Pulled out between the two calls.
+                    Err(CkError::Pkcs11(RvError::TokenNotPresent, _)) => None,
+                    Err(e) => return Err(error::map(e)),
+                }
+            } else {
+                None
+            };
+            out.push(SlotReport {
+                slot_description: si.slot_description().trim_end().to_string(),
+                slot_manufacturer: si.manufacturer_id().trim_end().to_string(),
+                removable: si.removable_device(),
+                hardware: si.hardware_slot(),
+                token,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Open the one token `selector` names.
+    pub fn open(self: &Arc<Self>, selector: &TokenSelector) -> Result<Token> {
+        let mut found = Vec::new();
+        let mut present = Vec::new();
+        for slot in self.ctx.get_slots_with_token().map_err(error::map)? {
+            let info = match self.ctx.get_token_info(slot) {
+                Ok(t) => TokenInfo::from_ck(&t),
+                Err(CkError::Pkcs11(RvError::TokenNotPresent, _)) => continue,
+                Err(e) => return Err(error::map(e)),
+            };
+            if !info.initialized {
+                continue;
+            }
+            present.push(format!("{:?} serial {}", info.label, info.serial));
+            if selector.matches(&info.label, &info.serial, &info.manufacturer, &info.model) {
+                found.push((slot, info));
+            }
+        }
+        let present = if present.is_empty() {
+            "no initialised token is present".to_string()
+        } else {
+            format!("present: {}", present.join("; "))
+        };
+        match found.len() {
+            0 => Err(TokenError::NotFound {
+                wanted: selector.to_string(),
+                present,
+            }),
+            1 => {
+                let (slot, info) = found.remove(0);
+                Token::open(self.clone(), slot, info)
+            }
+            count => Err(TokenError::Ambiguous {
+                wanted: selector.to_string(),
+                count,
+                present,
+            }),
+        }
+    }
+}
+
+fn resolve(spec: &str, drivers: &Drivers) -> Result<(PathBuf, Option<Profile>)> {
+    let looks_like_path =
+        spec.contains(['/', '\\']) || [".so", ".dll", ".dylib"].iter().any(|x| spec.contains(x));
+    if looks_like_path {
+        return Ok((PathBuf::from(spec), None));
+    }
+    let profile = drivers
+        .get(spec)
+        .ok_or_else(|| TokenError::UnknownProfile {
+            name: spec.to_string(),
+            known: drivers
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    let candidates = profile.paths_for_this_os();
+    match candidates.iter().find(|p| Path::new(p).exists()) {
+        Some(p) => Ok((PathBuf::from(p), Some(profile.clone()))),
+        None => Err(TokenError::ModuleMissing {
+            profile: profile.name.clone(),
+            tried: if candidates.is_empty() {
+                "no known location on this system".into()
+            } else {
+                candidates.join(", ")
+            },
+            install: profile.install.clone(),
+        }),
+    }
+}
+
+/// A certificate object on the token.
+#[derive(Debug, Clone)]
+pub struct CertObject {
+    pub id: Vec<u8>,
+    pub label: String,
+    pub der: Vec<u8>,
+}
+
+/// The security-relevant attributes of a private key.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrivateKeyInfo {
+    pub id: String,
+    pub label: String,
+    pub key_type: String,
+    pub token: bool,
+    pub private: bool,
+    pub sensitive: bool,
+    pub extractable: bool,
+    pub never_extractable: bool,
+    pub always_sensitive: bool,
+    pub sign: bool,
+    pub local: bool,
+    pub always_authenticate: bool,
+}
+
+/// A key pair freshly generated on the token.
+#[derive(Debug, Clone)]
+pub struct GeneratedKey {
+    /// CKA_ID of both halves.
+    pub id: Vec<u8>,
+    /// The public key as DER SubjectPublicKeyInfo.
+    pub spki_der: Vec<u8>,
+}
+
+/// One token with one guarded session.
+pub struct Token {
+    module: Arc<Module>,
+    slot: Slot,
+    session: Mutex<Session>,
+    // Read on first use: only signing needs it.
+    mechanisms: OnceLock<Vec<MechanismType>>,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token").field("slot", &self.slot).finish()
+    }
+}
+
+impl Token {
+    fn open(module: Arc<Module>, slot: Slot, info: TokenInfo) -> Result<Token> {
+        let session = if info.write_protected {
+            module.ctx.open_ro_session(slot)
+        } else {
+            module.ctx.open_rw_session(slot)
+        }
+        .map_err(error::map)?;
+        Ok(Token {
+            module,
+            slot,
+            session: Mutex::new(session),
+            mechanisms: OnceLock::new(),
+        })
+    }
+
+    pub fn module(&self) -> &Module {
+        &self.module
+    }
+
+    /// The token's current identity and PIN state, read afresh.
+    pub fn info(&self) -> Result<TokenInfo> {
+        self.module
+            .ctx
+            .get_token_info(self.slot)
+            .map(|t| TokenInfo::from_ck(&t))
+            .map_err(error::map)
+    }
+
+    fn session(&self) -> MutexGuard<'_, Session> {
+        lock(&self.session)
+    }
+
+    /// Log the user in. `pin` is `None` on a protected authentication path
+    /// (PIN pad). A rejected PIN is reported with the token's fresh PIN
+    /// state and never retried.
+    pub fn login(&self, pin: Option<&AuthPin>) -> Result<()> {
+        let result = self.session().login(UserType::User, pin);
+        match result {
+            Ok(()) => Ok(()),
+            Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
+                let after = self.info().ok();
+                Err(TokenError::PinIncorrect {
+                    count_low: after.as_ref().is_some_and(|i| i.pin_count_low),
+                    final_try: after.as_ref().is_some_and(|i| i.pin_final_try),
+                    locked: after.as_ref().is_some_and(|i| i.pin_locked),
+                })
+            }
+            Err(e) => Err(error::map(e)),
+        }
+    }
+
+    /// Whether the session is logged in as the user.
+    pub fn is_logged_in(&self) -> bool {
+        use cryptoki::session::SessionState;
+        self.session()
+            .get_session_info()
+            .map(|s| {
+                matches!(
+                    s.session_state(),
+                    SessionState::RwUser | SessionState::RoUser
+                )
+            })
+            .unwrap_or(false)
+    }
+
+    /// The mechanisms the token lists.
+    pub fn mechanisms(&self) -> &[MechanismType] {
+        self.mechanisms.get_or_init(|| {
+            self.module
+                .ctx
+                .get_mechanism_list(self.slot)
+                .unwrap_or_else(|e| {
+                    log::warn!("cannot read the token's mechanism list: {e}");
+                    Vec::new()
+                })
+        })
+    }
+
+    fn has(&self, m: MechanismType) -> bool {
+        self.mechanisms().contains(&m)
+    }
+
+    /// Whether the token can make signatures of this scheme: its mechanism
+    /// list offers a way, and the module profile does not rule it out.
+    pub fn supports(&self, scheme: SignScheme) -> bool {
+        let by_profile = self.module.profile().is_none_or(|p| p.signs_with(scheme));
+        let by_token = match scheme {
+            SignScheme::RsaPkcs1Sha256 => {
+                self.has(MechanismType::SHA256_RSA_PKCS) || self.has(MechanismType::RSA_PKCS)
+            }
+            SignScheme::RsaPssSha256 => {
+                self.has(MechanismType::SHA256_RSA_PKCS_PSS)
+                    || self.has(MechanismType::RSA_PKCS_PSS)
+            }
+            SignScheme::EcdsaP256Sha256 => self.has(MechanismType::ECDSA),
+        };
+        by_profile && by_token
+    }
+
+    fn find(&self, template: &[Attribute]) -> Result<Vec<ObjectHandle>> {
+        self.session().find_objects(template).map_err(error::map)
+    }
+
+    /// Every X.509 certificate object on the token (no login needed).
+    pub fn certificates(&self) -> Result<Vec<CertObject>> {
+        let handles = self.find(&[
+            Attribute::Class(ObjectClass::CERTIFICATE),
+            Attribute::CertificateType(CertificateType::X_509),
+        ])?;
+        let mut out = Vec::with_capacity(handles.len());
+        for h in handles {
+            let attrs = self
+                .session()
+                .get_attributes(
+                    h,
+                    &[
+                        AttributeType::Id,
+                        AttributeType::Label,
+                        AttributeType::Value,
+                    ],
+                )
+                .map_err(error::map)?;
+            let mut c = CertObject {
+                id: Vec::new(),
+                label: String::new(),
+                der: Vec::new(),
+            };
+            for a in attrs {
+                match a {
+                    Attribute::Id(v) => c.id = v,
+                    Attribute::Label(v) => c.label = String::from_utf8_lossy(&v).into_owned(),
+                    Attribute::Value(v) => c.der = v,
+                    _ => {}
+                }
+            }
+            if !c.der.is_empty() {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    fn key_handle(&self, class: ObjectClass, id: &[u8]) -> Result<Option<ObjectHandle>> {
+        Ok(self
+            .find(&[Attribute::Class(class), Attribute::Id(id.to_vec())])?
+            .into_iter()
+            .next())
+    }
+
+    /// The private key with this CKA_ID, with its attributes (needs login).
+    pub fn private_key(&self, id: &[u8]) -> Result<Option<PrivateKeyInfo>> {
+        let Some(h) = self.key_handle(ObjectClass::PRIVATE_KEY, id)? else {
+            return Ok(None);
+        };
+        let attrs = self
+            .session()
+            .get_attributes(
+                h,
+                &[
+                    AttributeType::Label,
+                    AttributeType::KeyType,
+                    AttributeType::Token,
+                    AttributeType::Private,
+                    AttributeType::Sensitive,
+                    AttributeType::Extractable,
+                    AttributeType::NeverExtractable,
+                    AttributeType::AlwaysSensitive,
+                    AttributeType::Sign,
+                    AttributeType::Local,
+                    AttributeType::AlwaysAuthenticate,
+                ],
+            )
+            .map_err(error::map)?;
+        let mut k = PrivateKeyInfo {
+            id: hex::encode(id),
+            label: String::new(),
+            key_type: String::new(),
+            token: false,
+            private: false,
+            sensitive: false,
+            // Unknown means possibly extractable.
+            extractable: true,
+            never_extractable: false,
+            always_sensitive: false,
+            sign: false,
+            local: false,
+            always_authenticate: false,
+        };
+        for a in attrs {
+            match a {
+                Attribute::Label(v) => k.label = String::from_utf8_lossy(&v).into_owned(),
+                Attribute::KeyType(t) => {
+                    k.key_type = if t == KeyType::RSA {
+                        "rsa".into()
+                    } else if t == KeyType::EC {
+                        "ec".into()
+                    } else {
+                        format!("{t}")
+                    }
+                }
+                Attribute::Token(v) => k.token = v,
+                Attribute::Private(v) => k.private = v,
+                Attribute::Sensitive(v) => k.sensitive = v,
+                Attribute::Extractable(v) => k.extractable = v,
+                Attribute::NeverExtractable(v) => k.never_extractable = v,
+                Attribute::AlwaysSensitive(v) => k.always_sensitive = v,
+                Attribute::Sign(v) => k.sign = v,
+                Attribute::Local(v) => k.local = v,
+                Attribute::AlwaysAuthenticate(v) => k.always_authenticate = v,
+                _ => {}
+            }
+        }
+        Ok(Some(k))
+    }
+
+    /// The public key object with this CKA_ID as DER SubjectPublicKeyInfo.
+    pub fn public_key(&self, id: &[u8]) -> Result<Option<Vec<u8>>> {
+        let Some(h) = self.key_handle(ObjectClass::PUBLIC_KEY, id)? else {
+            return Ok(None);
+        };
+        self.spki_of(h).map(Some)
+    }
+
+    fn spki_of(&self, h: ObjectHandle) -> Result<Vec<u8>> {
+        let attrs = self
+            .session()
+            .get_attributes(
+                h,
+                &[
+                    AttributeType::KeyType,
+                    AttributeType::Modulus,
+                    AttributeType::PublicExponent,
+                    AttributeType::EcPoint,
+                ],
+            )
+            .map_err(error::map)?;
+        let (mut kt, mut n, mut e, mut point) = (None, None, None, None);
+        for a in attrs {
+            match a {
+                Attribute::KeyType(t) => kt = Some(t),
+                Attribute::Modulus(v) => n = Some(v),
+                Attribute::PublicExponent(v) => e = Some(v),
+                Attribute::EcPoint(v) => point = Some(v),
+                _ => {}
+            }
+        }
+        let malformed = |what: &str| TokenError::Malformed(what.to_string());
+        match kt {
+            Some(t) if t == KeyType::RSA => {
+                let (n, e) = n
+                    .zip(e)
+                    .ok_or_else(|| malformed("RSA public key without modulus"))?;
+                keys::rsa_spki(&n, &e).map_err(|e| malformed(&format!("RSA public key: {e}")))
+            }
+            Some(t) if t == KeyType::EC => {
+                let point = point
+                    .as_deref()
+                    .and_then(keys::ec_point_from_attribute)
+                    .ok_or_else(|| {
+                        malformed("EC public key that is not an uncompressed P-256 point")
+                    })?;
+                keys::ec_p256_spki(&point).map_err(|e| malformed(&format!("EC public key: {e}")))
+            }
+            _ => Err(TokenError::Unsupported {
+                what: "keys other than RSA and EC P-256".into(),
+            }),
+        }
+    }
+
+    /// Generate a key pair on the token: private key sensitive and never
+    /// extractable, both halves on the token, CKA_ID the SHA-1 of the
+    /// modulus or EC point (as NSS and OpenSC derive it).
+    pub fn generate_key_pair(&self, kind: KeyKind, label: &str) -> Result<GeneratedKey> {
+        // A random provisional id, replaced by the derived one once the
+        // public key is known (the modulus does not exist before C_GenerateKeyPair).
+        let mut provisional = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut provisional)
+            .map_err(|_| TokenError::Unsupported {
+                what: "randomness".into(),
+            })?;
+        let provisional = provisional.to_vec();
+        let common = |private: bool| {
+            vec![
+                Attribute::Token(true),
+                Attribute::Private(private),
+                Attribute::Id(provisional.clone()),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ]
+        };
+        let mut public = common(false);
+        public.push(Attribute::Verify(true));
+        let mut private = common(true);
+        private.extend([
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+        ]);
+        let mechanism = match kind {
+            KeyKind::Rsa2048 | KeyKind::Rsa3072 => {
+                let bits: u64 = if kind == KeyKind::Rsa2048 { 2048 } else { 3072 };
+                public.push(Attribute::ModulusBits(bits.into()));
+                public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
+                public.push(Attribute::Encrypt(false));
+                private.push(Attribute::Decrypt(false));
+                Mechanism::RsaPkcsKeyPairGen
+            }
+            KeyKind::EcP256 => {
+                public.push(Attribute::EcParams(keys::p256_params_der()));
+                Mechanism::EccKeyPairGen
+            }
+        };
+        let (pub_h, priv_h) = self
+            .session()
+            .generate_key_pair(&mechanism, &public, &private)
+            .map_err(|e| match error::map(e) {
+                TokenError::Full { .. } => TokenError::Full {
+                    what: "a new key pair".into(),
+                },
+                other => other,
+            })?;
+        let spki_der = match self.spki_of(pub_h) {
+            Ok(s) => s,
+            Err(e) => {
+                self.destroy_quietly(&[pub_h, priv_h]);
+                return Err(e);
+            }
+        };
+        let Some(id) = keys::key_id_for_spki(&spki_der) else {
+            self.destroy_quietly(&[pub_h, priv_h]);
+            return Err(TokenError::Malformed("generated public key".into()));
+        };
+        let set_id = {
+            let s = self.session();
+            s.update_attributes(pub_h, &[Attribute::Id(id.clone())])
+                .and_then(|()| s.update_attributes(priv_h, &[Attribute::Id(id.clone())]))
+        };
+        match set_id {
+            Ok(()) => Ok(GeneratedKey { id, spki_der }),
+            Err(e) => {
+                log::warn!(
+                    "the token would not set CKA_ID to the SHA-1 of the public key ({e}); keeping id {}",
+                    hex::encode(&provisional)
+                );
+                Ok(GeneratedKey {
+                    id: provisional,
+                    spki_der,
+                })
+            }
+        }
+    }
+
+    fn destroy_quietly(&self, handles: &[ObjectHandle]) {
+        let s = self.session();
+        for h in handles {
+            if let Err(e) = s.destroy_object(*h) {
+                log::warn!("could not remove an incomplete object from the token: {e}");
+            }
+        }
+    }
+
+    /// Sign `message` with the private key `id`. RSA signatures are the
+    /// usual big-endian integer; ECDSA gives r||s (64 bytes), as JWS wants
+    /// it; use [`ecdsa_raw_to_der`] for X.509.
+    pub fn sign(&self, id: &[u8], scheme: SignScheme, message: &[u8]) -> Result<Vec<u8>> {
+        let key = self
+            .key_handle(ObjectClass::PRIVATE_KEY, id)?
+            .ok_or_else(|| TokenError::KeyNotFound {
+                id: hex::encode(id),
+            })?;
+        let digest = Sha256::digest(message);
+        let pss = PkcsPssParams {
+            hash_alg: MechanismType::SHA256,
+            mgf: PkcsMgfType::MGF1_SHA256,
+            s_len: 32u64.into(),
+        };
+        // Prefer the token hashing the message itself; fall back to hashing
+        // on the host where the token only has the raw mechanism.
+        let (mechanism, data): (Mechanism, Vec<u8>) = match scheme {
+            SignScheme::RsaPkcs1Sha256 if self.has(MechanismType::SHA256_RSA_PKCS) => {
+                (Mechanism::Sha256RsaPkcs, message.to_vec())
+            }
+            SignScheme::RsaPkcs1Sha256 if self.has(MechanismType::RSA_PKCS) => {
+                // DigestInfo for SHA-256 (RFC 8017 section 9.2, note 1).
+                let mut di = vec![
+                    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04,
+                    0x02, 0x01, 0x05, 0x00, 0x04, 0x20,
+                ];
+                di.extend_from_slice(&digest);
+                (Mechanism::RsaPkcs, di)
+            }
+            SignScheme::RsaPssSha256 if self.has(MechanismType::SHA256_RSA_PKCS_PSS) => {
+                (Mechanism::Sha256RsaPkcsPss(pss), message.to_vec())
+            }
+            SignScheme::RsaPssSha256 if self.has(MechanismType::RSA_PKCS_PSS) => {
+                (Mechanism::RsaPkcsPss(pss), digest.to_vec())
+            }
+            // Few tokens have CKM_ECDSA_SHA256 (SoftHSM has not): hash here.
+            SignScheme::EcdsaP256Sha256 if self.has(MechanismType::ECDSA) => {
+                (Mechanism::Ecdsa, digest.to_vec())
+            }
+            _ => {
+                return Err(TokenError::Unsupported {
+                    what: format!("{scheme} signatures"),
+                });
+            }
+        };
+        let sig = self
+            .session()
+            .sign(&mechanism, key, &data)
+            .map_err(error::map)?;
+        if scheme == SignScheme::EcdsaP256Sha256 && sig.len() != 64 {
+            return Err(TokenError::Malformed(format!(
+                "an ECDSA P-256 signature of {} bytes",
+                sig.len()
+            )));
+        }
+        Ok(sig)
+    }
+
+    /// Store a certificate under `id` with the attributes browsers and
+    /// `pkcs11-tool` expect (subject, issuer and serial from the certificate).
+    pub fn write_certificate(&self, id: &[u8], label: &str, der: &[u8]) -> Result<()> {
+        let malformed = |e: String| TokenError::Malformed(format!("certificate to store: {e}"));
+        let cert = Certificate::from_der(der).map_err(|e| malformed(e.to_string()))?;
+        let (issuer, subject) = crate::cert::raw_issuer_subject(der)
+            .ok_or_else(|| malformed("no issuer or subject".into()))?;
+        let serial = cert
+            .tbs_certificate()
+            .serial_number()
+            .to_der()
+            .map_err(|e| malformed(e.to_string()))?;
+        let template = [
+            Attribute::Class(ObjectClass::CERTIFICATE),
+            Attribute::CertificateType(CertificateType::X_509),
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Id(id.to_vec()),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Subject(subject),
+            Attribute::Issuer(issuer),
+            // CKA_SERIAL_NUMBER is the DER INTEGER, tag and length included.
+            Attribute::SerialNumber(serial),
+            Attribute::Value(der.to_vec()),
+        ];
+        self.session()
+            .create_object(&template)
+            .map(|_| ())
+            .map_err(|e| match error::map(e) {
+                TokenError::Full { .. } => TokenError::Full {
+                    what: "the new certificate".into(),
+                },
+                other => other,
+            })
+    }
+
+    /// Remove every object of these classes with this CKA_ID; returns how many.
+    pub fn delete(&self, id: &[u8], classes: &[ObjectClass]) -> Result<usize> {
+        let mut n = 0;
+        for class in classes {
+            for h in self.find(&[Attribute::Class(*class), Attribute::Id(id.to_vec())])? {
+                self.session().destroy_object(h).map_err(error::map)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Remove the certificate, public and private key with this CKA_ID.
+    pub fn delete_all(&self, id: &[u8]) -> Result<usize> {
+        self.delete(
+            id,
+            &[
+                ObjectClass::CERTIFICATE,
+                ObjectClass::PUBLIC_KEY,
+                ObjectClass::PRIVATE_KEY,
+            ],
+        )
+    }
+}
+
+pub use cryptoki::object::ObjectClass as Class;
