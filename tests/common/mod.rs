@@ -1,0 +1,257 @@
+//! Test fixtures: a real SoftHSM token per test, and the outside tools
+//! (`softhsm2-util`, `pkcs11-tool`, `openssl`) used to provision and check it.
+//!
+//! SoftHSM reads `SOFTHSM2_CONF` once, when the library is initialised, and a
+//! process can initialise it only once. Each test therefore needs its own
+//! process for its own token directory: run the suite with `cargo nextest
+//! run` (process per test). Under plain `cargo test` a second token directory
+//! in one process fails loudly instead of silently sharing a token.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub const PIN: &str = "123456";
+pub const LABEL: &str = "bank-token";
+
+const INSTALL: &str = "apt-get install softhsm2 opensc opensc-pkcs11 openssl faketime";
+
+/// Panic with the install command when a system part is missing.
+pub fn require(tool: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(found, "{tool} is missing; install it: {INSTALL}");
+}
+
+fn first_existing(candidates: &[&str], what: &str) -> PathBuf {
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{what} not found; install it: {INSTALL}"))
+}
+
+pub fn softhsm_module() -> PathBuf {
+    first_existing(
+        &[
+            "/usr/lib/softhsm/libsofthsm2.so",
+            "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+            "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+        ],
+        "libsofthsm2.so",
+    )
+}
+
+/// OpenSC's PKCS#11 spy: logs every call to the module behind it.
+pub fn spy_module() -> PathBuf {
+    first_existing(
+        &[
+            "/usr/lib/x86_64-linux-gnu/pkcs11-spy.so",
+            "/usr/lib/aarch64-linux-gnu/pkcs11-spy.so",
+            "/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so",
+        ],
+        "pkcs11-spy.so (package opensc-pkcs11)",
+    )
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A SoftHSM token directory of the test's own.
+pub struct SoftHsm {
+    pub dir: tempfile::TempDir,
+}
+
+static ACTIVE_CONF: OnceLock<PathBuf> = OnceLock::new();
+
+impl SoftHsm {
+    /// An empty token store with one initialised token, `LABEL`/`PIN`.
+    pub fn new() -> SoftHsm {
+        let hsm = SoftHsm::empty();
+        hsm.init_token(LABEL);
+        hsm
+    }
+
+    /// A token store with no token; `provision` fills it.
+    pub fn empty() -> SoftHsm {
+        require("softhsm2-util");
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("tokens")).expect("tokens dir");
+        std::fs::write(
+            dir.path().join("softhsm2.conf"),
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                dir.path().join("tokens").display()
+            ),
+        )
+        .expect("softhsm2.conf");
+        SoftHsm { dir }
+    }
+
+    pub fn conf(&self) -> PathBuf {
+        self.dir.path().join("softhsm2.conf")
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn init_token(&self, label: &str) {
+        let out = Command::new("softhsm2-util")
+            .env("SOFTHSM2_CONF", self.conf())
+            .args(["--init-token", "--free", "--label", label])
+            .args(["--so-pin", "so-123456", "--pin", PIN])
+            .output()
+            .expect("softhsm2-util runs");
+        assert!(out.status.success(), "init-token: {}", text(&out));
+    }
+
+    /// Point this process's SoftHSM at this token store (once per process).
+    pub fn activate(&self) {
+        let conf = self.conf();
+        let active = ACTIVE_CONF.get_or_init(|| {
+            // SAFETY: set before any thread of this test loads the module, and
+            // only once per process.
+            unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
+            conf.clone()
+        });
+        assert_eq!(
+            active, &conf,
+            "SoftHSM was already initialised in this process with another token dir: run the tests with `cargo nextest run` (one process per test)"
+        );
+    }
+
+    /// Provision with `scripts/provision-token.sh` (pkcs11-tool + openssl only).
+    pub fn provision(&self, label: &str, days_left: &[i64]) -> String {
+        for t in ["pkcs11-tool", "openssl", "faketime"] {
+            require(t);
+        }
+        let out = Command::new(repo_root().join("scripts/provision-token.sh"))
+            .arg(self.path())
+            .arg(label)
+            .arg(PIN)
+            .args(days_left.iter().map(|d| d.to_string()))
+            .output()
+            .expect("provision-token.sh runs");
+        assert!(out.status.success(), "provision: {}", text(&out));
+        text(&out)
+    }
+
+    /// A config file for this token, with optional extra TOML.
+    pub fn config(&self, module: &str, extra: &str) -> PathBuf {
+        let path = self.path().join("config.toml");
+        std::fs::write(
+            &path,
+            format!("[token]\nmodule = \"{module}\"\nlabel = \"{LABEL}\"\n{extra}"),
+        )
+        .expect("config");
+        path
+    }
+
+    /// Run `pkcs11-tool` on this token.
+    pub fn pkcs11_tool(&self, args: &[&str]) -> Output {
+        require("pkcs11-tool");
+        Command::new("pkcs11-tool")
+            .env("SOFTHSM2_CONF", self.conf())
+            .arg("--module")
+            .arg(softhsm_module())
+            .args(["--token-label", LABEL])
+            .args(args)
+            .output()
+            .expect("pkcs11-tool runs")
+    }
+
+    /// Run the certagent binary against this token.
+    pub fn certagent(&self, config: &Path, args: &[&str], pin: Option<&str>) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_certagent"));
+        cmd.env("SOFTHSM2_CONF", self.conf())
+            .env_remove("CERTAGENT_CONFIG")
+            .env_remove("CERTAGENT_PIN")
+            .env("XDG_CONFIG_HOME", self.path().join("xdg"))
+            .arg("--config")
+            .arg(config)
+            .args(args);
+        if let Some(pin) = pin {
+            cmd.env("CERTAGENT_PIN", pin);
+        }
+        cmd.output().expect("certagent runs")
+    }
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Run a command that must succeed; returns stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// openssl, which must be installed.
+pub fn openssl() -> Command {
+    require("openssl");
+    Command::new("openssl")
+}
+
+/// Write DER SubjectPublicKeyInfo as a PEM file openssl reads.
+pub fn spki_pem(dir: &Path, name: &str, spki_der: &[u8]) -> PathBuf {
+    let der = dir.join(format!("{name}.der"));
+    let pem = dir.join(format!("{name}.pem"));
+    std::fs::write(&der, spki_der).expect("write spki");
+    run(openssl()
+        .args(["pkey", "-pubin", "-inform", "DER", "-in"])
+        .arg(&der)
+        .arg("-out")
+        .arg(&pem));
+    pem
+}
+
+/// A test CA made by openssl, issuing for public keys given as PEM.
+pub struct OpensslCa {
+    pub dir: PathBuf,
+}
+
+impl OpensslCa {
+    pub fn new(dir: &Path) -> OpensslCa {
+        let dir = dir.join("openssl-ca");
+        std::fs::create_dir_all(&dir).expect("ca dir");
+        run(openssl()
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout"])
+            .arg(dir.join("ca.key"))
+            .arg("-out")
+            .arg(dir.join("ca.pem"))
+            .args(["-subj", "/O=Test Bank/CN=Test Bank CA", "-days", "3650"]));
+        OpensslCa { dir }
+    }
+
+    /// A certificate for `pubkey_pem` with `subject` and extension lines; DER.
+    pub fn issue(&self, name: &str, pubkey_pem: &Path, subject: &str, ext: &str) -> Vec<u8> {
+        let extfile = self.dir.join(format!("{name}.ext"));
+        std::fs::write(&extfile, ext).expect("ext");
+        let out = self.dir.join(format!("{name}.der"));
+        run(openssl()
+            .args(["x509", "-new", "-subj", subject, "-force_pubkey"])
+            .arg(pubkey_pem)
+            .arg("-CA")
+            .arg(self.dir.join("ca.pem"))
+            .arg("-CAkey")
+            .arg(self.dir.join("ca.key"))
+            .args(["-days", "365", "-outform", "DER", "-extfile"])
+            .arg(&extfile)
+            .arg("-out")
+            .arg(&out));
+        std::fs::read(out).expect("read cert")
+    }
+}
