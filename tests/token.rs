@@ -17,9 +17,11 @@ use cryptoki::types::AuthPin;
 
 fn open(hsm: &SoftHsm) -> Token {
     hsm.activate();
-    let module: Arc<Module> =
-        Module::load(&common::softhsm_module().display().to_string(), &Drivers::builtin())
-            .expect("load SoftHSM");
+    let module: Arc<Module> = Module::load(
+        &common::softhsm_module().display().to_string(),
+        &Drivers::builtin(),
+    )
+    .expect("load SoftHSM");
     assert_eq!(module.info().profile.as_deref(), Some("softhsm2"));
     module
         .open(&TokenSelector {
@@ -40,7 +42,9 @@ fn logged_in(hsm: &SoftHsm) -> Token {
 /// SHA-1 of the key material as openssl sees it, from the public key alone.
 fn sha1_of_public_key_openssl(dir: &std::path::Path, pem: &std::path::Path, rsa: bool) -> Vec<u8> {
     let bytes = if rsa {
-        let out = run(openssl().args(["rsa", "-pubin", "-noout", "-modulus", "-in"]).arg(pem));
+        let out = run(openssl()
+            .args(["rsa", "-pubin", "-noout", "-modulus", "-in"])
+            .arg(pem));
         hex::decode(out.trim().trim_start_matches("Modulus=")).expect("modulus hex")
     } else {
         // The last 65 bytes of a P-256 SubjectPublicKeyInfo are the point.
@@ -71,21 +75,40 @@ fn check_generated(kind: KeyKind) {
     // The private key's attributes read back from the token.
     let k = token.private_key(&key.id).expect("read").expect("present");
     assert!(k.token && k.private && k.sensitive && k.sign, "{k:?}");
-    assert!(!k.extractable && k.never_extractable && k.always_sensitive && k.local, "{k:?}");
-    assert_eq!(token.public_key(&key.id).expect("pub"), Some(key.spki_der.clone()));
+    assert!(
+        !k.extractable && k.never_extractable && k.always_sensitive && k.local,
+        "{k:?}"
+    );
+    assert_eq!(
+        token.public_key(&key.id).expect("pub"),
+        Some(key.spki_der.clone())
+    );
 
     // pkcs11-tool sees the pair under the same id, and cannot read the private value.
-    let listing = String::from_utf8_lossy(&hsm.pkcs11_tool(&["--login", "--pin", PIN, "-O"]).stdout)
-        .into_owned();
+    let listing =
+        String::from_utf8_lossy(&hsm.pkcs11_tool(&["--login", "--pin", PIN, "-O"]).stdout)
+            .into_owned();
     assert!(listing.contains(&hex::encode(&key.id)), "{listing}");
     assert!(listing.contains("never extractable"), "{listing}");
     let leaked = hsm.path().join("private.der");
     let export = hsm.pkcs11_tool(&[
-        "--login", "--pin", PIN, "--read-object", "--type", "privkey", "--id",
-        &hex::encode(&key.id), "-o", &leaked.display().to_string(),
+        "--login",
+        "--pin",
+        PIN,
+        "--read-object",
+        "--type",
+        "privkey",
+        "--id",
+        &hex::encode(&key.id),
+        "-o",
+        &leaked.display().to_string(),
     ]);
     let bytes = std::fs::read(&leaked).unwrap_or_default();
-    assert!(bytes.is_empty(), "private key was readable: {}", common::text(&export));
+    assert!(
+        bytes.is_empty(),
+        "private key was readable: {}",
+        common::text(&export)
+    );
 }
 
 #[test]
@@ -103,7 +126,13 @@ fn generates_ec_p256_on_the_token() {
     check_generated(KeyKind::EcP256);
 }
 
-fn openssl_verifies(hsm: &SoftHsm, pem: &std::path::Path, scheme: SignScheme, msg: &[u8], sig: &[u8]) -> bool {
+fn openssl_verifies(
+    hsm: &SoftHsm,
+    pem: &std::path::Path,
+    scheme: SignScheme,
+    msg: &[u8],
+    sig: &[u8],
+) -> bool {
     let dir = hsm.path();
     std::fs::write(dir.join("msg"), msg).expect("msg");
     let sig = if scheme == SignScheme::EcdsaP256Sha256 {
@@ -115,9 +144,16 @@ fn openssl_verifies(hsm: &SoftHsm, pem: &std::path::Path, scheme: SignScheme, ms
     let mut cmd = openssl();
     cmd.args(["dgst", "-sha256", "-verify"]).arg(pem);
     if scheme == SignScheme::RsaPssSha256 {
-        cmd.args(["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32"]);
+        cmd.args([
+            "-sigopt",
+            "rsa_padding_mode:pss",
+            "-sigopt",
+            "rsa_pss_saltlen:32",
+        ]);
     }
-    cmd.arg("-signature").arg(dir.join("sig")).arg(dir.join("msg"));
+    cmd.arg("-signature")
+        .arg(dir.join("sig"))
+        .arg(dir.join("msg"));
     cmd.output().expect("openssl").status.success()
 }
 
@@ -125,7 +161,9 @@ fn openssl_verifies(hsm: &SoftHsm, pem: &std::path::Path, scheme: SignScheme, ms
 fn every_signature_scheme_verifies_in_openssl() {
     let hsm = SoftHsm::new();
     let token = logged_in(&hsm);
-    let rsa = token.generate_key_pair(KeyKind::Rsa2048, "rsa").expect("rsa");
+    let rsa = token
+        .generate_key_pair(KeyKind::Rsa2048, "rsa")
+        .expect("rsa");
     let ec = token.generate_key_pair(KeyKind::EcP256, "ec").expect("ec");
     let rsa_pem = spki_pem(hsm.path(), "rsa", &rsa.spki_der);
     let ec_pem = spki_pem(hsm.path(), "ec", &ec.spki_der);
@@ -140,10 +178,19 @@ fn every_signature_scheme_verifies_in_openssl() {
         if scheme == SignScheme::EcdsaP256Sha256 {
             assert_eq!(sig.len(), 64, "r||s");
         }
-        assert!(openssl_verifies(&hsm, pem, scheme, msg, &sig), "{scheme} rejected by openssl");
+        assert!(
+            openssl_verifies(&hsm, pem, scheme, msg, &sig),
+            "{scheme} rejected by openssl"
+        );
         assert!(certagent::cert::verify(&key.spki_der, scheme, msg, &sig));
         // The same signature over another message must not verify: the check can fail.
-        assert!(!openssl_verifies(&hsm, pem, scheme, b"another message", &sig));
+        assert!(!openssl_verifies(
+            &hsm,
+            pem,
+            scheme,
+            b"another message",
+            &sig
+        ));
     }
     // A scheme that does not fit the key is refused by the token, not faked.
     assert!(token.sign(&ec.id, SignScheme::RsaPkcs1Sha256, msg).is_err());
@@ -153,19 +200,28 @@ fn every_signature_scheme_verifies_in_openssl() {
 fn signing_without_login_is_a_clear_error() {
     let hsm = SoftHsm::new();
     let token = logged_in(&hsm);
-    let key = token.generate_key_pair(KeyKind::EcP256, "k").expect("keygen");
+    let key = token
+        .generate_key_pair(KeyKind::EcP256, "k")
+        .expect("keygen");
     drop(token);
     // A fresh session after the last one closed is logged out.
     let token = open(&hsm);
-    let e = token.sign(&key.id, SignScheme::EcdsaP256Sha256, b"x").unwrap_err();
-    assert!(matches!(e, TokenError::KeyNotFound { .. } | TokenError::NotLoggedIn), "{e:?}");
+    let e = token
+        .sign(&key.id, SignScheme::EcdsaP256Sha256, b"x")
+        .unwrap_err();
+    assert!(
+        matches!(e, TokenError::KeyNotFound { .. } | TokenError::NotLoggedIn),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn certificate_objects_round_trip_and_other_tools_read_them() {
     let hsm = SoftHsm::new();
     let token = logged_in(&hsm);
-    let key = token.generate_key_pair(KeyKind::Rsa2048, "bank key").expect("keygen");
+    let key = token
+        .generate_key_pair(KeyKind::Rsa2048, "bank key")
+        .expect("keygen");
     let pem = spki_pem(hsm.path(), "pub", &key.spki_der);
     let ca = OpensslCa::new(hsm.path());
     let der = ca.issue(
@@ -174,7 +230,9 @@ fn certificate_objects_round_trip_and_other_tools_read_them() {
         "/C=SI/O=Firma d.o.o./CN=Ana Novak",
         "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\nsubjectAltName=email:ana@firma.example\n",
     );
-    token.write_certificate(&key.id, "bank certificate", &der).expect("write");
+    token
+        .write_certificate(&key.id, "bank certificate", &der)
+        .expect("write");
 
     let objs = token.certificates().expect("list");
     assert_eq!(objs.len(), 1);
@@ -185,15 +243,22 @@ fn certificate_objects_round_trip_and_other_tools_read_them() {
     assert_eq!(cert.san, ["email:ana@firma.example"]);
 
     // pkcs11-tool reads subject and serial from the object's own attributes.
-    let listing = String::from_utf8_lossy(&hsm.pkcs11_tool(&["-O", "--type", "cert"]).stdout)
-        .into_owned();
+    let listing =
+        String::from_utf8_lossy(&hsm.pkcs11_tool(&["-O", "--type", "cert"]).stdout).into_owned();
     assert!(listing.contains("CN=Ana Novak"), "{listing}");
     assert!(listing.contains(&cert.serial), "{listing}");
     assert!(listing.contains(&hex::encode(&key.id)), "{listing}");
     // p11tool (GnuTLS) lists it too, and exports the same bytes.
     common::require("p11tool");
-    let uri = format!("pkcs11:token={LABEL};id=%{}", hex::encode(&key.id).as_bytes()
-        .chunks(2).map(|c| std::str::from_utf8(c).unwrap_or("")).collect::<Vec<_>>().join("%"));
+    let uri = format!(
+        "pkcs11:token={LABEL};id=%{}",
+        hex::encode(&key.id)
+            .as_bytes()
+            .chunks(2)
+            .map(|c| std::str::from_utf8(c).unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("%")
+    );
     let exported = run(Command::new("p11tool")
         .env("SOFTHSM2_CONF", hsm.conf())
         .arg("--provider")
@@ -240,18 +305,30 @@ fn csr_signed_on_the_token_verifies_in_openssl_and_copies_subject_and_san() {
             .expect("openssl req");
         let all = common::text(&out);
         assert!(out.status.success(), "{all}");
-        assert!(all.contains("verify OK") || all.contains("Certificate request self-signature verify OK"), "{all}");
-        assert!(all.contains("ana@firma.example") && all.contains("DNS:ana.firma.example"), "{all}");
+        assert!(
+            all.contains("verify OK")
+                || all.contains("Certificate request self-signature verify OK"),
+            "{all}"
+        );
+        assert!(
+            all.contains("ana@firma.example") && all.contains("DNS:ana.firma.example"),
+            "{all}"
+        );
 
         // Byte for byte: the request's subject is the certificate's subject.
         let (_, subject) = certagent::cert::raw_issuer_subject(&der).expect("subject");
         assert!(csr.windows(subject.len()).any(|w| w == subject.as_slice()));
         // And the request carries the new key, not the old one.
         let new_pub = hsm.path().join(format!("new{n}.pem"));
-        run(openssl().args(["req", "-pubkey", "-noout", "-inform", "DER", "-in"]).arg(&path).arg("-out").arg(&new_pub));
+        run(openssl()
+            .args(["req", "-pubkey", "-noout", "-inform", "DER", "-in"])
+            .arg(&path)
+            .arg("-out")
+            .arg(&new_pub));
         assert_eq!(
             std::fs::read_to_string(&new_pub).expect("pub"),
-            std::fs::read_to_string(spki_pem(hsm.path(), &format!("cand{n}"), &new.spki_der)).expect("pub")
+            std::fs::read_to_string(spki_pem(hsm.path(), &format!("cand{n}"), &new.spki_der))
+                .expect("pub")
         );
     }
 }
@@ -268,7 +345,9 @@ fn wrong_pin_is_reported_once_and_not_retried() {
     // SoftHSM flags a failed login; the right PIN still works afterwards.
     assert!(token.info().expect("info").pin_count_low);
     assert!(!token.is_logged_in());
-    token.login(Some(&AuthPin::from(PIN.to_string()))).expect("right PIN");
+    token
+        .login(Some(&AuthPin::from(PIN.to_string())))
+        .expect("right PIN");
     assert!(token.is_logged_in());
 }
 
@@ -276,8 +355,11 @@ fn wrong_pin_is_reported_once_and_not_retried() {
 fn token_not_present_names_what_is() {
     let hsm = SoftHsm::new();
     hsm.activate();
-    let module = Module::load(&common::softhsm_module().display().to_string(), &Drivers::builtin())
-        .expect("load");
+    let module = Module::load(
+        &common::softhsm_module().display().to_string(),
+        &Drivers::builtin(),
+    )
+    .expect("load");
     let e = module
         .open(&TokenSelector {
             label: Some("no-such-token".into()),
@@ -286,7 +368,10 @@ fn token_not_present_names_what_is() {
         .unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, TokenError::NotFound { .. }), "{e:?}");
-    assert!(msg.contains("no-such-token") && msg.contains(LABEL), "{msg}");
+    assert!(
+        msg.contains("no-such-token") && msg.contains(LABEL),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -305,8 +390,18 @@ fn objects_made_by_pkcs11_tool_are_read_with_their_ids() {
     for c in token.certificates().expect("list") {
         let cert = Cert::from_der(&c.der).expect("parse");
         // The key pkcs11-tool made signs, and the signature matches the certificate.
-        let sig = token.sign(&c.id, SignScheme::RsaPkcs1Sha256, b"hello").expect("sign");
-        assert!(certagent::cert::verify(&cert.spki_der, SignScheme::RsaPkcs1Sha256, b"hello", &sig));
-        assert_eq!(token.public_key(&c.id).expect("pub"), Some(cert.spki_der.clone()));
+        let sig = token
+            .sign(&c.id, SignScheme::RsaPkcs1Sha256, b"hello")
+            .expect("sign");
+        assert!(certagent::cert::verify(
+            &cert.spki_der,
+            SignScheme::RsaPkcs1Sha256,
+            b"hello",
+            &sig
+        ));
+        assert_eq!(
+            token.public_key(&c.id).expect("pub"),
+            Some(cert.spki_der.clone())
+        );
     }
 }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what it needs, then checks
+# formatting, lints, and runs every test (unit and integration, on real
+# SoftHSM tokens) with cargo-nextest, one process per test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/setup.sh
+certagent_setup
+
+if command -v rustup >/dev/null; then
+    rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "installing cargo-nextest (one process per test: SoftHSM needs it)" >&2
+    cargo install --locked cargo-nextest
+fi
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo nextest run --locked --no-fail-fast --profile ci

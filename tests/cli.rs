@@ -1,0 +1,340 @@
+//! The `certagent` command line against a SoftHSM token provisioned only by
+//! pkcs11-tool and openssl (scripts/provision-token.sh).
+
+mod common;
+
+use std::process::Command;
+
+use common::{LABEL, PIN, SoftHsm, text};
+use serde_json::Value;
+
+fn json(out: &std::process::Output) -> Value {
+    assert!(out.status.success(), "{}", text(out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn status_reports_each_lifecycle_state_with_ids_and_days_left() {
+    let hsm = SoftHsm::empty();
+    hsm.provision(LABEL, &[200, 20, -5, -100]);
+    let config = hsm.config("softhsm2", "");
+
+    let status = json(&hsm.certagent(&config, &["status", "--json"], None));
+    assert_eq!(status["token"]["label"], LABEL);
+    let certs = status["certificates"].as_array().expect("certificates");
+    let mut seen: Vec<(String, i64, String)> = certs
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().expect("id").to_string(),
+                c["days_left"].as_i64().expect("days_left"),
+                c["state"].as_str().expect("state").to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("01".to_string(), 200, "valid".to_string()),
+            ("02".to_string(), 20, "renewal-due".to_string()),
+            ("03".to_string(), -5, "expired".to_string()),
+            ("04".to_string(), -100, "lapsed".to_string()),
+        ]
+    );
+    for c in certs {
+        for key in ["subject", "serial", "not_before", "not_after"] {
+            assert!(
+                c[key].as_str().is_some_and(|s| !s.is_empty()),
+                "{key} in {c}"
+            );
+        }
+        assert!(c["subject"].as_str().expect("subject").contains("CN=User"));
+        // Only a lapsed certificate has no notice left.
+        assert_eq!(c["next_notice"].is_null(), c["state"] == "lapsed", "{c}");
+    }
+
+    // The human form says the same.
+    let human = hsm.certagent(&config, &["status"], None);
+    assert!(human.status.success(), "{}", text(&human));
+    let h = stdout(&human);
+    for want in [
+        "valid (200 days left)",
+        "renewal-due (20 days left)",
+        "expired (-5 days left)",
+        "lapsed (-100 days left)",
+    ] {
+        assert!(h.contains(want), "{want} missing in\n{h}");
+    }
+}
+
+#[test]
+fn tokens_lists_the_token_and_its_profile() {
+    let hsm = SoftHsm::new();
+    let config = hsm.config("softhsm2", "");
+    let t = json(&hsm.certagent(&config, &["tokens", "--json"], None));
+    assert_eq!(t["module"]["profile"], "softhsm2");
+    let slots = t["slots"].as_array().expect("slots");
+    let ours: Vec<&Value> = slots
+        .iter()
+        .filter(|s| s["token"]["label"] == LABEL)
+        .collect();
+    assert_eq!(ours.len(), 1, "{t}");
+    let tok = &ours[0]["token"];
+    assert_eq!(tok["manufacturer"], "SoftHSM project");
+    assert_eq!(tok["pin_locked"], false);
+    assert_eq!(tok["protected_auth_path"], false);
+    assert!(
+        ours[0]["uri"]
+            .as_str()
+            .expect("uri")
+            .contains("token=bank-token")
+    );
+
+    let human = stdout(&hsm.certagent(&config, &["tokens"], None));
+    assert!(
+        human.contains("profile softhsm2") && human.contains("\"bank-token\""),
+        "{human}"
+    );
+}
+
+#[test]
+fn doctor_passes_on_a_token_made_by_other_tools() {
+    let hsm = SoftHsm::empty();
+    hsm.provision(LABEL, &[200, 20, -5, -100]);
+    let config = hsm.config("softhsm2", "");
+    let out = hsm.certagent(&config, &["doctor"], Some(PIN));
+    assert!(out.status.success(), "{}", text(&out));
+    let o = stdout(&out);
+    assert!(o.contains("ok    login"), "{o}");
+    for id in ["01", "02", "03", "04"] {
+        assert!(
+            o.lines().any(|l| l.starts_with("ok ")
+                && l.contains(&format!("cert {id} "))
+                && l.contains("key signs and matches the certificate")),
+            "{id}: {o}"
+        );
+    }
+    let checks = json(&hsm.certagent(&config, &["doctor", "--json"], Some(PIN)));
+    assert!(
+        checks
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|c| c["outcome"] != "fail"),
+        "{checks}"
+    );
+}
+
+/// Counts C_Login calls with OpenSC's PKCS#11 spy between certagent and SoftHSM.
+#[test]
+fn doctor_with_a_wrong_pin_fails_clearly_after_exactly_one_attempt() {
+    let hsm = SoftHsm::empty();
+    hsm.provision(LABEL, &[200]);
+    let spy = common::spy_module();
+    let config = hsm.config(&spy.display().to_string(), "");
+    let log = hsm.path().join("spy.log");
+    let out = Command::new(env!("CARGO_BIN_EXE_certagent"))
+        .env("SOFTHSM2_CONF", hsm.conf())
+        .env("PKCS11SPY", common::softhsm_module())
+        .env("PKCS11SPY_OUTPUT", &log)
+        .env("CERTAGENT_PIN", "999999")
+        .env("XDG_CONFIG_HOME", hsm.path().join("xdg"))
+        .arg("--config")
+        .arg(&config)
+        .arg("doctor")
+        .output()
+        .expect("certagent");
+    assert!(!out.status.success(), "{}", text(&out));
+    let o = stdout(&out);
+    assert!(
+        o.contains("FAIL  login") && o.contains("rejected the PIN; it was not retried"),
+        "{o}"
+    );
+    assert!(
+        stderr(&out).trim().lines().count() == 1,
+        "one line on stderr: {}",
+        text(&out)
+    );
+    let spylog = std::fs::read_to_string(&log).expect("spy log");
+    let logins = spylog.lines().filter(|l| l.contains("C_Login")).count();
+    assert_eq!(logins, 1, "C_Login calls:\n{spylog}");
+    assert!(spylog.contains("CKR_PIN_INCORRECT"), "{spylog}");
+    // No key was touched after the rejected PIN.
+    assert!(!spylog.contains("C_SignInit"), "{spylog}");
+}
+
+#[test]
+fn doctor_without_a_way_to_ask_for_the_pin_says_so() {
+    let hsm = SoftHsm::empty();
+    hsm.provision(LABEL, &[200]);
+    let config = hsm.config("softhsm2", "");
+    // No CERTAGENT_PIN and no terminal (stdin is not a tty under the test runner).
+    let out = Command::new(env!("CARGO_BIN_EXE_certagent"))
+        .env("SOFTHSM2_CONF", hsm.conf())
+        .env_remove("CERTAGENT_PIN")
+        .arg("--config")
+        .arg(&config)
+        .arg("doctor")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("certagent");
+    assert!(!out.status.success());
+    let o = stdout(&out);
+    assert!(
+        o.contains("FAIL  login") && o.contains("CERTAGENT_PIN"),
+        "{o}"
+    );
+}
+
+#[test]
+fn show_describes_one_certificate() {
+    let hsm = SoftHsm::empty();
+    hsm.provision(LABEL, &[200, 20]);
+    let config = hsm.config("softhsm2", "");
+    let out = hsm.certagent(&config, &["show", "--id", "02"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    let o = stdout(&out);
+    for want in [
+        "CN=User 2",
+        "renewal-due (20 days left)",
+        "certagent renew",
+        "Demo Bank Client CA",
+        "RSA 2048 bits",
+    ] {
+        assert!(o.contains(want), "{want} missing:\n{o}");
+    }
+    let j = json(&hsm.certagent(&config, &["show", "--id", "02", "--json"], None));
+    assert_eq!(j["id"], "02");
+    assert!(
+        j["pem"]
+            .as_str()
+            .expect("pem")
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+
+    let several = hsm.certagent(&config, &["show"], None);
+    assert!(!several.status.success());
+    assert!(stderr(&several).contains("--id"), "{}", text(&several));
+    let missing = hsm.certagent(&config, &["show", "--id", "ff"], None);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("no certificate with id ff"),
+        "{}",
+        text(&missing)
+    );
+}
+
+#[test]
+fn bad_configuration_is_rejected_naming_key_and_file() {
+    let hsm = SoftHsm::new();
+    let config = hsm.config("softhsm2", "[policy]\nrenewal_window_days = 30\n");
+    let out = hsm.certagent(&config, &["status"], None);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(
+        e.contains("renewal_window_days") && e.contains(&config.display().to_string()),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+
+    let missing = hsm.path().join("nope.toml");
+    let out = hsm.certagent(&missing, &["status"], None);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("nope.toml"), "{}", text(&out));
+}
+
+#[test]
+fn configuration_is_found_through_the_environment_and_uri_selects_the_token() {
+    let hsm = SoftHsm::new();
+    let path = hsm.path().join("env-config.toml");
+    std::fs::write(
+        &path,
+        format!("[token]\nmodule = \"softhsm2\"\nuri = \"pkcs11:manufacturer=SoftHSM%20project;token={LABEL}\"\n"),
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_certagent"))
+        .env("SOFTHSM2_CONF", hsm.conf())
+        .env("CERTAGENT_CONFIG", &path)
+        .args(["status", "--json"])
+        .output()
+        .expect("certagent");
+    let j = json(&out);
+    assert_eq!(j["token"]["label"], LABEL);
+    assert_eq!(j["certificates"].as_array().map(Vec::len), Some(0));
+
+    std::fs::write(&path, "[token]\nuri = \"pkcs11:slot-id=0\"\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_certagent"))
+        .env("CERTAGENT_CONFIG", &path)
+        .arg("status")
+        .output()
+        .expect("certagent");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("slot-id"), "{}", text(&out));
+}
+
+#[test]
+fn a_user_profile_folder_adds_a_module_profile() {
+    let hsm = SoftHsm::new();
+    let drivers = hsm.path().join("drivers");
+    std::fs::create_dir(&drivers).expect("dir");
+    std::fs::write(
+        drivers.join("bank-softhsm.toml"),
+        format!(
+            "name = \"bank-softhsm\"\ndescription = \"the bank's test token\"\ninstall = \"ask the bank\"\n[paths]\nlinux = [\"{}\"]\n",
+            common::softhsm_module().display()
+        ),
+    )
+    .expect("profile");
+    std::fs::write(
+        drivers.join("absent.toml"),
+        "name = \"absent\"\ndescription = \"not installed\"\ninstall = \"apt-get install absent-pkcs11\"\n[paths]\nlinux = [\"/nonexistent/absent.so\"]\n",
+    )
+    .expect("profile");
+    let config = hsm.config("bank-softhsm", "");
+    let t = json(&hsm.certagent(&config, &["tokens", "--json"], None));
+    assert_eq!(t["module"]["profile"], "bank-softhsm");
+
+    let config = hsm.config("absent", "");
+    let out = hsm.certagent(&config, &["tokens"], None);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(
+        e.contains("apt-get install absent-pkcs11") && e.contains("/nonexistent/absent.so"),
+        "{e}"
+    );
+
+    let config = hsm.config("no-such-profile", "");
+    let out = hsm.certagent(&config, &["tokens"], None);
+    assert!(
+        stderr(&out).contains("softhsm2"),
+        "known profiles listed: {}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_missing_token_is_a_clear_error() {
+    let hsm = SoftHsm::new();
+    let path = hsm.path().join("other.toml");
+    std::fs::write(
+        &path,
+        "[token]\nmodule = \"softhsm2\"\nlabel = \"other-token\"\n",
+    )
+    .expect("write");
+    let out = hsm.certagent(&path, &["status"], None);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(
+        e.contains("other-token") && e.contains("insert the token"),
+        "{e}"
+    );
+}
