@@ -442,6 +442,14 @@ listen = "127.0.0.1:31270"
     }
 
     #[test]
+    fn the_shipped_example_is_valid() {
+        let text = include_str!("../packaging/config.example.toml");
+        let c = parse(text).unwrap();
+        assert_eq!(c.token.module, "softhsm2");
+        assert!(c.bank.is_some());
+    }
+
+    #[test]
     fn explicit_missing_file_is_an_error() {
         let e = Config::discover(Some(Path::new("/nonexistent/certagent.toml"))).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/certagent.toml"));
