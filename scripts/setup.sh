@@ -4,7 +4,7 @@
 # faketime. Only missing packages are installed. Sourced by demo.sh and test.sh.
 set -euo pipefail
 
-certagent_packages=(softhsm2 opensc opensc-pkcs11 gnutls-bin openssl faketime ca-certificates)
+certagent_packages=(softhsm2 opensc opensc-pkcs11 gnutls-bin openssl faketime ca-certificates strongswan-pki libstrongswan-extra-plugins)
 
 certagent_setup() {
     local missing=()

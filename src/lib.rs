@@ -8,12 +8,14 @@
 //! stands; [`csr`] asks for a new one, signed on the token; [`prompt`] asks
 //! the person; [`cli`] ties them into commands.
 
+pub mod bank;
 pub mod cert;
 pub mod cli;
 pub mod config;
 pub mod csr;
 pub mod drivers;
 pub mod error;
+pub mod pkcs7;
 pub mod policy;
 pub mod prompt;
 pub mod token;
