@@ -15,9 +15,11 @@ pub mod config;
 pub mod csr;
 pub mod drivers;
 pub mod error;
+pub mod est;
 pub mod pkcs7;
 pub mod policy;
 pub mod prompt;
+pub mod tls;
 pub mod token;
 
 pub use error::Error;
