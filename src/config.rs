@@ -174,6 +174,14 @@ pub fn default_path() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "certagent").map(|d| d.config_dir().join("config.toml"))
 }
 
+/// Where certagent keeps state (the renewal journal, notices sent):
+/// `$XDG_STATE_HOME/certagent`, else the platform's local data directory.
+pub fn state_dir() -> PathBuf {
+    directories::ProjectDirs::from("", "", "certagent")
+        .map(|d| d.state_dir().unwrap_or(d.data_local_dir()).to_path_buf())
+        .unwrap_or_else(|| std::env::temp_dir().join("certagent-state"))
+}
+
 /// toml's message on one line, with the line number and the offending line
 /// (which names the key) instead of toml's multi-line excerpt.
 fn toml_message(e: &toml::de::Error, text: &str) -> String {

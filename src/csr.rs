@@ -141,6 +141,35 @@ pub fn scheme_for(spki_der: &[u8]) -> Option<SignScheme> {
     }
 }
 
+/// A request copying `template` when there is one; with none (a first
+/// enrolment) the subject is left empty for the bank to fill in from its
+/// own records of the user.
+pub fn build_for(
+    token: &Token,
+    id: &[u8],
+    spki_der: &[u8],
+    template: Option<&Cert>,
+) -> Result<Vec<u8>, CsrError> {
+    match template {
+        Some(t) => build(token, id, spki_der, t),
+        None => {
+            let scheme = scheme_for(spki_der)
+                .ok_or_else(|| CsrError::Build("the new key is neither RSA nor EC P-256".into()))?;
+            let signer = TokenSigner::new(token, id, spki_der, scheme)?;
+            let builder = RequestBuilder::new(x509_cert::name::Name::default())
+                .map_err(|e| CsrError::Build(e.to_string()))?;
+            let req: CertReq =
+                builder.build::<_, TokenSignature>(&signer).map_err(|e| {
+                    match signer.take_error() {
+                        Some(token_error) => CsrError::Token(token_error),
+                        None => CsrError::Build(e.to_string()),
+                    }
+                })?;
+            req.to_der().map_err(|e| CsrError::Build(e.to_string()))
+        }
+    }
+}
+
 /// Build a PKCS#10 request for the token key `id` (public key `spki_der`),
 /// copying subject and subjectAltName from `template`. Returns DER.
 pub fn build(

@@ -22,6 +22,8 @@ pub enum Error {
     Csr(#[from] CsrError),
     #[error(transparent)]
     Prompt(#[from] PromptError),
+    #[error(transparent)]
+    Renewal(crate::renewal::RenewalError),
     /// A request the user made that cannot be met (bad argument, no such certificate).
     #[error("{0}")]
     Usage(String),

@@ -67,7 +67,9 @@ pub struct EstClient {
 
 impl std::fmt::Debug for EstClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EstClient").field("base", &self.base).finish()
+        f.debug_struct("EstClient")
+            .field("base", &self.base)
+            .finish()
     }
 }
 
@@ -80,7 +82,10 @@ impl EstClient {
             return Err(bad("must be https"));
         }
         let host = uri.host().ok_or_else(|| bad("no host"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         let port = uri.port_u16().unwrap_or(443);
         let server_name = ServerName::try_from(host.clone())
             .map_err(|_| bad("host is not a DNS name or IP address"))?;
@@ -130,7 +135,9 @@ impl EstClient {
             self.exchange(Method::POST, op, Some(body), auth).await?;
         match status {
             StatusCode::OK => Ok(EstAnswer::Issued(decode_response(&answer)?)),
-            StatusCode::ACCEPTED => Ok(EstAnswer::Pending(retry_after.unwrap_or(Duration::from_secs(10)))),
+            StatusCode::ACCEPTED => Ok(EstAnswer::Pending(
+                retry_after.unwrap_or(Duration::from_secs(10)),
+            )),
             other => Err(refused(other, &answer)),
         }
     }
@@ -142,9 +149,12 @@ impl EstClient {
         body: Option<Bytes>,
         auth: Option<String>,
     ) -> Result<(StatusCode, Option<Duration>, Bytes), EstError> {
-        tokio::time::timeout(EXCHANGE_TIMEOUT, self.exchange_inner(method, op, body, auth))
-            .await
-            .map_err(|_| EstError::Timeout(EXCHANGE_TIMEOUT))?
+        tokio::time::timeout(
+            EXCHANGE_TIMEOUT,
+            self.exchange_inner(method, op, body, auth),
+        )
+        .await
+        .map_err(|_| EstError::Timeout(EXCHANGE_TIMEOUT))?
     }
 
     async fn exchange_inner(
@@ -186,7 +196,10 @@ impl EstClient {
             .method(method)
             .uri(format!("{}/{op}", path_of(&self.base)))
             .header(hyper::header::HOST, host_header)
-            .header(hyper::header::USER_AGENT, concat!("certagent/", env!("CARGO_PKG_VERSION")))
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("certagent/", env!("CARGO_PKG_VERSION")),
+            )
             .header(hyper::header::ACCEPT, "application/pkcs7-mime");
         if body.is_some() {
             req = req
@@ -227,8 +240,13 @@ fn path_of(base: &str) -> &str {
 }
 
 fn tls_reason(e: &std::io::Error) -> String {
-    let inner = e.get_ref().map(|i| i.to_string()).unwrap_or_else(|| e.to_string());
-    if inner.contains("certificate") && (inner.contains("UnknownIssuer") || inner.contains("invalid peer certificate")) {
+    let inner = e
+        .get_ref()
+        .map(|i| i.to_string())
+        .unwrap_or_else(|| e.to_string());
+    if inner.contains("certificate")
+        && (inner.contains("UnknownIssuer") || inner.contains("invalid peer certificate"))
+    {
         format!("the bank's server certificate is not trusted by [bank] server_roots ({inner})")
     } else {
         inner
@@ -246,7 +264,10 @@ fn refused(status: StatusCode, body: &[u8]) -> EstError {
     EstError::Refused {
         status: status.as_u16(),
         message: if text.is_empty() {
-            status.canonical_reason().unwrap_or("no reason given").to_string()
+            status
+                .canonical_reason()
+                .unwrap_or("no reason given")
+                .to_string()
         } else {
             text.to_string()
         },
@@ -259,15 +280,24 @@ mod tests {
 
     #[test]
     fn base_path() {
-        assert_eq!(path_of("https://127.0.0.1:8443/.well-known/est"), "/.well-known/est");
+        assert_eq!(
+            path_of("https://127.0.0.1:8443/.well-known/est"),
+            "/.well-known/est"
+        );
         assert_eq!(path_of("https://bank"), "");
     }
 
     #[test]
     fn refusal_text_is_one_clean_line() {
-        let e = refused(StatusCode::FORBIDDEN, b"renewal opens\r\non 2027-01-01\x1b[31m");
+        let e = refused(
+            StatusCode::FORBIDDEN,
+            b"renewal opens\r\non 2027-01-01\x1b[31m",
+        );
         let s = e.to_string();
-        assert!(s.contains("403") && s.contains("renewal opens  on 2027-01-01"), "{s}");
+        assert!(
+            s.contains("403") && s.contains("renewal opens  on 2027-01-01"),
+            "{s}"
+        );
         assert!(!s.contains('\n') && !s.contains('\x1b'));
     }
 }

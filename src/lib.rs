@@ -19,6 +19,7 @@ pub mod est;
 pub mod pkcs7;
 pub mod policy;
 pub mod prompt;
+pub mod renewal;
 pub mod tls;
 pub mod token;
 

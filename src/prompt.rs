@@ -7,11 +7,14 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use cryptoki::types::AuthPin;
+use secrecy::SecretString;
 
 use crate::token::TokenInfo;
 
 /// Environment variable with the user PIN, for unattended tests only.
 pub const PIN_ENV: &str = "CERTAGENT_PIN";
+/// Environment variable with the bank's one-time password, for unattended tests only.
+pub const OTP_ENV: &str = "CERTAGENT_OTP";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PromptError {
@@ -31,6 +34,8 @@ pub trait Prompt {
     fn pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError>;
     /// A yes/no question; `false` means the user declined.
     fn confirm(&self, question: &str) -> Result<bool, PromptError>;
+    /// The one-time password the bank gave for `user`.
+    fn otp(&self, user: &str) -> Result<SecretString, PromptError>;
 }
 
 /// The terminal. `CERTAGENT_PIN` (for unattended tests) is taken first.
@@ -70,6 +75,29 @@ impl Prompt for TerminalPrompt {
             return Err(PromptError::Cancelled);
         }
         Ok(AuthPin::from(pin))
+    }
+
+    fn otp(&self, user: &str) -> Result<SecretString, PromptError> {
+        if let Ok(otp) = std::env::var(OTP_ENV) {
+            return Ok(SecretString::from(otp));
+        }
+        if !std::io::stdin().is_terminal() {
+            return Err(PromptError::Unavailable {
+                what: "the one-time password",
+                why: "no terminal".into(),
+                hint: "CERTAGENT_OTP",
+            });
+        }
+        let otp = rpassword::prompt_password(format!("The bank's one-time password for {user}: "))
+            .map_err(|e| PromptError::Unavailable {
+                what: "the one-time password",
+                why: e.to_string(),
+                hint: "CERTAGENT_OTP",
+            })?;
+        if otp.trim().is_empty() {
+            return Err(PromptError::Cancelled);
+        }
+        Ok(SecretString::from(otp.trim().to_string()))
     }
 
     fn confirm(&self, question: &str) -> Result<bool, PromptError> {

@@ -18,13 +18,15 @@ use rustls::sign::{CertifiedKey, Signer, SigningKey};
 use rustls::{ClientConfig, RootCertStore, SignatureAlgorithm, SignatureScheme};
 
 use crate::cert::Cert;
-use crate::token::{PublicKeyAlg, SignScheme, Token, ecdsa_raw_to_der};
+use crate::token::{PublicKeyAlg, SignScheme, Token, blocking, ecdsa_raw_to_der};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read the bank's TLS trust anchors {path}: {reason}")]
     Roots { path: String, reason: String },
-    #[error("the token cannot authenticate with this {0} key in TLS (no usable signature mechanism)")]
+    #[error(
+        "the token cannot authenticate with this {0} key in TLS (no usable signature mechanism)"
+    )]
     NoScheme(PublicKeyAlg),
     #[error("TLS set-up failed: {0}")]
     Config(String),
@@ -176,7 +178,9 @@ impl Signer for TokenTlsSigner {
             SignatureScheme::RSA_PKCS1_SHA256 => SignScheme::RsaPkcs1Sha256,
             SignatureScheme::ECDSA_NISTP256_SHA256 => SignScheme::EcdsaP256Sha256,
             other => {
-                return Err(rustls::Error::General(format!("unsupported scheme {other:?}")));
+                return Err(rustls::Error::General(format!(
+                    "unsupported scheme {other:?}"
+                )));
             }
         };
         let sign = || self.token.sign(&self.id, scheme, message);
@@ -191,16 +195,5 @@ impl Signer for TokenTlsSigner {
 
     fn scheme(&self) -> SignatureScheme {
         self.scheme
-    }
-}
-
-/// Run blocking token work from wherever rustls calls us: on a multi-thread
-/// tokio runtime the worker hands its other tasks away first.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
     }
 }

@@ -1,6 +1,7 @@
 //! The `certagent` command line.
 
 mod doctor;
+mod renew;
 mod status;
 mod tokens;
 
@@ -52,6 +53,27 @@ pub enum Command {
     },
     /// Check module, token, PIN, login and that each certificate's key signs and matches
     Doctor,
+    /// Renew the certificate in the renewal window over EST with mutual TLS
+    Renew {
+        /// CKA_ID of the certificate to renew, in hex
+        #[arg(long, value_name = "HEX")]
+        id: Option<String>,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Obtain a certificate with the bank's ID and one-time password (first issuance, or after expiry)
+    Enroll {
+        /// The user ID the bank gave
+        #[arg(long, value_name = "ID")]
+        user: String,
+        /// CKA_ID of the expired certificate to replace, in hex
+        #[arg(long, value_name = "HEX")]
+        id: Option<String>,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// What every command starts from.
@@ -76,6 +98,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Status => status::status(&app),
         Command::Show { id } => status::show(&app, id.as_deref()),
         Command::Doctor => doctor::run(&app),
+        Command::Renew { id, yes } => renew::renew(&app, id.as_deref(), yes),
+        Command::Enroll { user, id, yes } => renew::enroll(&app, &user, id.as_deref(), yes),
     }
 }
 

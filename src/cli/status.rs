@@ -79,7 +79,7 @@ struct ShowReport<'a> {
     pem: String,
 }
 
-fn pick<'a>(certs: &'a [TokenCert], id: Option<&str>) -> Result<&'a TokenCert, Error> {
+pub(super) fn pick<'a>(certs: &'a [TokenCert], id: Option<&str>) -> Result<&'a TokenCert, Error> {
     let list = || {
         certs
             .iter()
@@ -118,6 +118,11 @@ pub(super) fn show(app: &App, id: Option<&str>) -> Result<(), Error> {
     let token = app.open_token()?;
     let certs = bank_certificates(&token)?;
     let c = pick(&certs, id)?;
+    print_certificate(app, c)
+}
+
+/// One certificate as a person reads it (or JSON with `--json`).
+pub(super) fn print_certificate(app: &App, c: &TokenCert) -> Result<(), Error> {
     let now = OffsetDateTime::now_utc();
     let a = app
         .config

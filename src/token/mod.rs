@@ -802,6 +802,63 @@ impl Token {
             })
     }
 
+    /// Set CKA_LABEL on every object with this CKA_ID.
+    pub fn set_label(&self, id: &[u8], label: &str) -> Result<()> {
+        for h in self.find(&[Attribute::Id(id.to_vec())])? {
+            self.session()
+                .update_attributes(h, &[Attribute::Label(label.as_bytes().to_vec())])
+                .map_err(error::map)?;
+        }
+        Ok(())
+    }
+
+    /// CKA_IDs of private keys carrying this label (for finding a candidate
+    /// key whose generation was interrupted before it was journalled).
+    pub fn private_key_ids_with_label(&self, label: &str) -> Result<Vec<Vec<u8>>> {
+        let handles = self.find(&[
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ])?;
+        let mut ids = Vec::new();
+        for h in handles {
+            for a in self
+                .session()
+                .get_attributes(h, &[AttributeType::Id])
+                .map_err(error::map)?
+            {
+                if let Attribute::Id(id) = a {
+                    ids.push(id);
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Give a key pair found by label the CKA_ID derived from its public key
+    /// (repairs a generation interrupted between C_GenerateKeyPair and the
+    /// CKA_ID update). Returns the pair as generated.
+    pub fn adopt_key_pair(&self, id: &[u8]) -> Result<GeneratedKey> {
+        let spki_der = self
+            .public_key(id)?
+            .ok_or_else(|| TokenError::KeyNotFound {
+                id: hex::encode(id),
+            })?;
+        let derived = keys::key_id_for_spki(&spki_der)
+            .ok_or_else(|| TokenError::Malformed("public key".into()))?;
+        if derived != id {
+            let handles = self.find(&[Attribute::Id(id.to_vec())])?;
+            let s = self.session();
+            for h in handles {
+                s.update_attributes(h, &[Attribute::Id(derived.clone())])
+                    .map_err(error::map)?;
+            }
+        }
+        Ok(GeneratedKey {
+            id: derived,
+            spki_der,
+        })
+    }
+
     /// Remove every object of these classes with this CKA_ID; returns how many.
     pub fn delete(&self, id: &[u8], classes: &[ObjectClass]) -> Result<usize> {
         let mut n = 0;
@@ -828,3 +885,15 @@ impl Token {
 }
 
 pub use cryptoki::object::ObjectClass as Class;
+
+/// Run blocking token work from async code: on a multi-thread tokio runtime
+/// the worker hands its other tasks away first, so the runtime never stalls
+/// on a slow token (or a PIN pad).
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
