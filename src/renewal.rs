@@ -462,19 +462,20 @@ impl Workflow<'_> {
                     j.advance(Step::RetiringOld)?;
                 }
                 Step::RetiringOld => {
-                    if let Some(old) = j.entry.old_id.as_deref().and_then(|h| hex::decode(h).ok()) {
-                        if old != self.candidate_id(j)? {
-                            let n = blocking(|| self.token.delete_all(&old))?;
-                            crash_point("after-retire");
-                            if n > 0 {
-                                self.progress.step(
-                                    Step::RetiringOld,
-                                    &format!(
-                                        "removed the old certificate and key (id {})",
-                                        hex::encode(&old)
-                                    ),
-                                );
-                            }
+                    let candidate = self.candidate_id(j)?;
+                    if let Some(old) = j.entry.old_id.as_deref().and_then(|h| hex::decode(h).ok())
+                        && old != candidate
+                    {
+                        let n = blocking(|| self.token.delete_all(&old))?;
+                        crash_point("after-retire");
+                        if n > 0 {
+                            self.progress.step(
+                                Step::RetiringOld,
+                                &format!(
+                                    "removed the old certificate and key (id {})",
+                                    hex::encode(&old)
+                                ),
+                            );
                         }
                     }
                     j.advance(Step::Done)?;

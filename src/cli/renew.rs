@@ -260,19 +260,21 @@ pub(super) fn enroll(app: &App, user: &str, id: Option<&str>, yes: bool) -> Resu
     let state_dir = crate::config::state_dir();
     let rt = runtime()?;
     let pending = Journal::load(&state_dir, &info.serial).map_err(renewal_error)?;
-    if let Some(j) = &pending {
-        if j.entry.kind
-            != (Kind::Enroll {
-                user: user.to_string(),
-            })
-        {
-            return Err(Error::Usage(match &j.entry.kind {
-                Kind::Renew => "an interrupted renewal is pending on this token; finish it with `certagent renew`".into(),
-                Kind::Enroll { user } => format!(
-                    "an interrupted enrolment for user {user} is pending on this token; finish it with `certagent enroll --user {user}`"
-                ),
-            }));
-        }
+    let wanted = Kind::Enroll {
+        user: user.to_string(),
+    };
+    if let Some(j) = &pending
+        && j.entry.kind != wanted
+    {
+        return Err(Error::Usage(match &j.entry.kind {
+            Kind::Renew => {
+                "an interrupted renewal is pending on this token; finish it with `certagent renew`"
+                    .into()
+            }
+            Kind::Enroll { user } => format!(
+                "an interrupted enrolment for user {user} is pending on this token; finish it with `certagent enroll --user {user}`"
+            ),
+        }));
     }
     let (old, label) = match &pending {
         Some(j) => {
