@@ -122,3 +122,28 @@ impl Prompt for TerminalPrompt {
         Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
     }
 }
+
+/// Fixed answers: for `certagent demo` (which made the token and knows its
+/// PIN) and for tests. Never used for a real token.
+pub struct ScriptedPrompt {
+    pub pin: String,
+    pub otp: Option<String>,
+    pub confirm: bool,
+}
+
+impl Prompt for ScriptedPrompt {
+    fn pin(&self, _token: &TokenInfo, _purpose: &str) -> Result<AuthPin, PromptError> {
+        Ok(AuthPin::from(self.pin.clone()))
+    }
+
+    fn confirm(&self, _question: &str) -> Result<bool, PromptError> {
+        Ok(self.confirm)
+    }
+
+    fn otp(&self, _user: &str) -> Result<SecretString, PromptError> {
+        self.otp
+            .clone()
+            .map(SecretString::from)
+            .ok_or(PromptError::Cancelled)
+    }
+}
