@@ -399,6 +399,7 @@ impl Workflow<'_> {
                 Step::CsrReady => {
                     let csr = unb64(&j.entry.csr, "certificate request")?;
                     let certs = self.submit(&j.entry.kind, &csr).await?;
+                    crash_point("after-submit");
                     let spki = unb64(&j.entry.candidate_spki, "candidate key")?;
                     self.progress
                         .step(Step::CsrReady, "checking the certificate the bank issued");

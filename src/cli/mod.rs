@@ -1,5 +1,6 @@
 //! The `certagent` command line.
 
+mod demo;
 mod doctor;
 mod renew;
 mod status;
@@ -74,6 +75,8 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// The whole story on a fresh SoftHSM token and an in-process reference bank
+    Demo,
 }
 
 /// What every command starts from.
@@ -85,6 +88,10 @@ pub(crate) struct App {
 }
 
 pub fn run(cli: Cli) -> Result<(), Error> {
+    if let Command::Demo = cli.command {
+        // The demo brings its own token and bank; no configuration is read.
+        return demo::run(cli.json);
+    }
     let config = Config::discover(cli.config.as_deref())?;
     let drivers = Drivers::load(&Drivers::user_dirs(config.dir()))?;
     let app = App {
@@ -100,6 +107,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Doctor => doctor::run(&app),
         Command::Renew { id, yes } => renew::renew(&app, id.as_deref(), yes),
         Command::Enroll { user, id, yes } => renew::enroll(&app, &user, id.as_deref(), yes),
+        Command::Demo => demo::run(cli.json),
     }
 }
 
