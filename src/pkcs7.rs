@@ -89,10 +89,10 @@ pub fn decode_certs_only(bytes: &[u8]) -> Result<Vec<Vec<u8>>, Pkcs7Error> {
 /// Decode an EST certs-only response body: base64 (any line breaks) of a
 /// PKCS#7 message. A body that is already binary DER is accepted too.
 pub fn decode_response(body: &[u8]) -> Result<Vec<Vec<u8>>, Pkcs7Error> {
-    if body.first() == Some(&0x30) {
-        if let Ok(certs) = decode_certs_only(body) {
-            return Ok(certs);
-        }
+    if body.first() == Some(&0x30)
+        && let Ok(certs) = decode_certs_only(body)
+    {
+        return Ok(certs);
     }
     decode_certs_only(&decode_base64(body)?)
 }
