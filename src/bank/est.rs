@@ -700,15 +700,18 @@ impl Bank {
         cert_subject: Option<String>,
         answer: &Answer,
     ) {
-        let line = serde_json::json!({
-            "time": crate::cert::rfc3339(OffsetDateTime::now_utc()),
-            "method": method.as_str(),
-            "path": path,
-            "client_cert": cert_subject,
-            "user": answer.user,
-            "status": answer.status,
-            "reason": answer.reason,
-        });
+        let line = LogLine {
+            time: crate::cert::rfc3339(OffsetDateTime::now_utc()),
+            method: method.as_str(),
+            path,
+            client_cert: cert_subject,
+            user: answer.user.as_deref(),
+            status: answer.status,
+            reason: &answer.reason,
+        };
+        let Ok(line) = serde_json::to_string(&line) else {
+            return;
+        };
         let _guard = self.log_lock.lock().unwrap_or_else(|p| p.into_inner());
         let result = std::fs::OpenOptions::new()
             .create(true)
@@ -719,4 +722,16 @@ impl Bank {
             log::warn!("cannot write {}: {e}", self.paths.log().display());
         }
     }
+}
+
+/// One line of `requests.log`, fields in this order.
+#[derive(serde::Serialize)]
+struct LogLine<'a> {
+    time: String,
+    method: &'a str,
+    path: &'a str,
+    client_cert: Option<String>,
+    user: Option<&'a str>,
+    status: u16,
+    reason: &'a str,
 }
