@@ -128,9 +128,14 @@ impl TestBank {
     /// A PKCS#10 request (DER) by `openssl req -new`; `subj` in openssl's
     /// "/O=Bank/CN=alice" form.
     fn csr(&self, key: &Key, subj: &str) -> Vec<u8> {
+        self.csr_with(key, subj, &[])
+    }
+
+    fn csr_with(&self, key: &Key, subj: &str, extra: &[&str]) -> Vec<u8> {
         run(openssl()
             .args(["req", "-new", "-subj", subj, "-outform", "DER", "-key"])
-            .arg(&key.pem))
+            .arg(&key.pem)
+            .args(extra))
     }
 
     /// A certificate from `bank::issue`, written as PEM; returns its path.
@@ -369,11 +374,17 @@ async fn reenroll_at_20_days_left_issues_a_new_certificate() {
     let old_key = bank.key("old", "ec");
     let old = bank.issue(ALICE, &old_key, 20);
     let new_key = bank.key("new", "rsa");
+    let san = ["-addext", "subjectAltName=email:alice@bank.example"];
     let reply = bank
-        .reenroll(&old, &old_key, &bank.csr(&new_key, ALICE_SUBJ))
+        .reenroll(&old, &old_key, &bank.csr_with(&new_key, ALICE_SUBJ, &san))
         .await;
     let cert = reply.certificate();
     assert_eq!(cert.subject, ALICE);
+    assert_eq!(
+        cert.san,
+        ["email:alice@bank.example"],
+        "copied from the request"
+    );
     assert_eq!(cert.spki_der, new_key.spki);
     assert!(cert.client_auth && !cert.is_ca);
     let now = OffsetDateTime::now_utc();

@@ -49,6 +49,8 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
 /// Connections beyond this are closed at once.
 const MAX_CONNECTIONS: usize = 256;
+/// Enroll requests remembered for `first_answer_202`.
+const MAX_PENDING: usize = 10_000;
 const BASE: &str = "/.well-known/est/";
 const REALM: &str = "Basic realm=\"certagent-bank\"";
 
@@ -357,6 +359,17 @@ fn basic_auth(headers: &HeaderMap) -> Result<Option<(String, String)>, Refusal> 
     Ok(Some((user.to_string(), password.to_string())))
 }
 
+/// The simpleenroll requester from Basic credentials, or why not (401).
+fn password(headers: &HeaderMap) -> Result<Requester, Refusal> {
+    match basic_auth(headers)? {
+        Some((user, otp)) => Ok(Requester::Password { user, otp }),
+        None => Err(Refusal::new(
+            401,
+            "authentication required: HTTP Basic with user ID and one-time password",
+        )),
+    }
+}
+
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, Refusal> {
     let too_large = || {
         Refusal::new(
@@ -455,42 +468,26 @@ impl Bank {
             "simpleenroll" | "simplereenroll" if method != Method::POST => {
                 Answer::refused(Refusal::new(405, "use POST")).with_header(header::ALLOW, "POST")
             }
-            "simpleenroll" => self.enroll(req, None).await,
-            "simplereenroll" => self.enroll(req, Some(client_cert)).await,
+            "simpleenroll" => match password(req.headers()) {
+                Ok(requester) => self.enroll(req, requester).await,
+                Err(r) => Answer::refused(r).with_header(header::WWW_AUTHENTICATE, REALM),
+            },
+            "simplereenroll" => match client_cert {
+                Some(cert) => self.enroll(req, Requester::Certificate(cert)).await,
+                None => Answer::refused(Refusal::forbidden(
+                    "renewal needs the current certificate as the TLS client certificate",
+                )),
+            },
             _ => Answer::refused(Refusal::new(404, "no such EST operation")),
         }
     }
 
-    /// Both enroll operations; `reenroll` carries the TLS client certificate.
-    async fn enroll(
-        self: Arc<Self>,
-        req: Request<Incoming>,
-        reenroll: Option<Option<Arc<Vec<u8>>>>,
-    ) -> Answer {
+    /// Both enroll operations, once the requester is known.
+    async fn enroll(self: Arc<Self>, req: Request<Incoming>, requester: Requester) -> Answer {
         let one_line = wants_one_line(req.headers());
-        let op = if reenroll.is_some() {
-            "simplereenroll"
-        } else {
-            "simpleenroll"
-        };
-        let requester = match reenroll {
-            Some(Some(cert)) => Requester::Certificate(cert),
-            Some(None) => {
-                return Answer::refused(Refusal::forbidden(
-                    "renewal needs the current certificate as the TLS client certificate",
-                ));
-            }
-            None => match basic_auth(req.headers()) {
-                Ok(Some((user, otp))) => Requester::Password { user, otp },
-                Ok(None) => {
-                    return Answer::refused(Refusal::new(
-                        401,
-                        "authentication required: HTTP Basic with user ID and one-time password",
-                    ))
-                    .with_header(header::WWW_AUTHENTICATE, REALM);
-                }
-                Err(r) => return Answer::refused(r).with_header(header::WWW_AUTHENTICATE, REALM),
-            },
+        let op = match requester {
+            Requester::Password { .. } => "simpleenroll",
+            Requester::Certificate(_) => "simplereenroll",
         };
         let claimed_user = match &requester {
             Requester::Password { user, .. } => Some(user.chars().take(64).collect()),
@@ -661,6 +658,10 @@ impl Bank {
             return false;
         }
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded memory: forgetting old sightings only means another 202.
+        if seen.len() >= MAX_PENDING {
+            seen.clear();
+        }
         seen.insert(request_hash)
     }
 
