@@ -985,6 +985,8 @@ fn cli_init_add_user_issue_reissue_and_errors() {
     );
 
     for args in [
+        vec!["init"],
+        vec!["frobnicate"],
         vec!["init", "--dir", d],
         vec!["reissue", "--dir", d, "--user", "nobody"],
         vec![

@@ -259,11 +259,17 @@ struct Answer {
 
 impl Answer {
     fn refused(r: Refusal) -> Answer {
-        let mut body = r.reason.clone();
-        body.push('\n');
+        // Reasons may quote request data (a subject): keep them one short line.
+        let reason: String = r
+            .reason
+            .chars()
+            .take(400)
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let body = format!("{reason}\n");
         Answer {
             status: r.status,
-            reason: r.reason,
+            reason,
             user: None,
             content_type: "text/plain; charset=utf-8",
             headers: Vec::new(),
