@@ -564,7 +564,7 @@ impl Bank {
         match requester {
             Requester::Password { user, otp } => {
                 let result = self.decide_enroll(&mut state, &user, &otp, csr, request_hash, now);
-                (Some(user), result)
+                (Some(user.chars().take(64).collect()), result)
             }
             Requester::Certificate(cert) => {
                 let holder = Cert::from_der(&cert)
