@@ -1,0 +1,744 @@
+//! The EST server (RFC 7030): hyper 1 over tokio-rustls, three operations
+//! under `/.well-known/est/`: `cacerts`, `simpleenroll` and `simplereenroll`.
+//!
+//! Every byte from the network is hostile: bodies are capped at 64 KiB,
+//! every phase of a connection has a timeout, and nothing parsed from a
+//! request can panic the server; a failure becomes a one-line answer.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::RootCertStore;
+use rustls::server::{ServerConfig, WebPkiClientVerifier};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
+
+use crate::cert::Cert;
+use crate::policy::Policy;
+
+use super::BankError;
+use super::ca::{Ca, ClientCert, random_serial};
+use super::csr::{self, CheckedCsr};
+use super::rules::{self, Refusal};
+use super::store::{self, Paths, State, record_for, sha256_hex};
+
+/// Request bodies larger than this are refused (413): a CSR is a few KiB.
+pub const MAX_BODY: usize = 64 * 1024;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// No connection lives longer than this, however slowly it trickles.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
+/// Connections beyond this are closed at once.
+const MAX_CONNECTIONS: usize = 256;
+/// Enroll requests remembered for `first_answer_202`.
+const MAX_PENDING: usize = 10_000;
+const BASE: &str = "/.well-known/est/";
+const REALM: &str = "Basic realm=\"certagent-bank\"";
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    /// Answer the first sighting of each enroll request with 202 and
+    /// `Retry-After: 1`, like a CA waiting for manual approval.
+    pub first_answer_202: bool,
+    pub policy: Policy,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            first_answer_202: false,
+            policy: Policy::default(),
+        }
+    }
+}
+
+/// A bank serving in the background. Dropping it stops the server too,
+/// abruptly; [`RunningBank::shutdown`] waits until it has stopped.
+pub struct RunningBank {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl RunningBank {
+    /// The address actually bound (the real port when asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stop accepting, close open connections, and wait for it.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunningBank {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Bind and return at once; the server runs in tokio tasks.
+pub async fn serve(dir: &std::path::Path, opts: ServeOptions) -> Result<RunningBank, BankError> {
+    let paths = Paths::new(dir);
+    paths.require_bank()?;
+    let ca = super::load_issuing_ca(&paths)?;
+    let cacerts = crate::pkcs7::encode_certs_only(std::slice::from_ref(&ca.cert_der))
+        .map_err(|e| BankError::Build(e.to_string()))?;
+    let tls = tls_config(&paths, &ca.cert_der)?;
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| BankError::Bind {
+            addr: opts.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| BankError::Bind {
+        addr: opts.listen,
+        source,
+    })?;
+    let bank = Arc::new(Bank {
+        paths,
+        policy: opts.policy,
+        first_202: opts.first_answer_202,
+        ca,
+        cacerts,
+        seen: Mutex::new(HashSet::new()),
+        log_lock: Mutex::new(()),
+    });
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let task = tokio::spawn(accept_loop(listener, TlsAcceptor::from(tls), bank, stop_rx));
+    log::info!("EST server listening on https://{addr}{BASE}");
+    Ok(RunningBank {
+        addr,
+        stop: Some(stop_tx),
+        task: Some(task),
+    })
+}
+
+fn tls_config(paths: &Paths, issuing_ca: &[u8]) -> Result<Arc<ServerConfig>, BankError> {
+    let tls = |e: &dyn std::fmt::Display| BankError::Tls(e.to_string());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(issuing_ca.to_vec()))
+        .map_err(|e| tls(&e))?;
+    // Client certificates are checked against the issuing CA, but are
+    // optional: simpleenroll authenticates with a password instead.
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| tls(&e))?;
+    let chain = CertificateDer::pem_file_iter(paths.tls_cert())
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| BankError::Tls(format!("{}: {e}", paths.tls_cert().display())))?;
+    let key = PrivateKeyDer::from_pem_file(paths.tls_key())
+        .map_err(|e| BankError::Tls(format!("{}: {e}", paths.tls_key().display())))?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| tls(&e))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| tls(&e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    bank: Arc<Bank>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) if connections.len() < MAX_CONNECTIONS => {
+                    connections.spawn(connection(tcp, peer, acceptor.clone(), bank.clone()));
+                }
+                Ok((_, peer)) => log::warn!("too many connections: closing the one from {peer}"),
+                Err(e) => {
+                    // Out of file descriptors and the like: back off a little.
+                    log::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    connections.shutdown().await;
+}
+
+async fn connection(tcp: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, bank: Arc<Bank>) {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            log::info!("TLS handshake with {peer} failed: {e}");
+            return;
+        }
+        Err(_) => {
+            log::info!("TLS handshake with {peer} timed out");
+            return;
+        }
+    };
+    let client_cert: Option<Arc<Vec<u8>>> = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|c| Arc::new(c.as_ref().to_vec()));
+    let service = service_fn(move |req| {
+        let bank = bank.clone();
+        let client_cert = client_cert.clone();
+        async move { Ok::<_, Infallible>(bank.handle(client_cert, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_BODY + 16 * 1024)
+        .serve_connection(TokioIo::new(tls), service);
+    match tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
+        Ok(Err(e)) => log::debug!("connection from {peer}: {e}"),
+        Err(_) => log::info!("connection from {peer} closed after {CONNECTION_TIMEOUT:?}"),
+        Ok(Ok(())) => {}
+    }
+}
+
+/// The serving bank: what every request needs.
+struct Bank {
+    paths: Paths,
+    policy: Policy,
+    first_202: bool,
+    ca: Ca,
+    /// The `/cacerts` answer (DER certs-only PKCS#7), made once.
+    cacerts: Vec<u8>,
+    /// Hashes of enroll requests already answered with 202.
+    seen: Mutex<HashSet<[u8; 32]>>,
+    log_lock: Mutex<()>,
+}
+
+/// An answer and what the request log says about it.
+struct Answer {
+    status: u16,
+    reason: String,
+    user: Option<String>,
+    content_type: &'static str,
+    headers: Vec<(header::HeaderName, &'static str)>,
+    body: Bytes,
+}
+
+impl Answer {
+    fn refused(r: Refusal) -> Answer {
+        // Reasons may quote request data (a subject): keep them one short line.
+        let reason: String = r
+            .reason
+            .chars()
+            .take(400)
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let body = format!("{reason}\n");
+        Answer {
+            status: r.status,
+            reason,
+            user: None,
+            content_type: "text/plain; charset=utf-8",
+            headers: Vec::new(),
+            body: Bytes::from(body),
+        }
+    }
+
+    fn with_header(mut self, name: header::HeaderName, value: &'static str) -> Answer {
+        self.headers.push((name, value));
+        self
+    }
+
+    fn with_user(mut self, user: Option<String>) -> Answer {
+        self.user = user;
+        self
+    }
+
+    /// Base64 of a PKCS#7 message: wrapped at 64 with CRLF, or one line
+    /// for clients that cannot read line breaks.
+    fn pkcs7(der: &[u8], content_type: &'static str, one_line: bool, reason: String) -> Answer {
+        let text = if one_line {
+            base64::engine::general_purpose::STANDARD.encode(der)
+        } else {
+            crate::pkcs7::encode_base64_lines(der)
+        };
+        Answer {
+            status: 200,
+            reason,
+            user: None,
+            content_type,
+            headers: vec![(
+                header::HeaderName::from_static("content-transfer-encoding"),
+                "base64",
+            )],
+            body: Bytes::from(text),
+        }
+    }
+
+    fn into_response(self) -> Response<Full<Bytes>> {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = Response::new(Full::new(self.body));
+        *resp.status_mut() = status;
+        let headers = resp.headers_mut();
+        if !self.content_type.is_empty() {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(self.content_type),
+            );
+        }
+        for (name, value) in self.headers {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+        resp
+    }
+}
+
+fn internal(e: BankError) -> Refusal {
+    log::error!("{e}");
+    Refusal::new(500, format!("internal error: {e}"))
+}
+
+/// strongSwan's `pki --est` decodes the body with a base64 reader that
+/// stops at the first line break, and sends no User-Agent. So: line breaks
+/// (as RFC 7030's examples have them) only for a client that names itself
+/// and is not strongSwan; one unbroken line otherwise, which every base64
+/// reader accepts.
+fn wants_one_line(headers: &HeaderMap) -> bool {
+    match headers.get(header::USER_AGENT) {
+        None => true,
+        Some(ua) => ua
+            .to_str()
+            .map(|s| s.to_ascii_lowercase().contains("strongswan"))
+            .unwrap_or(true),
+    }
+}
+
+/// `Authorization: Basic` as (user, password); `None` when absent.
+fn basic_auth(headers: &HeaderMap) -> Result<Option<(String, String)>, Refusal> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let malformed = || Refusal::new(401, "malformed Basic credentials");
+    let value = value.to_str().map_err(|_| malformed())?;
+    let (scheme, creds) = value.trim().split_once(' ').ok_or_else(malformed)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(Refusal::new(401, "only Basic authentication is supported"));
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(creds.trim())
+        .map_err(|_| malformed())?;
+    let text = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (user, password) = text.split_once(':').ok_or_else(malformed)?;
+    Ok(Some((user.to_string(), password.to_string())))
+}
+
+/// The simpleenroll requester from Basic credentials, or why not (401).
+fn password(headers: &HeaderMap) -> Result<Requester, Refusal> {
+    match basic_auth(headers)? {
+        Some((user, otp)) => Ok(Requester::Password { user, otp }),
+        None => Err(Refusal::new(
+            401,
+            "authentication required: HTTP Basic with user ID and one-time password",
+        )),
+    }
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Refusal> {
+    let too_large = || {
+        Refusal::new(
+            413,
+            format!("the request body is larger than {} KiB", MAX_BODY / 1024),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(
+        BODY_TIMEOUT,
+        Limited::new(req.into_body(), MAX_BODY).collect(),
+    )
+    .await
+    {
+        Err(_) => Err(Refusal::new(408, "the request body took too long")),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(e)) => Err(Refusal::bad_request(format!(
+            "cannot read the request body: {e}"
+        ))),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// The body as a checked CSR: base64 (any line breaks) of DER PKCS#10.
+fn parse_csr(body: &[u8]) -> Result<CheckedCsr, Refusal> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Refusal::bad_request(
+            "the body is empty: send a base64 PKCS#10 request",
+        ));
+    }
+    let der = crate::pkcs7::decode_base64(body)
+        .map_err(|_| Refusal::bad_request("the body is not base64 of a PKCS#10 request"))?;
+    csr::check(&der).map_err(|e| Refusal::bad_request(e.0))
+}
+
+/// What an enroll produced.
+enum Done {
+    Issued { der: Vec<u8>, serial: String },
+    Pending,
+}
+
+/// Who asks for a certificate.
+enum Requester {
+    /// simpleenroll: Basic credentials.
+    Password { user: String, otp: String },
+    /// simplereenroll: the TLS client certificate (DER).
+    Certificate(Arc<Vec<u8>>),
+}
+
+impl Bank {
+    async fn handle(
+        self: Arc<Self>,
+        client_cert: Option<Arc<Vec<u8>>>,
+        req: Request<Incoming>,
+    ) -> Response<Full<Bytes>> {
+        let method = req.method().clone();
+        let path: String = req.uri().path().chars().take(200).collect();
+        let cert_subject = client_cert
+            .as_ref()
+            .and_then(|d| Cert::from_der(d).ok())
+            .map(|c| c.subject);
+        let answer = self.clone().route(client_cert, req).await;
+        self.log_request(&method, &path, cert_subject, &answer);
+        answer.into_response()
+    }
+
+    async fn route(
+        self: Arc<Self>,
+        client_cert: Option<Arc<Vec<u8>>>,
+        req: Request<Incoming>,
+    ) -> Answer {
+        let op = req
+            .uri()
+            .path()
+            .strip_prefix(BASE)
+            .unwrap_or_default()
+            .to_string();
+        let method = req.method().clone();
+        match op.as_str() {
+            "cacerts" if method == Method::GET => Answer::pkcs7(
+                &self.cacerts,
+                "application/pkcs7-mime",
+                wants_one_line(req.headers()),
+                "CA certificates".into(),
+            ),
+            "cacerts" => {
+                Answer::refused(Refusal::new(405, "use GET")).with_header(header::ALLOW, "GET")
+            }
+            "simpleenroll" | "simplereenroll" if method != Method::POST => {
+                Answer::refused(Refusal::new(405, "use POST")).with_header(header::ALLOW, "POST")
+            }
+            "simpleenroll" => match password(req.headers()) {
+                Ok(requester) => self.enroll(req, requester).await,
+                Err(r) => Answer::refused(r).with_header(header::WWW_AUTHENTICATE, REALM),
+            },
+            "simplereenroll" => match client_cert {
+                Some(cert) => self.enroll(req, Requester::Certificate(cert)).await,
+                None => Answer::refused(Refusal::forbidden(
+                    "renewal needs the current certificate as the TLS client certificate",
+                )),
+            },
+            _ => Answer::refused(Refusal::new(404, "no such EST operation")),
+        }
+    }
+
+    /// Both enroll operations, once the requester is known.
+    async fn enroll(self: Arc<Self>, req: Request<Incoming>, requester: Requester) -> Answer {
+        let one_line = wants_one_line(req.headers());
+        let op = match requester {
+            Requester::Password { .. } => "simpleenroll",
+            Requester::Certificate(_) => "simplereenroll",
+        };
+        let claimed_user = match &requester {
+            Requester::Password { user, .. } => Some(user.chars().take(64).collect()),
+            Requester::Certificate(_) => None,
+        };
+        let body = match read_body(req).await {
+            Ok(b) => b,
+            Err(r) => return Answer::refused(r).with_user(claimed_user),
+        };
+        let csr = match parse_csr(&body) {
+            Ok(c) => c,
+            Err(r) => return Answer::refused(r).with_user(claimed_user),
+        };
+        let mut hasher = Sha256::new();
+        hasher.update(op.as_bytes());
+        hasher.update([0]);
+        hasher.update(&body);
+        let request_hash: [u8; 32] = hasher.finalize().into();
+        let bank = self.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let _guard = store::lock();
+            bank.decide(requester, csr, request_hash)
+        })
+        .await;
+        let (user, result) = match outcome {
+            Ok(r) => r,
+            Err(e) => (
+                claimed_user,
+                Err(Refusal::new(500, format!("internal error: {e}"))),
+            ),
+        };
+        match result {
+            Ok(Done::Issued { der, serial }) => match crate::pkcs7::encode_certs_only(&[der]) {
+                Ok(p7) => Answer::pkcs7(
+                    &p7,
+                    "application/pkcs7-mime; smime-type=certs-only",
+                    one_line,
+                    format!("issued certificate {serial}"),
+                ),
+                Err(e) => Answer::refused(Refusal::new(500, format!("internal error: {e}"))),
+            },
+            Ok(Done::Pending) => Answer {
+                status: 202,
+                reason: "pending approval: retry with the same request".into(),
+                user: None,
+                content_type: "",
+                headers: vec![(header::RETRY_AFTER, "1")],
+                body: Bytes::new(),
+            },
+            Err(r) => Answer::refused(r),
+        }
+        .with_user(user)
+    }
+
+    /// Apply the rules and issue, under the state lock. Returns the user the
+    /// request belongs to (for the log) and the outcome.
+    fn decide(
+        &self,
+        requester: Requester,
+        csr: CheckedCsr,
+        request_hash: [u8; 32],
+    ) -> (Option<String>, Result<Done, Refusal>) {
+        let mut state = match State::load(&self.paths) {
+            Ok(s) => s,
+            Err(e) => return (None, Err(internal(e))),
+        };
+        let now = OffsetDateTime::now_utc();
+        match requester {
+            Requester::Password { user, otp } => {
+                let result = self.decide_enroll(&mut state, &user, &otp, csr, request_hash, now);
+                (Some(user.chars().take(64).collect()), result)
+            }
+            Requester::Certificate(cert) => {
+                let holder = Cert::from_der(&cert)
+                    .ok()
+                    .and_then(|c| state.record(&c.serial).and_then(|r| r.user.clone()));
+                let result = self.decide_reenroll(&mut state, &cert, csr, request_hash, now);
+                (holder, result)
+            }
+        }
+    }
+
+    fn decide_enroll(
+        &self,
+        state: &mut State,
+        user_id: &str,
+        otp: &str,
+        csr: CheckedCsr,
+        request_hash: [u8; 32],
+        now: OffsetDateTime,
+    ) -> Result<Done, Refusal> {
+        let user = rules::check_otp(state.users.get(user_id), otp)?;
+        let current = match user.current_serial.as_deref().and_then(|s| state.record(s)) {
+            Some(r) => Some((
+                r.not_before().map_err(internal)?,
+                r.not_after().map_err(internal)?,
+            )),
+            None => None,
+        };
+        rules::may_enroll(&self.policy, user, current, now)?;
+        let registered = hex::decode(&user.subject_der).unwrap_or_default();
+        if !csr::same_name(&registered, &csr.subject_der) {
+            return Err(Refusal::forbidden(format!(
+                "the request's subject \"{}\" is not the registered subject \"{}\"",
+                csr.subject, user.subject
+            )));
+        }
+        rules::key_is_new(state.key_certified(&sha256_hex(&csr.spki_der)))?;
+        if self.pending(request_hash) {
+            return Ok(Done::Pending);
+        }
+        let (der, serial) = self.issue(state, csr, now, "simpleenroll", Some(user_id))?;
+        if let Some(user) = state.users.get_mut(user_id) {
+            user.otp_used = true;
+            user.reissued = false;
+        }
+        state.save(&self.paths).map_err(internal)?;
+        Ok(Done::Issued { der, serial })
+    }
+
+    fn decide_reenroll(
+        &self,
+        state: &mut State,
+        cert_der: &[u8],
+        csr: CheckedCsr,
+        request_hash: [u8; 32],
+        now: OffsetDateTime,
+    ) -> Result<Done, Refusal> {
+        let not_ours = || Refusal::forbidden("this certificate was not issued by this bank");
+        let cert = Cert::from_der(cert_der).map_err(|_| not_ours())?;
+        let record = state
+            .record(&cert.serial)
+            .filter(|r| r.cert_sha256 == sha256_hex(cert_der))
+            .ok_or_else(not_ours)?;
+        let user_current = record
+            .user
+            .as_ref()
+            .and_then(|u| state.users.get(u))
+            .and_then(|u| u.current_serial.as_deref());
+        rules::may_reenroll(
+            &self.policy,
+            record,
+            user_current,
+            cert.not_before,
+            cert.not_after,
+            now,
+        )?;
+        let (_, cert_subject) = crate::cert::raw_issuer_subject(cert_der).ok_or_else(not_ours)?;
+        if cert_subject != csr.subject_der {
+            return Err(Refusal::forbidden(format!(
+                "the request's subject \"{}\" is not the certificate's subject \"{}\"",
+                csr.subject, cert.subject
+            )));
+        }
+        rules::key_is_new(state.key_certified(&sha256_hex(&csr.spki_der)))?;
+        if self.pending(request_hash) {
+            return Ok(Done::Pending);
+        }
+        let user = record.user.clone();
+        let (der, serial) = self.issue(state, csr, now, "simplereenroll", user.as_deref())?;
+        state.save(&self.paths).map_err(internal)?;
+        Ok(Done::Issued { der, serial })
+    }
+
+    /// With `first_answer_202`: true the first time this request is seen.
+    fn pending(&self, request_hash: [u8; 32]) -> bool {
+        if !self.first_202 {
+            return false;
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded memory: forgetting old sightings only means another 202.
+        if seen.len() >= MAX_PENDING {
+            seen.clear();
+        }
+        seen.insert(request_hash)
+    }
+
+    /// Issue a 365-day certificate for the request and record it.
+    fn issue(
+        &self,
+        state: &mut State,
+        csr: CheckedCsr,
+        now: OffsetDateTime,
+        how: &str,
+        user: Option<&str>,
+    ) -> Result<(Vec<u8>, String), Refusal> {
+        let now = now.replace_nanosecond(0).unwrap_or(now);
+        let serial = random_serial(|s| state.serial_taken(s)).map_err(internal)?;
+        let der = self
+            .ca
+            .issue_client(&ClientCert {
+                subject: csr.subject,
+                spki: csr.spki,
+                serial,
+                not_before: now - time::Duration::minutes(1),
+                not_after: now + time::Duration::days(super::ca::CLIENT_DAYS),
+                san: csr.san,
+            })
+            .map_err(internal)?;
+        let record = record_for(&der, how, user).map_err(internal)?;
+        let serial = record.serial.clone();
+        state.add_certificate(record);
+        Ok((der, serial))
+    }
+
+    /// One JSON line per request in `requests.log`.
+    fn log_request(
+        &self,
+        method: &Method,
+        path: &str,
+        cert_subject: Option<String>,
+        answer: &Answer,
+    ) {
+        let line = LogLine {
+            time: crate::cert::rfc3339(OffsetDateTime::now_utc()),
+            method: method.as_str(),
+            path,
+            client_cert: cert_subject,
+            user: answer.user.as_deref(),
+            status: answer.status,
+            reason: &answer.reason,
+        };
+        let Ok(line) = serde_json::to_string(&line) else {
+            return;
+        };
+        let _guard = self.log_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let result = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.paths.log())
+            .and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(e) = result {
+            log::warn!("cannot write {}: {e}", self.paths.log().display());
+        }
+    }
+}
+
+/// One line of `requests.log`, fields in this order.
+#[derive(serde::Serialize)]
+struct LogLine<'a> {
+    time: String,
+    method: &'a str,
+    path: &'a str,
+    client_cert: Option<String>,
+    user: Option<&'a str>,
+    status: u16,
+    reason: &'a str,
+}
