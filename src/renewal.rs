@@ -177,6 +177,7 @@ impl Journal {
             entry,
         };
         j.save()?;
+        crash_point(j.entry.step.as_str());
         Ok(j)
     }
 

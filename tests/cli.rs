@@ -338,3 +338,47 @@ fn a_missing_token_is_a_clear_error() {
         "{e}"
     );
 }
+
+#[test]
+fn demo_tells_the_whole_story_and_cleans_up() {
+    common::require("softhsm2-util");
+    let out = Command::new(env!("CARGO_BIN_EXE_certagent"))
+        .arg("demo")
+        .env_remove("SOFTHSM2_CONF")
+        .env_remove("CERTAGENT_PIN")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("certagent demo");
+    assert!(out.status.success(), "{}", text(&out));
+    let o = stdout(&out);
+    let e = stderr(&out);
+    for want in [
+        "renewal-due (20 days left)",
+        "desktop notice (30-day",
+        "expired (-5 days left)",
+    ] {
+        assert!(o.contains(want), "{want} missing:\n{o}");
+    }
+    for want in [
+        "processing the request",
+        "removed the old certificate and key",
+        "[done]",
+    ] {
+        assert!(e.contains(want), "{want} missing:\n{e}");
+    }
+    // At the end both certificates are valid, and the temporary directory is gone.
+    let tail = o.rsplit("== The token now").next().expect("final status");
+    assert_eq!(
+        tail.matches("state       valid (365 days left)").count(),
+        2,
+        "{tail}"
+    );
+    let dir = o
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Done; ")
+                .and_then(|r| r.strip_suffix(" is removed."))
+        })
+        .expect("temp dir named");
+    assert!(!std::path::Path::new(dir).exists(), "{dir} left behind");
+}

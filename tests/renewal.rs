@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 use certagent::bank::{self, RunningBank, ServeOptions};
 use certagent::policy::Policy;
-use common::{LABEL, PIN, SoftHsm, text};
+use common::{PIN, SoftHsm, text};
 
 const ANA: &str = "CN=Ana Novak,O=Demo Company d.o.o.,C=SI";
 
@@ -78,20 +78,43 @@ impl Env {
     fn provision(&self, id: &str, key_type: &str, subject: &str, days_left: i64) -> Vec<u8> {
         let ok = |o: Output| assert!(o.status.success(), "{}", text(&o));
         ok(self.hsm.pkcs11_tool(&[
-            "--login", "--pin", PIN, "--keypairgen", "--key-type", key_type, "--id", id,
-            "--label", "bank key",
+            "--login",
+            "--pin",
+            PIN,
+            "--keypairgen",
+            "--key-type",
+            key_type,
+            "--id",
+            id,
+            "--label",
+            "bank key",
         ]));
         let pubfile = self.hsm.path().join(format!("pub-{id}.der"));
         ok(self.hsm.pkcs11_tool(&[
-            "--read-object", "--type", "pubkey", "--id", id, "-o", &pubfile.display().to_string(),
+            "--read-object",
+            "--type",
+            "pubkey",
+            "--id",
+            id,
+            "-o",
+            &pubfile.display().to_string(),
         ]));
         let spki = std::fs::read(&pubfile).expect("pubkey");
         let der = bank::issue(&self.bank_dir, subject, &spki, days_left).expect("issue");
         let certfile = self.hsm.path().join(format!("cert-{id}.der"));
         std::fs::write(&certfile, &der).expect("write cert");
         ok(self.hsm.pkcs11_tool(&[
-            "--login", "--pin", PIN, "--write-object", &certfile.display().to_string(), "--type",
-            "cert", "--id", id, "--label", "bank certificate",
+            "--login",
+            "--pin",
+            PIN,
+            "--write-object",
+            &certfile.display().to_string(),
+            "--type",
+            "cert",
+            "--id",
+            id,
+            "--label",
+            "bank certificate",
         ]));
         der
     }
@@ -120,7 +143,10 @@ impl Env {
 
     fn journal_exists(&self) -> bool {
         std::fs::read_dir(self.state_dir().join("certagent"))
-            .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("renewal-")))
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("renewal-"))
+            })
             .unwrap_or(false)
     }
 
@@ -174,7 +200,11 @@ fn single_pair(objs: &[(String, String)]) -> String {
     let id = objs[0].1.clone();
     assert!(objs.iter().all(|(_, i)| *i == id), "{objs:?}");
     let kinds: Vec<&str> = objs.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(kinds, ["Certificate", "Private Key", "Public Key"], "{objs:?}");
+    assert_eq!(
+        kinds,
+        ["Certificate", "Private Key", "Public Key"],
+        "{objs:?}"
+    );
     id
 }
 
@@ -205,17 +235,44 @@ fn renew_through_202_replaces_a_pkcs11_tool_key_with_a_token_generated_one() {
     assert_ne!(id, "01");
     let new = new_cert_of(&env);
     assert_ne!(new.der, old);
-    assert_eq!(certagent::token::key_id_for_spki(&new.spki_der).map(hex::encode), Some(id.clone()));
+    assert_eq!(
+        certagent::token::key_id_for_spki(&new.spki_der).map(hex::encode),
+        Some(id.clone())
+    );
     assert_eq!(new.subject, ANA);
-    let listing = String::from_utf8_lossy(&env.hsm.pkcs11_tool(&["--login", "--pin", PIN, "-O", "--type", "privkey"]).stdout).into_owned();
-    assert!(listing.contains("never extractable") && listing.contains("sensitive"), "{listing}");
+    let listing = String::from_utf8_lossy(
+        &env.hsm
+            .pkcs11_tool(&["--login", "--pin", PIN, "-O", "--type", "privkey"])
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        listing.contains("never extractable") && listing.contains("sensitive"),
+        "{listing}"
+    );
     assert_eq!(env.status_json()["certificates"][0]["state"], "valid");
 
     // The bank saw 202 then 200 on simplereenroll, authenticated by the old certificate.
-    let reenrolls: Vec<_> = env.requests().into_iter().filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("simplereenroll"))).collect();
-    let statuses: Vec<i64> = reenrolls.iter().filter_map(|r| r["status"].as_i64()).collect();
+    let reenrolls: Vec<_> = env
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("simplereenroll"))
+        })
+        .collect();
+    let statuses: Vec<i64> = reenrolls
+        .iter()
+        .filter_map(|r| r["status"].as_i64())
+        .collect();
     assert_eq!(statuses, [202, 200], "{reenrolls:?}");
-    assert!(reenrolls.iter().all(|r| r.to_string().contains("Ana Novak")), "{reenrolls:?}");
+    assert!(
+        reenrolls
+            .iter()
+            .all(|r| r.to_string().contains("Ana Novak")),
+        "{reenrolls:?}"
+    );
     assert!(!env.journal_exists());
 }
 
@@ -226,9 +283,16 @@ fn enroll_turns_an_expired_certificate_into_a_valid_one() {
     assert_eq!(env.status_json()["certificates"][0]["state"], "expired");
     let refused = env.certagent(&["renew", "--yes"], &[]);
     assert!(!refused.status.success());
-    assert!(stderr(&refused).contains("certagent enroll"), "{}", text(&refused));
+    assert!(
+        stderr(&refused).contains("certagent enroll"),
+        "{}",
+        text(&refused)
+    );
 
-    let out = env.certagent(&["enroll", "--user", "ana", "--yes"], &[("CERTAGENT_OTP", &env.otp)]);
+    let out = env.certagent(
+        &["enroll", "--user", "ana", "--yes"],
+        &[("CERTAGENT_OTP", &env.otp)],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let id = single_pair(&env.objects());
     assert_ne!(id, "01");
@@ -251,7 +315,11 @@ fn renewal_outside_the_window_is_refused_by_the_agent_and_by_the_bank() {
     let out = env.certagent(&["renew", "--yes"], &[]);
     assert!(!out.status.success());
     let e = stderr(&out);
-    assert!(e.contains("403") && e.contains("renewal opens"), "{}", text(&out));
+    assert!(
+        e.contains("403") && e.contains("renewal opens"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(env.objects(), before, "token unchanged");
     assert!(!env.journal_exists());
 }
@@ -261,13 +329,19 @@ fn a_lapsed_certificate_needs_the_bank_to_reissue() {
     let env = Env::new(false);
     env.provision("01", "rsa:2048", ANA, -100);
     let before = env.objects();
-    let out = env.certagent(&["enroll", "--user", "ana", "--yes"], &[("CERTAGENT_OTP", &env.otp)]);
+    let out = env.certagent(
+        &["enroll", "--user", "ana", "--yes"],
+        &[("CERTAGENT_OTP", &env.otp)],
+    );
     assert!(!out.status.success());
     assert!(stderr(&out).contains("403"), "{}", text(&out));
     assert_eq!(env.objects(), before, "token unchanged");
 
     let otp = bank::reissue(&env.bank_dir, "ana").expect("reissue");
-    let out = env.certagent(&["enroll", "--user", "ana", "--yes"], &[("CERTAGENT_OTP", &otp)]);
+    let out = env.certagent(
+        &["enroll", "--user", "ana", "--yes"],
+        &[("CERTAGENT_OTP", &otp)],
+    );
     assert!(out.status.success(), "{}", text(&out));
     single_pair(&env.objects());
     assert_eq!(env.status_json()["certificates"][0]["state"], "valid");
@@ -284,12 +358,19 @@ fn a_bank_with_the_wrong_server_certificate_is_refused_before_any_request() {
     let roots = other.join("tls-roots.pem");
     let cfg = std::fs::read_to_string(&env.config)
         .expect("config")
-        .replace(&env.bank_dir.join("tls-roots.pem").display().to_string(), &roots.display().to_string());
+        .replace(
+            &env.bank_dir.join("tls-roots.pem").display().to_string(),
+            &roots.display().to_string(),
+        );
     std::fs::write(&env.config, cfg).expect("config");
     let out = env.certagent(&["renew", "--yes"], &[]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("server_roots"), "{}", text(&out));
-    assert!(env.requests().is_empty(), "no request reached the bank: {:?}", env.requests());
+    assert!(
+        env.requests().is_empty(),
+        "no request reached the bank: {:?}",
+        env.requests()
+    );
     assert_eq!(env.objects(), before);
 }
 
@@ -311,8 +392,14 @@ fn tls_1_2_with_pkcs1_when_the_driver_profile_has_no_pss() {
     let out = env.certagent(&["renew", "--yes"], &[]);
     assert!(out.status.success(), "{}", text(&out));
     let r = env.requests();
-    let tls: Vec<String> = r.iter().filter_map(|r| r["tls"].as_str().map(String::from)).collect();
-    assert!(tls.iter().any(|v| v.contains("1.2") || v.contains("1_2")), "{r:?}");
+    let tls: Vec<String> = r
+        .iter()
+        .filter_map(|r| r["tls"].as_str().map(String::from))
+        .collect();
+    assert!(
+        tls.iter().any(|v| v.contains("1.2") || v.contains("1_2")),
+        "{r:?}"
+    );
     single_pair(&env.objects());
 }
 
@@ -323,7 +410,14 @@ fn tls_1_3_with_pss_by_default() {
     let out = env.certagent(&["renew", "--yes"], &[]);
     assert!(out.status.success(), "{}", text(&out));
     let r = env.requests();
-    let reenroll = r.iter().find(|r| r["path"].as_str().is_some_and(|p| p.ends_with("simplereenroll"))).expect("reenroll");
+    let reenroll = r
+        .iter()
+        .find(|r| {
+            r["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("simplereenroll"))
+        })
+        .expect("reenroll");
     let v = reenroll["tls"].as_str().unwrap_or_default();
     assert!(v.contains("1.3") || v.contains("1_3"), "{reenroll}");
 }
@@ -338,21 +432,43 @@ fn an_ec_p256_certificate_renews_to_an_ec_p256_key() {
     let id = single_pair(&env.objects());
     let new = new_cert_of(&env);
     assert_eq!(new.key, certagent::token::PublicKeyAlg::EcP256);
-    assert_eq!(certagent::token::key_id_for_spki(&new.spki_der).map(hex::encode), Some(id));
+    assert_eq!(
+        certagent::token::key_id_for_spki(&new.spki_der).map(hex::encode),
+        Some(id)
+    );
 }
 
 #[test]
 fn a_killed_renewal_resumes_at_every_step_without_a_second_key() {
     let points = [
-        "started", "generating-key", "after-keygen", "key-ready", "csr-ready", "after-submit",
-        "issued", "installing", "after-install", "installed", "retiring-old", "after-retire", "done",
+        "started",
+        "generating-key",
+        "after-keygen",
+        "key-ready",
+        "csr-ready",
+        "after-submit",
+        "issued",
+        "installing",
+        "after-install",
+        "installed",
+        "retiring-old",
+        "after-retire",
+        "done",
     ];
     for point in points {
         let env = Env::new(false);
         env.provision("01", "rsa:2048", ANA, 20);
         let out = env.certagent(&["renew", "--yes"], &[("CERTAGENT_TEST_CRASH_AT", point)]);
-        assert!(!out.status.success(), "{point}: should have crashed: {}", text(&out));
-        assert!(stderr(&out).contains(&format!("test crash at {point}")), "{point}: {}", text(&out));
+        assert!(
+            !out.status.success(),
+            "{point}: should have crashed: {}",
+            text(&out)
+        );
+        assert!(
+            stderr(&out).contains(&format!("test crash at {point}")),
+            "{point}: {}",
+            text(&out)
+        );
         assert!(env.journal_exists(), "{point}: journal kept");
         // The old certificate stays usable until the new one is proven.
         let objs = env.objects();
@@ -361,10 +477,17 @@ fn a_killed_renewal_resumes_at_every_step_without_a_second_key() {
                 || objs.iter().filter(|(k, _)| k == "Certificate").count() == 1,
             "{point}: no usable certificate left: {objs:?}"
         );
-        assert!(objs.iter().filter(|(k, _)| k == "Private Key").count() <= 2, "{point}: {objs:?}");
+        assert!(
+            objs.iter().filter(|(k, _)| k == "Private Key").count() <= 2,
+            "{point}: {objs:?}"
+        );
 
         let out = env.certagent(&["renew", "--yes"], &[]);
-        assert!(out.status.success(), "{point}: resume failed: {}", text(&out));
+        assert!(
+            out.status.success(),
+            "{point}: resume failed: {}",
+            text(&out)
+        );
         if point != "started" {
             assert!(stderr(&out).contains("Resuming"), "{point}: {}", text(&out));
         }
@@ -376,7 +499,13 @@ fn a_killed_renewal_resumes_at_every_step_without_a_second_key() {
 
 #[test]
 fn bad_answers_are_rejected_and_the_token_is_unchanged() {
-    for case in ["other-key", "other-subject", "other-ca", "garbage-base64", "not-pkcs7"] {
+    for case in [
+        "other-key",
+        "other-subject",
+        "other-ca",
+        "garbage-base64",
+        "not-pkcs7",
+    ] {
         let env = Env::new(false);
         env.provision("01", "rsa:2048", ANA, 20);
         let before = env.objects();
@@ -409,21 +538,43 @@ struct FakeBank {
 
 impl FakeBank {
     fn start(env: &Env, case: &'static str) -> FakeBank {
-        use std::sync::Arc;
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use std::sync::Arc;
 
         let dir = env.hsm.path().join("fake");
         std::fs::create_dir_all(&dir).expect("dir");
         let run = |args: &[&str]| {
-            let o = Command::new("openssl").args(args).current_dir(&dir).output().expect("openssl");
+            let o = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("openssl");
             assert!(o.status.success(), "{}", text(&o));
         };
         // The fake has its own server certificate, added to the trusted roots
         // so that only its answers are under test.
-        run(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-              "-keyout", "key.pem", "-out", "cert.pem", "-subj", "/CN=127.0.0.1", "-days", "2",
-              "-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE"]);
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-days",
+            "2",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ]);
         let roots = env.bank_dir.join("tls-roots.pem");
         let mut pem = std::fs::read_to_string(&roots).expect("roots");
         pem.push_str(&std::fs::read_to_string(dir.join("cert.pem")).expect("cert"));
@@ -432,22 +583,38 @@ impl FakeBank {
         let other_bank = env.hsm.path().join("fake-other-bank");
         bank::init(&other_bank).expect("other bank");
         run(&["genpkey", "-algorithm", "RSA", "-out", "other.pem"]);
-        run(&["pkey", "-in", "other.pem", "-pubout", "-outform", "DER", "-out", "other.der"]);
+        run(&[
+            "pkey",
+            "-in",
+            "other.pem",
+            "-pubout",
+            "-outform",
+            "DER",
+            "-out",
+            "other.der",
+        ]);
         let other_spki = std::fs::read(dir.join("other.der")).expect("spki");
         let ca_pem = std::fs::read(env.bank_dir.join("ca.pem")).expect("ca");
-        let ca_der: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(&ca_pem).map(|c| c.expect("ca").to_vec()).collect();
+        let ca_der: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(&ca_pem)
+            .map(|c| c.expect("ca").to_vec())
+            .collect();
 
         let certs = vec![CertificateDer::from_pem_file(dir.join("cert.pem")).expect("cert")];
         let key = PrivateKeyDer::from_pem_file(dir.join("key.pem")).expect("key");
         let mut client_roots = rustls::RootCertStore::empty();
         for c in &ca_der {
-            client_roots.add(CertificateDer::from(c.clone())).expect("root");
+            client_roots
+                .add(CertificateDer::from(c.clone()))
+                .expect("root");
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(client_roots), provider.clone())
-            .allow_unauthenticated()
-            .build()
-            .expect("verifier");
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(client_roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .expect("verifier");
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("versions")
@@ -455,50 +622,102 @@ impl FakeBank {
             .with_single_cert(certs, key)
             .expect("server config");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = env.rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
+        let listener = env
+            .rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let bank_dir = env.bank_dir.clone();
         let task = env.rt.spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { return };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
                 let acceptor = acceptor.clone();
-                let (bank_dir, other_bank, other_spki, ca_der) = (bank_dir.clone(), other_bank.clone(), other_spki.clone(), ca_der.clone());
+                let (bank_dir, other_bank, other_spki, ca_der) = (
+                    bank_dir.clone(),
+                    other_bank.clone(),
+                    other_spki.clone(),
+                    ca_der.clone(),
+                );
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
-                    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (bank_dir, other_bank, other_spki, ca_der) = (bank_dir.clone(), other_bank.clone(), other_spki.clone(), ca_der.clone());
-                        async move {
-                            use http_body_util::BodyExt;
-                            let path = req.uri().path().to_string();
-                            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                            let answer: String = if path.ends_with("cacerts") {
-                                certagent::pkcs7::encode_base64_lines(&certagent::pkcs7::encode_certs_only(&ca_der).expect("p7"))
-                            } else {
-                                let csr = certagent::pkcs7::decode_base64(&body).expect("csr b64");
-                                use der::{Decode, Encode};
-                                let req = x509_cert::request::CertReq::from_der(&csr).expect("csr");
-                                let spki = req.info.public_key.to_der().expect("spki");
-                                let issued = match case {
-                                    "other-key" => Some(bank::issue(&bank_dir, ANA, &other_spki, 365).expect("issue")),
-                                    "other-subject" => Some(bank::issue(&bank_dir, "CN=Mallory,O=Elsewhere", &spki, 365).expect("issue")),
-                                    "other-ca" => Some(bank::issue(&other_bank, ANA, &spki, 365).expect("issue")),
-                                    _ => None,
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let (bank_dir, other_bank, other_spki, ca_der) = (
+                                bank_dir.clone(),
+                                other_bank.clone(),
+                                other_spki.clone(),
+                                ca_der.clone(),
+                            );
+                            async move {
+                                use http_body_util::BodyExt;
+                                let path = req.uri().path().to_string();
+                                let body = req
+                                    .into_body()
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes())
+                                    .unwrap_or_default();
+                                let answer: String = if path.ends_with("cacerts") {
+                                    certagent::pkcs7::encode_base64_lines(
+                                        &certagent::pkcs7::encode_certs_only(&ca_der).expect("p7"),
+                                    )
+                                } else {
+                                    let csr =
+                                        certagent::pkcs7::decode_base64(&body).expect("csr b64");
+                                    use der::{Decode, Encode};
+                                    let req =
+                                        x509_cert::request::CertReq::from_der(&csr).expect("csr");
+                                    let spki = req.info.public_key.to_der().expect("spki");
+                                    let issued = match case {
+                                        "other-key" => Some(
+                                            bank::issue(&bank_dir, ANA, &other_spki, 365)
+                                                .expect("issue"),
+                                        ),
+                                        "other-subject" => Some(
+                                            bank::issue(
+                                                &bank_dir,
+                                                "CN=Mallory,O=Elsewhere",
+                                                &spki,
+                                                365,
+                                            )
+                                            .expect("issue"),
+                                        ),
+                                        "other-ca" => Some(
+                                            bank::issue(&other_bank, ANA, &spki, 365)
+                                                .expect("issue"),
+                                        ),
+                                        _ => None,
+                                    };
+                                    match (case, issued) {
+                                        (_, Some(der)) => certagent::pkcs7::encode_base64_lines(
+                                            &certagent::pkcs7::encode_certs_only(&[der])
+                                                .expect("p7"),
+                                        ),
+                                        ("garbage-base64", _) => {
+                                            "%%% this is not base64 %%%".to_string()
+                                        }
+                                        _ => certagent::pkcs7::encode_base64_lines(
+                                            b"hello, this is not PKCS#7",
+                                        ),
+                                    }
                                 };
-                                match (case, issued) {
-                                    (_, Some(der)) => certagent::pkcs7::encode_base64_lines(&certagent::pkcs7::encode_certs_only(&[der]).expect("p7")),
-                                    ("garbage-base64", _) => "%%% this is not base64 %%%".to_string(),
-                                    _ => certagent::pkcs7::encode_base64_lines(b"hello, this is not PKCS#7"),
-                                }
-                            };
-                            Ok::<_, std::convert::Infallible>(
-                                hyper::Response::builder()
-                                    .header("Content-Type", "application/pkcs7-mime; smime-type=certs-only")
-                                    .header("Content-Transfer-Encoding", "base64")
-                                    .body(http_body_util::Full::new(bytes::Bytes::from(answer)))
-                                    .expect("response"),
-                            )
-                        }
-                    });
+                                Ok::<_, std::convert::Infallible>(
+                                    hyper::Response::builder()
+                                        .header(
+                                            "Content-Type",
+                                            "application/pkcs7-mime; smime-type=certs-only",
+                                        )
+                                        .header("Content-Transfer-Encoding", "base64")
+                                        .body(http_body_util::Full::new(bytes::Bytes::from(answer)))
+                                        .expect("response"),
+                                )
+                            }
+                        },
+                    );
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
                         .await;

@@ -5,7 +5,7 @@
 //! every phase of a connection has a timeout, and nothing parsed from a
 //! request can panic the server; a failure becomes a one-line answer.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::service::service_fn;
@@ -31,6 +31,9 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
+use der::Decode;
+use x509_cert::name::Name;
+
 use crate::cert::Cert;
 use crate::policy::Policy;
 
@@ -42,6 +45,9 @@ use super::store::{self, Paths, State, record_for, sha256_hex};
 
 /// Request bodies larger than this are refused (413): a CSR is a few KiB.
 pub const MAX_BODY: usize = 64 * 1024;
+/// Bodies up to this size are read to the end (and dropped) before a 413,
+/// so the client is not cut off mid-send.
+const DRAIN_LIMIT: usize = 1024 * 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -132,6 +138,7 @@ pub async fn serve(dir: &std::path::Path, opts: ServeOptions) -> Result<RunningB
         ca,
         cacerts,
         seen: Mutex::new(HashSet::new()),
+        answered: Mutex::new(HashMap::new()),
         log_lock: Mutex::new(()),
     });
     let (stop_tx, stop_rx) = oneshot::channel();
@@ -211,6 +218,11 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, ban
             return;
         }
     };
+    let tls_version: Option<Arc<str>> = tls
+        .get_ref()
+        .1
+        .protocol_version()
+        .map(|v| Arc::from(format!("{v:?}").as_str()));
     let client_cert: Option<Arc<Vec<u8>>> = tls
         .get_ref()
         .1
@@ -220,7 +232,8 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, ban
     let service = service_fn(move |req| {
         let bank = bank.clone();
         let client_cert = client_cert.clone();
-        async move { Ok::<_, Infallible>(bank.handle(client_cert, req).await) }
+        let tls_version = tls_version.clone();
+        async move { Ok::<_, Infallible>(bank.handle(client_cert, tls_version, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -234,6 +247,9 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, ban
     }
 }
 
+/// A certificate issued (DER) and its serial.
+type Issued = (Vec<u8>, String);
+
 /// The serving bank: what every request needs.
 struct Bank {
     paths: Paths,
@@ -244,6 +260,10 @@ struct Bank {
     cacerts: Vec<u8>,
     /// Hashes of enroll requests already answered with 202.
     seen: Mutex<HashSet<[u8; 32]>>,
+    /// Certificates issued, by request hash: the identical request sent
+    /// again (a client that lost the answer and resumes) gets the same
+    /// certificate instead of a "key not new" refusal.
+    answered: Mutex<HashMap<[u8; 32], Issued>>,
     log_lock: Mutex<()>,
 }
 
@@ -388,21 +408,36 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Refusal> {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+    if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
         return Err(too_large());
     }
-    match tokio::time::timeout(
-        BODY_TIMEOUT,
-        Limited::new(req.into_body(), MAX_BODY).collect(),
-    )
-    .await
-    {
+    // Read frame by frame. Past MAX_BODY the rest is read and dropped (up to
+    // DRAIN_LIMIT), so a client still sending sees the 413 rather than a
+    // connection reset.
+    let mut body = req.into_body();
+    let mut kept = Vec::new();
+    let mut total = 0usize;
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| Refusal::bad_request(format!("cannot read the request body: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                total += data.len();
+                if total > DRAIN_LIMIT {
+                    break;
+                }
+                if total <= MAX_BODY {
+                    kept.extend_from_slice(&data);
+                }
+            }
+        }
+        Ok::<(), Refusal>(())
+    };
+    match tokio::time::timeout(BODY_TIMEOUT, read).await {
         Err(_) => Err(Refusal::new(408, "the request body took too long")),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Ok(Err(e)) => Err(Refusal::bad_request(format!(
-            "cannot read the request body: {e}"
-        ))),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(r)) => Err(r),
+        Ok(Ok(())) if total > MAX_BODY => Err(too_large()),
+        Ok(Ok(())) => Ok(Bytes::from(kept)),
     }
 }
 
@@ -436,6 +471,7 @@ impl Bank {
     async fn handle(
         self: Arc<Self>,
         client_cert: Option<Arc<Vec<u8>>>,
+        tls_version: Option<Arc<str>>,
         req: Request<Incoming>,
     ) -> Response<Full<Bytes>> {
         let method = req.method().clone();
@@ -445,7 +481,13 @@ impl Bank {
             .and_then(|d| Cert::from_der(d).ok())
             .map(|c| c.subject);
         let answer = self.clone().route(client_cert, req).await;
-        self.log_request(&method, &path, cert_subject, &answer);
+        self.log_request(
+            &method,
+            &path,
+            tls_version.as_deref(),
+            cert_subject,
+            &answer,
+        );
         answer.into_response()
     }
 
@@ -515,7 +557,14 @@ impl Bank {
         let bank = self.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let _guard = store::lock();
-            bank.decide(requester, csr, request_hash)
+            if let Some((der, serial)) = bank.answered(&request_hash) {
+                return (claimed_from(&requester), Ok(Done::Issued { der, serial }));
+            }
+            let (user, result) = bank.decide(requester, csr, request_hash);
+            if let Ok(Done::Issued { der, serial }) = &result {
+                bank.remember(request_hash, der, serial);
+            }
+            (user, result)
         })
         .await;
         let (user, result) = match outcome {
@@ -595,6 +644,14 @@ impl Bank {
         };
         rules::may_enroll(&self.policy, user, current, now)?;
         let registered = hex::decode(&user.subject_der).unwrap_or_default();
+        // A first request may leave the subject to the bank (an empty name):
+        // the bank knows who the user is.
+        let mut csr = csr;
+        if csr.subject_der == [0x30, 0x00] {
+            csr.subject = Name::from_der(&registered)
+                .map_err(|e| internal(BankError::Build(format!("registered subject: {e}"))))?;
+            csr.subject_der = registered.clone();
+        }
         if !csr::same_name(&registered, &csr.subject_der) {
             return Err(Refusal::forbidden(format!(
                 "the request's subject \"{}\" is not the registered subject \"{}\"",
@@ -658,6 +715,19 @@ impl Bank {
         Ok(Done::Issued { der, serial })
     }
 
+    fn answered(&self, request_hash: &[u8; 32]) -> Option<(Vec<u8>, String)> {
+        let answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
+        answered.get(request_hash).cloned()
+    }
+
+    fn remember(&self, request_hash: [u8; 32], der: &[u8], serial: &str) {
+        let mut answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
+        if answered.len() >= MAX_PENDING {
+            answered.clear();
+        }
+        answered.insert(request_hash, (der.to_vec(), serial.to_string()));
+    }
+
     /// With `first_answer_202`: true the first time this request is seen.
     fn pending(&self, request_hash: [u8; 32]) -> bool {
         if !self.first_202 {
@@ -704,6 +774,7 @@ impl Bank {
         &self,
         method: &Method,
         path: &str,
+        tls: Option<&str>,
         cert_subject: Option<String>,
         answer: &Answer,
     ) {
@@ -711,6 +782,7 @@ impl Bank {
             time: crate::cert::rfc3339(OffsetDateTime::now_utc()),
             method: method.as_str(),
             path,
+            tls,
             client_cert: cert_subject,
             user: answer.user.as_deref(),
             status: answer.status,
@@ -737,8 +809,18 @@ struct LogLine<'a> {
     time: String,
     method: &'a str,
     path: &'a str,
+    /// The TLS version negotiated (`TLSv1_3`, `TLSv1_2`).
+    tls: Option<&'a str>,
     client_cert: Option<String>,
     user: Option<&'a str>,
     status: u16,
     reason: &'a str,
+}
+
+/// The user a request claims to be, for the log of a repeated answer.
+fn claimed_from(requester: &Requester) -> Option<String> {
+    match requester {
+        Requester::Password { user, .. } => Some(user.chars().take(64).collect()),
+        Requester::Certificate(_) => None,
+    }
 }

@@ -66,7 +66,11 @@ pub(super) fn run(json: bool) -> Result<(), Error> {
         &AuthPin::from(SO_PIN.to_string()),
         &AuthPin::from(PIN.to_string()),
     )?;
-    println!("token {LABEL:?} in {} ({})", dir.display(), module.info().path);
+    println!(
+        "token {LABEL:?} in {} ({})",
+        dir.display(),
+        module.info().path
+    );
 
     let bank_dir = dir.join("bank");
     bank::init(&bank_dir).map_err(bank_error)?;
@@ -82,7 +86,9 @@ pub(super) fn run(json: bool) -> Result<(), Error> {
         .block_on(bank::serve(
             &bank_dir,
             ServeOptions {
-                listen: "127.0.0.1:0".parse().map_err(|_| bank_error("listen address"))?,
+                listen: "127.0.0.1:0"
+                    .parse()
+                    .map_err(|_| bank_error("listen address"))?,
                 // Show the "come back later" path of EST too.
                 first_answer_202: true,
                 policy: policy.clone(),
@@ -90,7 +96,10 @@ pub(super) fn run(json: bool) -> Result<(), Error> {
         ))
         .map_err(bank_error)?;
     let addr: SocketAddr = running.addr();
-    println!("bank: EST at https://{addr}/.well-known/est, CA {}", bank_dir.join("ca.pem").display());
+    println!(
+        "bank: EST at https://{addr}/.well-known/est, CA {}",
+        bank_dir.join("ca.pem").display()
+    );
 
     let app = App {
         config: demo_config(addr, &bank_dir, policy.clone()),
@@ -162,8 +171,8 @@ fn notice(token: &Token, id: &[u8], policy: &Policy) -> Result<(), Error> {
         let passed = policy
             .notices(cert.not_after)
             .into_iter()
-            .filter(|n| n.at <= now)
-            .last();
+            .rev()
+            .find(|n| n.at <= now);
         if let Some(n) = passed
             && let NoticeKind::DaysBefore(d) = n.kind
         {
@@ -197,7 +206,9 @@ fn demo_config(addr: SocketAddr, bank_dir: &Path, policy: Policy) -> Config {
         policy,
         key: KeyKind::Rsa2048,
         agent: AgentConfig {
-            listen: DEFAULT_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 31270))),
+            listen: DEFAULT_LISTEN
+                .parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 31270))),
             pinentry: None,
         },
     }

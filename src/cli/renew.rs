@@ -130,7 +130,11 @@ pub(super) fn renew(app: &App, id: Option<&str>, yes: bool) -> Result<(), Error>
         let needs_bank = journal.entry.step <= Step::CsrReady;
         return rt.block_on(async {
             // Past the bank's answer (already verified), no network is needed.
-            let ca = if needs_bank { ca_certs(bank).await? } else { Vec::new() };
+            let ca = if needs_bank {
+                ca_certs(bank).await?
+            } else {
+                Vec::new()
+            };
             let wf = Workflow {
                 token: token.clone(),
                 token_serial: info.serial.clone(),
@@ -351,9 +355,15 @@ pub(super) fn enroll(app: &App, user: &str, id: Option<&str>, yes: bool) -> Resu
     }
     let otp = app.prompt.otp(user)?;
     app.login(&token, "obtain a new bank certificate")?;
-    let needs_bank = pending.as_ref().is_none_or(|j| j.entry.step <= Step::CsrReady);
+    let needs_bank = pending
+        .as_ref()
+        .is_none_or(|j| j.entry.step <= Step::CsrReady);
     rt.block_on(async {
-        let ca = if needs_bank { ca_certs(bank).await? } else { Vec::new() };
+        let ca = if needs_bank {
+            ca_certs(bank).await?
+        } else {
+            Vec::new()
+        };
         let journal = match pending {
             Some(j) => j,
             None => {

@@ -227,7 +227,12 @@ impl Module {
     /// Initialise a new token in a slot that holds an uninitialised one
     /// (SoftHSM always offers one) and set its user PIN. For the demo and
     /// testers; real tokens are initialised by their issuer.
-    pub fn init_token(self: &Arc<Self>, label: &str, so_pin: &AuthPin, user_pin: &AuthPin) -> Result<Token> {
+    pub fn init_token(
+        self: &Arc<Self>,
+        label: &str,
+        so_pin: &AuthPin,
+        user_pin: &AuthPin,
+    ) -> Result<Token> {
         let mut free = None;
         for slot in self.ctx.get_slots_with_token().map_err(error::map)? {
             let info = self.ctx.get_token_info(slot).map_err(error::map)?;
@@ -239,7 +244,9 @@ impl Module {
         let slot = free.ok_or_else(|| TokenError::Unsupported {
             what: "initialising a new token (no free slot)".into(),
         })?;
-        self.ctx.init_token(slot, so_pin, label).map_err(error::map)?;
+        self.ctx
+            .init_token(slot, so_pin, label)
+            .map_err(error::map)?;
         let selector = TokenSelector {
             label: Some(label.to_string()),
             ..TokenSelector::default()
@@ -248,7 +255,9 @@ impl Module {
         {
             let token = self.open(&selector)?;
             let session = token.session();
-            session.login(UserType::So, Some(so_pin)).map_err(error::map)?;
+            session
+                .login(UserType::So, Some(so_pin))
+                .map_err(error::map)?;
             session.init_pin(user_pin).map_err(error::map)?;
             session.logout().map_err(error::map)?;
         }
