@@ -274,6 +274,14 @@ fn renew_through_202_replaces_a_pkcs11_tool_key_with_a_token_generated_one() {
         "{reenrolls:?}"
     );
     assert!(!env.journal_exists());
+
+    let out = env.certagent(&["doctor"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ok    bank"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -372,6 +380,15 @@ fn a_bank_with_the_wrong_server_certificate_is_refused_before_any_request() {
         env.requests()
     );
     assert_eq!(env.objects(), before);
+    // doctor says the same about the bank.
+    let out = env.certagent(&["doctor"], &[]);
+    assert!(!out.status.success());
+    let o = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        o.contains("FAIL  bank") && o.contains("server_roots"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

@@ -194,6 +194,37 @@ fn checks(app: &App, r: &mut Report) {
     }
 
     key_checks(app, &token, r);
+    bank_check(app, r);
+}
+
+/// The bank answers `/cacerts` over TLS verified against `server_roots`.
+fn bank_check(app: &App, r: &mut Report) {
+    let Some(bank) = &app.config.bank else {
+        return r.warn(
+            "bank",
+            "no [bank] section in the configuration".into(),
+            "add [bank] est_url and server_roots to renew from certagent",
+        );
+    };
+    let fetched = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Io)
+        .and_then(|rt| rt.block_on(super::renew::fetch_cacerts(bank)));
+    match fetched {
+        Ok(certs) => {
+            let ca = certs
+                .first()
+                .and_then(|d| crate::cert::Cert::from_der(d).ok())
+                .map_or_else(|| "?".to_string(), |c| c.subject);
+            r.ok("bank", format!("{} answers; issuing CA {ca}", bank.est_url));
+        }
+        Err(e) => r.fail(
+            "bank",
+            e.to_string(),
+            "check the network, [bank] est_url, and that server_roots holds the bank's TLS trust anchor",
+        ),
+    }
 }
 
 fn key_checks(app: &App, token: &Token, r: &mut Report) {

@@ -78,6 +78,11 @@ async fn ca_certs(bank: &BankConfig) -> Result<Vec<Vec<u8>>, Error> {
         Step::Started,
         "fetching the bank's CA certificates (/cacerts)",
     );
+    fetch_cacerts(bank).await
+}
+
+/// `GET /cacerts` over server-authenticated TLS.
+pub(super) async fn fetch_cacerts(bank: &BankConfig) -> Result<Vec<Vec<u8>>, Error> {
     est_client(bank, None)?
         .cacerts()
         .await
