@@ -30,7 +30,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::cert::{Cert, raw_issuer_subject, rfc3339};
+use crate::config::BankConfig;
 use crate::est::{EstAnswer, EstClient, EstError};
+use crate::tls::{TokenCredential, client_config, load_roots};
 use crate::token::{GeneratedKey, KeyKind, Token, TokenError, blocking};
 
 /// The longest certagent keeps resending a request the bank answered with 202.
@@ -556,6 +558,82 @@ fn abandons(e: &RenewalError) -> bool {
             | RenewalError::Est(EstError::Refused { .. })
             | RenewalError::Est(EstError::Answer(_))
     )
+}
+
+/// An EST client for the configured bank, authenticating with `credential`
+/// (renewal) or with TLS server authentication only (enrolment, /cacerts).
+pub fn est_client(
+    bank: &BankConfig,
+    credential: Option<TokenCredential>,
+) -> Result<EstClient, RenewalError> {
+    let roots = load_roots(&bank.server_roots).map_err(|e| RenewalError::Other(e.to_string()))?;
+    let tls = client_config(roots, credential).map_err(|e| RenewalError::Other(e.to_string()))?;
+    Ok(EstClient::new(&bank.est_url, tls)?)
+}
+
+/// The issuing CA: the `ca_certs` pin, else `/cacerts` over
+/// server-authenticated TLS.
+pub async fn bank_ca_certs(
+    bank: &BankConfig,
+    progress: &dyn Progress,
+) -> Result<Vec<Vec<u8>>, RenewalError> {
+    if let Some(path) = &bank.ca_certs {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let bad =
+            |e: String| RenewalError::Other(format!("[bank] ca_certs {}: {e}", path.display()));
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| bad(e.to_string()))?
+            .map(|c| c.map(|c| c.to_vec()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(bad("holds no certificate".into()));
+        }
+        return Ok(certs);
+    }
+    progress.step(
+        Step::Started,
+        "fetching the bank's CA certificates (/cacerts)",
+    );
+    Ok(est_client(bank, None)?.cacerts().await?)
+}
+
+/// A whole renewal of `old` (CKA_ID `old_id`) with a fresh journal: the
+/// caller has done the pre-check, the consent and the login.
+#[allow(clippy::too_many_arguments)]
+pub async fn renew_now(
+    token: Arc<Token>,
+    token_serial: &str,
+    bank: &BankConfig,
+    key: KeyKind,
+    old_id: &[u8],
+    old: &Cert,
+    label: &str,
+    state_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<Cert, RenewalError> {
+    let credential = TokenCredential::new(token.clone(), old_id, old)
+        .map_err(|e| RenewalError::Other(e.to_string()))?;
+    let ca_certs = bank_ca_certs(bank, progress).await?;
+    let est = est_client(bank, Some(credential))?;
+    let req = Request {
+        kind: Kind::Renew,
+        old: Some((old_id.to_vec(), old.clone())),
+        label: label.to_string(),
+        key,
+    };
+    let journal = start(state_dir, token_serial, &req)?;
+    let wf = Workflow {
+        token,
+        token_serial: token_serial.to_string(),
+        state_dir: state_dir.to_path_buf(),
+        est,
+        ca_certs,
+        otp: None,
+        progress,
+    };
+    wf.run(journal, label).await
 }
 
 /// Check what the bank returned before anything touches the token: the

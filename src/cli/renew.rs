@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use time::OffsetDateTime;
 
 use super::status::{pick, print_certificate};
@@ -16,7 +14,7 @@ use crate::config::BankConfig;
 use crate::est::EstClient;
 use crate::policy::State;
 use crate::renewal::{self, Journal, Kind, Request, Step, Workflow};
-use crate::tls::{TokenCredential, client_config, load_roots};
+use crate::tls::TokenCredential;
 use crate::token::{Token, TokenError, blocking};
 
 /// The default label of a bank certificate written by certagent.
@@ -43,42 +41,17 @@ fn progress(step: Step, message: &str) {
 }
 
 fn est_client(bank: &BankConfig, credential: Option<TokenCredential>) -> Result<EstClient, Error> {
-    let roots = load_roots(&bank.server_roots).map_err(|e| Error::Usage(e.to_string()))?;
-    let tls = client_config(roots, credential).map_err(|e| Error::Usage(e.to_string()))?;
-    EstClient::new(&bank.est_url, tls).map_err(renewal_error)
+    renewal::est_client(bank, credential).map_err(renewal_error)
 }
 
 fn renewal_error(e: impl Into<renewal::RenewalError>) -> Error {
     Error::Renewal(e.into())
 }
 
-/// The issuing CA: the pinned file, else `/cacerts` over server-authenticated TLS.
 async fn ca_certs(bank: &BankConfig) -> Result<Vec<Vec<u8>>, Error> {
-    if let Some(path) = &bank.ca_certs {
-        let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
-            .map_err(|e| {
-                Error::Usage(format!(
-                    "cannot read [bank] ca_certs {}: {e}",
-                    path.display()
-                ))
-            })?
-            .map(|c| c.map(|c| c.to_vec()))
-            .collect();
-        let certs =
-            certs.map_err(|e| Error::Usage(format!("[bank] ca_certs {}: {e}", path.display())))?;
-        if certs.is_empty() {
-            return Err(Error::Usage(format!(
-                "[bank] ca_certs {} holds no certificate",
-                path.display()
-            )));
-        }
-        return Ok(certs);
-    }
-    progress(
-        Step::Started,
-        "fetching the bank's CA certificates (/cacerts)",
-    );
-    fetch_cacerts(bank).await
+    renewal::bank_ca_certs(bank, &progress)
+        .await
+        .map_err(renewal_error)
 }
 
 /// `GET /cacerts` over server-authenticated TLS.
@@ -231,33 +204,25 @@ pub(super) fn renew(app: &App, id: Option<&str>, yes: bool) -> Result<(), Error>
         return Err(Error::Usage("renewal cancelled".into()));
     }
     app.login(&token, "renew the bank certificate")?;
-    let credential = TokenCredential::new(token.clone(), &target.id, &target.cert)
-        .map_err(|e| Error::Usage(e.to_string()))?;
     let label = if target.label.is_empty() {
         DEFAULT_LABEL.to_string()
     } else {
         target.label.clone()
     };
     rt.block_on(async {
-        let ca = ca_certs(bank).await?;
-        let est = est_client(bank, Some(credential))?;
-        let req = Request {
-            kind: Kind::Renew,
-            old: Some((target.id.clone(), target.cert.clone())),
-            label: label.clone(),
-            key: app.config.key,
-        };
-        let journal = renewal::start(&state_dir, &info.serial, &req).map_err(renewal_error)?;
-        let wf = Workflow {
-            token: token.clone(),
-            token_serial: info.serial.clone(),
-            state_dir: state_dir.clone(),
-            est,
-            ca_certs: ca,
-            otp: None,
-            progress: &progress,
-        };
-        finish(app, &token, wf.run(journal, &label).await)
+        let result = renewal::renew_now(
+            token.clone(),
+            &info.serial,
+            bank,
+            app.config.key,
+            &target.id,
+            &target.cert,
+            &label,
+            &state_dir,
+            &progress,
+        )
+        .await;
+        finish(app, &token, result)
     })
 }
 
