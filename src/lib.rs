@@ -8,6 +8,7 @@
 //! stands; [`csr`] asks for a new one, signed on the token; [`prompt`] asks
 //! the person; [`cli`] ties them into commands.
 
+pub mod api;
 pub mod bank;
 pub mod cert;
 pub mod cli;

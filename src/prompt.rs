@@ -29,7 +29,7 @@ pub enum PromptError {
 }
 
 /// How certagent asks the user for things.
-pub trait Prompt {
+pub trait Prompt: Send + Sync {
     /// The user PIN for `token`. `purpose` says why, in a few words.
     fn pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError>;
     /// A yes/no question; `false` means the user declined.
@@ -145,5 +145,111 @@ impl Prompt for ScriptedPrompt {
             .clone()
             .map(SecretString::from)
             .ok_or(PromptError::Cancelled)
+    }
+}
+
+/// The desktop: an Assuan pinentry program (GETPIN for secrets, CONFIRM for
+/// consent), so the PIN is typed into a window of its own, never a web page.
+#[derive(Debug, Clone)]
+pub struct PinentryPrompt {
+    binary: std::path::PathBuf,
+}
+
+/// How long a pinentry window waits for the user, in seconds.
+const PINENTRY_TIMEOUT: u16 = 120;
+
+impl PinentryPrompt {
+    /// The configured program, else `pinentry` from `PATH`.
+    pub fn find(configured: Option<&std::path::Path>) -> Result<PinentryPrompt, PromptError> {
+        let name = configured.map_or(std::ffi::OsStr::new("pinentry"), |p| p.as_os_str());
+        let binary = pinentry::PassphraseInput::with_binary(name)
+            .map(|_| std::path::PathBuf::from(name))
+            .ok_or_else(|| PromptError::Unavailable {
+                what: "the PIN",
+                why: format!(
+                    "the pinentry program {} was not found",
+                    std::path::Path::new(name).display()
+                ),
+                hint: "[agent] pinentry, or install one: apt-get install pinentry-gnome3",
+            })?;
+        Ok(PinentryPrompt { binary })
+    }
+
+    fn failed(what: &'static str, e: pinentry::Error) -> PromptError {
+        match e {
+            pinentry::Error::Cancelled | pinentry::Error::Timeout => PromptError::Cancelled,
+            other => PromptError::Unavailable {
+                what,
+                why: format!("pinentry failed: {other}"),
+                hint: "[agent] pinentry",
+            },
+        }
+    }
+
+    fn secret(
+        &self,
+        what: &'static str,
+        description: &str,
+        prompt: &str,
+    ) -> Result<SecretString, PromptError> {
+        let mut input = pinentry::PassphraseInput::with_binary(&self.binary).ok_or_else(|| {
+            PromptError::Unavailable {
+                what,
+                why: format!("{} is gone", self.binary.display()),
+                hint: "[agent] pinentry",
+            }
+        })?;
+        let secret = input
+            .with_title("certagent")
+            .with_description(description)
+            .with_prompt(prompt)
+            .with_timeout(PINENTRY_TIMEOUT)
+            .interact()
+            .map_err(|e| PinentryPrompt::failed(what, e))?;
+        use secrecy::ExposeSecret;
+        if secret.expose_secret().is_empty() {
+            return Err(PromptError::Cancelled);
+        }
+        Ok(secret)
+    }
+}
+
+impl Prompt for PinentryPrompt {
+    fn pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
+        let mut description = format!(
+            "Enter the PIN of your token \"{}\" to {purpose}.",
+            token.label
+        );
+        if let Some(w) = pin_warning(token) {
+            description.push_str("\n\n");
+            description.push_str(w);
+        }
+        self.secret("the PIN", &description, "PIN:")
+    }
+
+    fn confirm(&self, question: &str) -> Result<bool, PromptError> {
+        let mut dialog =
+            pinentry::ConfirmationDialog::with_binary(&self.binary).ok_or_else(|| {
+                PromptError::Unavailable {
+                    what: "a confirmation",
+                    why: format!("{} is gone", self.binary.display()),
+                    hint: "[agent] pinentry",
+                }
+            })?;
+        dialog
+            .with_title("certagent")
+            .with_ok("Allow")
+            .with_cancel("Deny")
+            .with_timeout(PINENTRY_TIMEOUT)
+            .confirm(question)
+            .map_err(|e| PinentryPrompt::failed("a confirmation", e))
+    }
+
+    fn otp(&self, user: &str) -> Result<SecretString, PromptError> {
+        self.secret(
+            "the one-time password",
+            &format!("Enter the one-time password the bank gave for user {user}."),
+            "One-time password:",
+        )
     }
 }

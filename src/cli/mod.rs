@@ -3,6 +3,7 @@
 mod demo;
 mod doctor;
 mod renew;
+mod run;
 mod status;
 mod tokens;
 
@@ -75,6 +76,12 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// The agent: local API for the bank's web pages (and, later, tray and notices)
+    Run {
+        /// Serve the API and notices without a tray icon
+        #[arg(long)]
+        no_tray: bool,
+    },
     /// The whole story on a fresh SoftHSM token and an in-process reference bank
     Demo,
 }
@@ -108,6 +115,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Renew { id, yes } => renew::renew(&app, id.as_deref(), yes),
         Command::Enroll { user, id, yes } => renew::enroll(&app, &user, id.as_deref(), yes),
         Command::Demo => demo::run(cli.json),
+        Command::Run { no_tray } => run::run(app, no_tray),
     }
 }
 

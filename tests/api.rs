@@ -1,0 +1,692 @@
+//! The local API against hostile callers and real parts: `certagent run
+//! --no-tray` as its own process, a SoftHSM token behind OpenSC's PKCS#11 spy
+//! (to count logins), a scripted Assuan pinentry that logs every command it
+//! receives (to prove a refused request never reached the prompt), and the
+//! reference bank for renewals.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use certagent::bank::{self, RunningBank, ServeOptions};
+use common::{PIN, SoftHsm, openssl, run};
+
+const ORIGIN: &str = "https://ib.bank.example";
+const ANA: &str = "CN=Ana Novak,O=Demo Company d.o.o.,C=SI";
+
+/// An Assuan pinentry for tests: PIN and consent come from files in
+/// $PINENTRY_TEST_DIR; every command's verb is appended to its `log`.
+const PINENTRY: &str = r#"#!/bin/sh
+d="$PINENTRY_TEST_DIR"
+echo "OK Pleased to meet you"
+while IFS= read -r line; do
+  verb=${line%% *}
+  echo "$verb" >> "$d/log"
+  case "$verb" in
+    GETPIN) printf 'D %s\nOK\n' "$(cat "$d/pin")" ;;
+    CONFIRM)
+      [ -e "$d/slow" ] && sleep 3
+      if [ "$(cat "$d/confirm")" = yes ]; then echo OK; else echo "ERR 83886179 Operation cancelled <Pinentry>"; fi ;;
+    BYE) echo OK; exit 0 ;;
+    *) echo OK ;;
+  esac
+done
+"#;
+
+struct Agent {
+    hsm: SoftHsm,
+    child: Child,
+    port: u16,
+    prompt_dir: PathBuf,
+    spy_log: PathBuf,
+    _rt: tokio::runtime::Runtime,
+    _bank: RunningBank,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Agent {
+    fn start(days_left: i64) -> Agent {
+        let hsm = SoftHsm::new();
+        // A key and certificate on the token, issued by the reference bank.
+        let out = hsm.pkcs11_tool(&[
+            "--login",
+            "--pin",
+            PIN,
+            "--keypairgen",
+            "--key-type",
+            "rsa:2048",
+            "--id",
+            "01",
+            "--label",
+            "bank key",
+        ]);
+        assert!(out.status.success(), "{}", common::text(&out));
+        let pubfile = hsm.path().join("pub.der");
+        hsm.pkcs11_tool(&[
+            "--read-object",
+            "--type",
+            "pubkey",
+            "--id",
+            "01",
+            "-o",
+            &pubfile.display().to_string(),
+        ]);
+        let bank_dir = hsm.path().join("bank");
+        bank::init(&bank_dir).expect("bank");
+        bank::add_user(&bank_dir, "ana", ANA).expect("user");
+        let der = bank::issue(
+            &bank_dir,
+            ANA,
+            &std::fs::read(&pubfile).expect("pub"),
+            days_left,
+        )
+        .expect("issue");
+        let certfile = hsm.path().join("cert.der");
+        std::fs::write(&certfile, der).expect("cert");
+        let out = hsm.pkcs11_tool(&[
+            "--login",
+            "--pin",
+            PIN,
+            "--write-object",
+            &certfile.display().to_string(),
+            "--type",
+            "cert",
+            "--id",
+            "01",
+            "--label",
+            "bank certificate",
+        ]);
+        assert!(out.status.success(), "{}", common::text(&out));
+
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("rt");
+        let bank = rt
+            .block_on(bank::serve(
+                &bank_dir,
+                ServeOptions {
+                    listen: "127.0.0.1:0".parse().expect("addr"),
+                    ..ServeOptions::default()
+                },
+            ))
+            .expect("serve");
+
+        let prompt_dir = hsm.path().join("prompt");
+        std::fs::create_dir(&prompt_dir).expect("dir");
+        std::fs::write(prompt_dir.join("pin"), PIN).expect("pin");
+        std::fs::write(prompt_dir.join("confirm"), "yes").expect("confirm");
+        let pinentry = hsm.path().join("pinentry-test");
+        std::fs::write(&pinentry, PINENTRY).expect("pinentry");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&pinentry, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+        }
+        let port = free_port();
+        let config = hsm.path().join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[token]\nmodule = \"{}\"\nlabel = \"{}\"\n[bank]\nest_url = \"https://{}/.well-known/est\"\nserver_roots = \"{}\"\norigins = [\"{ORIGIN}\"]\n[agent]\nlisten = \"127.0.0.1:{port}\"\npinentry = \"{}\"\n",
+                common::spy_module().display(),
+                common::LABEL,
+                bank.addr(),
+                bank_dir.join("tls-roots.pem").display(),
+                pinentry.display()
+            ),
+        )
+        .expect("config");
+        let spy_log = hsm.path().join("spy.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_certagent"))
+            .env("SOFTHSM2_CONF", hsm.conf())
+            .env("PKCS11SPY", common::softhsm_module())
+            .env("PKCS11SPY_OUTPUT", &spy_log)
+            .env("PINENTRY_TEST_DIR", &prompt_dir)
+            .env("XDG_STATE_HOME", hsm.path().join("state"))
+            .env_remove("CERTAGENT_PIN")
+            .args([
+                "--config",
+                &config.display().to_string(),
+                "run",
+                "--no-tray",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("certagent run");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("first line");
+        assert!(line.contains("local API on"), "agent did not start: {line}");
+        Agent {
+            hsm,
+            child,
+            port,
+            prompt_dir,
+            spy_log,
+            _rt: rt,
+            _bank: bank,
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Raw HTTP/1.1, so every header is exactly what the test says.
+    fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let mut req = format!("{method} {path} HTTP/1.1\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str(&format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        ));
+        s.write_all(req.as_bytes()).expect("write");
+        let _ = s.write_all(body);
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        Reply::parse(&raw)
+    }
+
+    /// A request as the allowed page would send it.
+    fn page(&self, method: &str, path: &str, body: &str) -> Reply {
+        let host = self.host();
+        let mut h = vec![("Host", host.as_str()), ("Origin", ORIGIN)];
+        if method == "POST" {
+            h.push(("Content-Type", "application/json"));
+        }
+        self.send(method, path, &h, body.as_bytes())
+    }
+
+    fn prompts(&self) -> Vec<String> {
+        std::fs::read_to_string(self.prompt_dir.join("log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| matches!(*l, "GETPIN" | "CONFIRM"))
+            .map(String::from)
+            .collect()
+    }
+
+    fn logins(&self) -> usize {
+        std::fs::read_to_string(&self.spy_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("C_Login"))
+            .count()
+    }
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn parse(raw: &[u8]) -> Reply {
+        let text = String::from_utf8_lossy(raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        Reply {
+            status,
+            headers,
+            body: body.to_string(),
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+fn challenge(n: usize) -> String {
+    URL_SAFE_NO_PAD.encode((0..n).map(|i| i as u8).collect::<Vec<_>>())
+}
+
+#[test]
+fn hostile_requests_are_refused_before_any_prompt_or_token_access() {
+    let agent = Agent::start(20);
+    let host = agent.host();
+    let good = format!("{{\"challenge\":\"{}\"}}", challenge(32));
+    let json = ("Content-Type", "application/json");
+    let table: Vec<(&str, Reply, u16)> = vec![
+        (
+            "foreign origin",
+            agent.send(
+                "POST",
+                "/v1/logon",
+                &[("Host", &host), ("Origin", "https://evil.example"), json],
+                good.as_bytes(),
+            ),
+            403,
+        ),
+        (
+            "no origin",
+            agent.send(
+                "POST",
+                "/v1/logon",
+                &[("Host", &host), json],
+                good.as_bytes(),
+            ),
+            403,
+        ),
+        (
+            "null origin",
+            agent.send(
+                "POST",
+                "/v1/logon",
+                &[("Host", &host), ("Origin", "null"), json],
+                good.as_bytes(),
+            ),
+            403,
+        ),
+        (
+            "origin with path",
+            agent.send(
+                "GET",
+                "/v1/status",
+                &[("Host", &host), ("Origin", "https://ib.bank.example/")],
+                b"",
+            ),
+            403,
+        ),
+        (
+            "rebinding host",
+            agent.send(
+                "POST",
+                "/v1/logon",
+                &[
+                    ("Host", &format!("attacker.example:{}", agent.port)),
+                    ("Origin", ORIGIN),
+                    json,
+                ],
+                good.as_bytes(),
+            ),
+            403,
+        ),
+        (
+            "no host",
+            agent.send("GET", "/v1/status", &[("Origin", ORIGIN)], b""),
+            403,
+        ),
+        (
+            "GET with side effects",
+            agent.page("GET", "/v1/logon", ""),
+            405,
+        ),
+        ("GET renewals", agent.page("GET", "/v1/renewals", ""), 405),
+        (
+            "form post",
+            agent.send(
+                "POST",
+                "/v1/logon",
+                &[
+                    ("Host", &host),
+                    ("Origin", ORIGIN),
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                ],
+                b"challenge=x",
+            ),
+            400,
+        ),
+        (
+            "text/plain",
+            agent.send(
+                "POST",
+                "/v1/logon",
+                &[
+                    ("Host", &host),
+                    ("Origin", ORIGIN),
+                    ("Content-Type", "text/plain"),
+                ],
+                good.as_bytes(),
+            ),
+            400,
+        ),
+        (
+            "oversized",
+            agent.send(
+                "POST",
+                "/v1/logon",
+                &[("Host", &host), ("Origin", ORIGIN), json],
+                &vec![b' '; 20 * 1024],
+            ),
+            413,
+        ),
+        (
+            "truncated JSON",
+            agent.page("POST", "/v1/logon", &good[..good.len() - 3]),
+            400,
+        ),
+        (
+            "broken JSON",
+            agent.page("POST", "/v1/logon", "{challenge: 1}"),
+            400,
+        ),
+        (
+            "unknown field",
+            agent.page(
+                "POST",
+                "/v1/logon",
+                &format!("{{\"challenge\":\"{}\",\"pin\":\"1234\"}}", challenge(32)),
+            ),
+            400,
+        ),
+        (
+            "bad base64",
+            agent.page("POST", "/v1/logon", "{\"challenge\":\"***not base64***\"}"),
+            400,
+        ),
+        (
+            "short challenge",
+            agent.page(
+                "POST",
+                "/v1/logon",
+                &format!("{{\"challenge\":\"{}\"}}", challenge(31)),
+            ),
+            400,
+        ),
+        (
+            "long challenge",
+            agent.page(
+                "POST",
+                "/v1/logon",
+                &format!("{{\"challenge\":\"{}\"}}", challenge(65)),
+            ),
+            400,
+        ),
+        (
+            "bad id",
+            agent.page(
+                "POST",
+                "/v1/logon",
+                &format!("{{\"challenge\":\"{}\",\"id\":\"zz\"}}", challenge(32)),
+            ),
+            400,
+        ),
+        ("unknown path", agent.page("GET", "/v1/keys", ""), 404),
+    ];
+    for (name, reply, want) in table {
+        assert_eq!(reply.status, want, "{name}: {}", reply.body);
+        if want == 403 {
+            assert!(
+                reply.header("access-control-allow-origin").is_none(),
+                "{name}: CORS header on a refusal"
+            );
+            assert!(
+                !reply.body.contains("Ana"),
+                "{name}: leaked certificate details"
+            );
+        } else {
+            assert_eq!(
+                reply.header("access-control-allow-origin"),
+                Some(ORIGIN),
+                "{name}"
+            );
+        }
+        assert!(reply.json()["error"].is_string(), "{name}: {}", reply.body);
+    }
+    assert!(
+        agent.prompts().is_empty(),
+        "a refused request reached the prompt: {:?}",
+        agent.prompts()
+    );
+    assert_eq!(
+        agent.logins(),
+        0,
+        "a refused request logged in to the token"
+    );
+}
+
+#[test]
+fn preflight_is_answered_for_the_allowed_origin_only() {
+    let agent = Agent::start(20);
+    let host = agent.host();
+    let r = agent.send(
+        "OPTIONS",
+        "/v1/logon",
+        &[
+            ("Host", &host),
+            ("Origin", ORIGIN),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "content-type"),
+            ("Access-Control-Request-Private-Network", "true"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("access-control-allow-origin"), Some(ORIGIN));
+    assert!(
+        r.header("access-control-allow-headers")
+            .is_some_and(|h| h.to_ascii_lowercase().contains("content-type"))
+    );
+    assert_eq!(
+        r.header("access-control-allow-private-network"),
+        Some("true")
+    );
+    let r = agent.send(
+        "OPTIONS",
+        "/v1/logon",
+        &[
+            ("Host", &host),
+            ("Origin", "https://evil.example"),
+            ("Access-Control-Request-Method", "POST"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 403);
+    assert!(r.header("access-control-allow-origin").is_none());
+}
+
+#[test]
+fn status_reports_the_certificate_to_the_allowed_page() {
+    let agent = Agent::start(20);
+    let r = agent.page("GET", "/v1/status", "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("access-control-allow-origin"), Some(ORIGIN));
+    let j = r.json();
+    assert_eq!(j["token_present"], true);
+    assert_eq!(j["certificates"][0]["state"], "renewal-due");
+    assert_eq!(j["certificates"][0]["days_left"], 20);
+    assert!(agent.prompts().is_empty());
+}
+
+#[test]
+fn logon_token_verifies_in_openssl_over_the_origin_bound_message() {
+    let agent = Agent::start(200);
+    let chal: Vec<u8> = (0..32).map(|i| (i * 7) as u8).collect();
+    let r = agent.page(
+        "POST",
+        "/v1/logon",
+        &format!("{{\"challenge\":\"{}\"}}", URL_SAFE_NO_PAD.encode(&chal)),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let t = r.json();
+    assert_eq!(t["format"], "certagent-auth:1");
+    assert_eq!(t["origin"], ORIGIN);
+    assert_eq!(t["algorithm"], "PS256");
+    assert_eq!(agent.prompts(), ["CONFIRM", "GETPIN"]);
+    assert_eq!(agent.logins(), 1);
+
+    let dir = agent.hsm.path();
+    let cert = STANDARD
+        .decode(t["certificate"].as_str().expect("cert"))
+        .expect("b64");
+    std::fs::write(dir.join("logon-cert.der"), &cert).expect("write");
+    run(openssl()
+        .args(["x509", "-inform", "DER", "-in"])
+        .arg(dir.join("logon-cert.der"))
+        .arg("-pubkey")
+        .arg("-noout")
+        .arg("-out")
+        .arg(dir.join("logon-pub.pem")));
+    use sha2::{Digest, Sha256};
+    let verify = |origin: &str| -> bool {
+        let mut msg = Sha256::digest(origin.as_bytes()).to_vec();
+        msg.extend_from_slice(&Sha256::digest(&chal));
+        std::fs::write(dir.join("msg"), &msg).expect("msg");
+        std::fs::write(
+            dir.join("sig"),
+            STANDARD
+                .decode(t["signature"].as_str().expect("sig"))
+                .expect("b64"),
+        )
+        .expect("sig");
+        openssl()
+            .args([
+                "dgst",
+                "-sha256",
+                "-sigopt",
+                "rsa_padding_mode:pss",
+                "-sigopt",
+                "rsa_pss_saltlen:32",
+                "-verify",
+            ])
+            .arg(dir.join("logon-pub.pem"))
+            .arg("-signature")
+            .arg(dir.join("sig"))
+            .arg(dir.join("msg"))
+            .output()
+            .expect("openssl")
+            .status
+            .success()
+    };
+    assert!(verify(ORIGIN), "openssl rejected the logon signature");
+    assert!(
+        !verify("https://evil.example"),
+        "the signature must be worthless at another origin"
+    );
+}
+
+#[test]
+fn declined_consent_and_wrong_pin_are_clear_and_never_retried() {
+    let agent = Agent::start(200);
+    let body = format!("{{\"challenge\":\"{}\"}}", challenge(32));
+    std::fs::write(agent.prompt_dir.join("confirm"), "no").expect("confirm");
+    let r = agent.page("POST", "/v1/logon", &body);
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (403, Some("declined")),
+        "{}",
+        r.body
+    );
+    assert_eq!(agent.prompts(), ["CONFIRM"], "no PIN asked after a refusal");
+    assert_eq!(agent.logins(), 0);
+
+    std::fs::write(agent.prompt_dir.join("confirm"), "yes").expect("confirm");
+    std::fs::write(agent.prompt_dir.join("pin"), "000000").expect("pin");
+    let r = agent.page("POST", "/v1/logon", &body);
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (403, Some("pin-incorrect")),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not retried"))
+    );
+    assert_eq!(agent.logins(), 1, "exactly one login attempt");
+    assert_eq!(
+        agent.prompts(),
+        ["CONFIRM", "CONFIRM", "GETPIN"],
+        "PIN asked once"
+    );
+}
+
+#[test]
+fn only_one_logon_prompt_at_a_time() {
+    let agent = Agent::start(200);
+    std::fs::write(agent.prompt_dir.join("slow"), "").expect("slow");
+    let body = format!("{{\"challenge\":\"{}\"}}", challenge(32));
+    let first = std::thread::scope(|s| {
+        let first = s.spawn(|| agent.page("POST", "/v1/logon", &body));
+        std::thread::sleep(Duration::from_millis(800));
+        let second = agent.page("POST", "/v1/logon", &body);
+        assert_eq!(
+            (second.status, second.json()["error"].as_str()),
+            (409, Some("busy")),
+            "{}",
+            second.body
+        );
+        first.join().expect("first")
+    });
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(
+        agent.prompts().iter().filter(|p| *p == "CONFIRM").count(),
+        1
+    );
+}
+
+#[test]
+fn a_renewal_started_by_the_page_runs_to_the_end() {
+    let agent = Agent::start(20);
+    let r = agent.page("POST", "/v1/renewals", "{}");
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.json()["id"].as_str().expect("id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let last = loop {
+        let s = agent.page("GET", &format!("/v1/renewals/{id}"), "");
+        assert_eq!(s.status, 200, "{}", s.body);
+        let j = s.json();
+        if j["state"] != "running" || Instant::now() > deadline {
+            break j;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(last["state"], "done", "{last}");
+    assert!(
+        last["certificate"].is_string() && last["not_after"].is_string(),
+        "{last}"
+    );
+    assert_eq!(agent.prompts(), ["CONFIRM", "GETPIN"]);
+    let s = agent.page("GET", "/v1/status", "").json();
+    assert_eq!(s["certificates"][0]["state"], "valid", "{s}");
+    assert_eq!(agent.page("GET", "/v1/renewals/ffff", "").status, 404);
+}
