@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# Install what certagent's demo and tests need on Debian/Ubuntu: the SoftHSM
-# token, OpenSC's pkcs11-tool and PKCS#11 spy, GnuTLS's p11tool, openssl and
-# faketime. Only missing packages are installed. Sourced by demo.sh and test.sh.
+# Install what certagent's demo and tests need on Debian/Ubuntu. The demo
+# needs only SoftHSM; the tests also use the tools certagent's output is
+# checked with (OpenSC's pkcs11-tool and PKCS#11 spy, GnuTLS's p11tool,
+# openssl, faketime, strongSwan's EST client) and a real browser (chromium and
+# chromedriver). Only missing packages are installed. Sourced by demo.sh and
+# test.sh: `certagent_setup` for the demo, `certagent_setup tests` for tests.
 set -euo pipefail
 
-certagent_packages=(softhsm2 opensc opensc-pkcs11 gnutls-bin openssl faketime ca-certificates strongswan-pki libstrongswan-extra-plugins)
+certagent_demo_packages=(softhsm2 ca-certificates)
+certagent_test_packages=(opensc opensc-pkcs11 gnutls-bin openssl faketime
+    strongswan-pki libstrongswan-extra-plugins chromium chromium-driver)
 
 certagent_setup() {
+    local wanted=("${certagent_demo_packages[@]}")
+    if [ "${1:-}" = tests ]; then
+        wanted+=("${certagent_test_packages[@]}")
+    fi
     local missing=()
-    for p in "${certagent_packages[@]}"; do
+    for p in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then

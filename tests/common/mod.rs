@@ -8,6 +8,9 @@
 //! in one process fails loudly instead of silently sharing a token.
 #![allow(dead_code)]
 
+pub mod agent;
+pub mod webdriver;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

@@ -1,0 +1,300 @@
+//! A running agent for tests: `certagent run --no-tray` as its own process,
+//! a SoftHSM token behind OpenSC's PKCS#11 spy (to count logins), a scripted
+//! Assuan pinentry that logs every command it receives (to prove a refused
+//! request never reached the prompt), and the reference bank.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use certagent::bank::{self, RunningBank, ServeOptions};
+
+use super::{PIN, SoftHsm};
+
+pub const ORIGIN: &str = "https://ib.bank.example";
+pub const ANA: &str = "CN=Ana Novak,O=Demo Company d.o.o.,C=SI";
+
+/// An Assuan pinentry for tests: PIN and consent come from files in
+/// $PINENTRY_TEST_DIR; every command's verb is appended to its `log`.
+const PINENTRY: &str = r#"#!/bin/sh
+d="$PINENTRY_TEST_DIR"
+echo "OK Pleased to meet you"
+while IFS= read -r line; do
+  verb=${line%% *}
+  echo "$verb" >> "$d/log"
+  case "$verb" in
+    GETPIN) printf 'D %s\nOK\n' "$(cat "$d/pin")" ;;
+    CONFIRM)
+      [ -e "$d/slow" ] && sleep 3
+      if [ "$(cat "$d/confirm")" = yes ]; then echo OK; else echo "ERR 83886179 Operation cancelled <Pinentry>"; fi ;;
+    BYE) echo OK; exit 0 ;;
+    *) echo OK ;;
+  esac
+done
+"#;
+
+pub struct Agent {
+    pub hsm: SoftHsm,
+    child: Child,
+    pub port: u16,
+    pub prompt_dir: PathBuf,
+    spy_log: PathBuf,
+    _rt: tokio::runtime::Runtime,
+    pub bank: RunningBank,
+    pub bank_dir: PathBuf,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Agent {
+    /// An agent whose only allowed origin is [`ORIGIN`].
+    pub fn start(days_left: i64) -> Agent {
+        Agent::start_with(
+            days_left,
+            |_| vec![ORIGIN.to_string()],
+            ServeOptions::default(),
+        )
+    }
+
+    /// `origins` gets the running bank and picks the allowed origins;
+    /// `bank_opts` is how the bank serves (its listen address is replaced).
+    pub fn start_with(
+        days_left: i64,
+        origins: impl FnOnce(&RunningBank) -> Vec<String>,
+        bank_opts: ServeOptions,
+    ) -> Agent {
+        let hsm = SoftHsm::new();
+        let port = free_port();
+        // A key and certificate on the token, issued by the reference bank.
+        let out = hsm.pkcs11_tool(&[
+            "--login",
+            "--pin",
+            PIN,
+            "--keypairgen",
+            "--key-type",
+            "rsa:2048",
+            "--id",
+            "01",
+            "--label",
+            "bank key",
+        ]);
+        assert!(out.status.success(), "{}", super::text(&out));
+        let pubfile = hsm.path().join("pub.der");
+        hsm.pkcs11_tool(&[
+            "--read-object",
+            "--type",
+            "pubkey",
+            "--id",
+            "01",
+            "-o",
+            &pubfile.display().to_string(),
+        ]);
+        let bank_dir = hsm.path().join("bank");
+        bank::init(&bank_dir).expect("bank");
+        bank::add_user(&bank_dir, "ana", ANA).expect("user");
+        let der = bank::issue(
+            &bank_dir,
+            ANA,
+            &std::fs::read(&pubfile).expect("pub"),
+            days_left,
+        )
+        .expect("issue");
+        let certfile = hsm.path().join("cert.der");
+        std::fs::write(&certfile, der).expect("cert");
+        let out = hsm.pkcs11_tool(&[
+            "--login",
+            "--pin",
+            PIN,
+            "--write-object",
+            &certfile.display().to_string(),
+            "--type",
+            "cert",
+            "--id",
+            "01",
+            "--label",
+            "bank certificate",
+        ]);
+        assert!(out.status.success(), "{}", super::text(&out));
+
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("rt");
+        let bank = rt
+            .block_on(bank::serve(
+                &bank_dir,
+                ServeOptions {
+                    listen: "127.0.0.1:0".parse().expect("addr"),
+                    ..bank_opts
+                },
+            ))
+            .expect("serve");
+
+        let prompt_dir = hsm.path().join("prompt");
+        std::fs::create_dir(&prompt_dir).expect("dir");
+        std::fs::write(prompt_dir.join("pin"), PIN).expect("pin");
+        std::fs::write(prompt_dir.join("confirm"), "yes").expect("confirm");
+        let pinentry = hsm.path().join("pinentry-test");
+        std::fs::write(&pinentry, PINENTRY).expect("pinentry");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&pinentry, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+        }
+        let origins: Vec<String> = origins(&bank).iter().map(|o| format!("\"{o}\"")).collect();
+        let config = hsm.path().join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[token]\nmodule = \"{}\"\nlabel = \"{}\"\n[bank]\nest_url = \"https://{}/.well-known/est\"\nserver_roots = \"{}\"\norigins = [{}]\n[agent]\nlisten = \"127.0.0.1:{port}\"\npinentry = \"{}\"\n",
+                super::spy_module().display(),
+                super::LABEL,
+                bank.addr(),
+                bank_dir.join("tls-roots.pem").display(),
+                origins.join(", "),
+                pinentry.display()
+            ),
+        )
+        .expect("config");
+        let spy_log = hsm.path().join("spy.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_certagent"))
+            .env("SOFTHSM2_CONF", hsm.conf())
+            .env("PKCS11SPY", super::softhsm_module())
+            .env("PKCS11SPY_OUTPUT", &spy_log)
+            .env("PINENTRY_TEST_DIR", &prompt_dir)
+            .env("XDG_STATE_HOME", hsm.path().join("state"))
+            .env_remove("CERTAGENT_PIN")
+            .args([
+                "--config",
+                &config.display().to_string(),
+                "run",
+                "--no-tray",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("certagent run");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("first line");
+        assert!(line.contains("local API on"), "agent did not start: {line}");
+        Agent {
+            hsm,
+            child,
+            port,
+            prompt_dir,
+            spy_log,
+            _rt: rt,
+            bank,
+            bank_dir,
+        }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Raw HTTP/1.1, so every header is exactly what the test says.
+    pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let mut req = format!("{method} {path} HTTP/1.1\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str(&format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        ));
+        s.write_all(req.as_bytes()).expect("write");
+        let _ = s.write_all(body);
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        Reply::parse(&raw)
+    }
+
+    /// A request as the allowed page would send it.
+    pub fn page(&self, method: &str, path: &str, body: &str) -> Reply {
+        let host = self.host();
+        let mut h = vec![("Host", host.as_str()), ("Origin", ORIGIN)];
+        if method == "POST" {
+            h.push(("Content-Type", "application/json"));
+        }
+        self.send(method, path, &h, body.as_bytes())
+    }
+
+    pub fn prompts(&self) -> Vec<String> {
+        std::fs::read_to_string(self.prompt_dir.join("log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| matches!(*l, "GETPIN" | "CONFIRM"))
+            .map(String::from)
+            .collect()
+    }
+
+    pub fn logins(&self) -> usize {
+        std::fs::read_to_string(&self.spy_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("C_Login"))
+            .count()
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn parse(raw: &[u8]) -> Reply {
+        let text = String::from_utf8_lossy(raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        Reply {
+            status,
+            headers,
+            body: body.to_string(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
