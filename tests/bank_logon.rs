@@ -816,6 +816,7 @@ async fn logon_requests_are_in_the_request_log() {
     let key = bank.key("alice", "ec");
     let cert = bank.issue(ALICE, &key, 20);
     bank.log_on(&key, &cert, "ES256").await.logged_on();
+    bank::add_user(bank.path(), "xavier", "CN=x,O=Other").unwrap();
     bank.log_on(&key, &bank.issue("CN=x,O=Other", &key, -5), "ES256")
         .await
         .refused(403, "certificate_expired");
@@ -842,6 +843,11 @@ async fn logon_requests_are_in_the_request_log() {
         lines[1]
     );
     assert_eq!(lines[3]["status"], 403);
+    assert_eq!(
+        lines[3]["user"], "xavier",
+        "the holder of a refused certificate"
+    );
+    assert_eq!(lines[2]["user"], Value::Null);
     assert!(
         lines[3]["reason"]
             .as_str()

@@ -312,7 +312,8 @@ pub(super) struct Session {
     pub expires_at: OffsetDateTime,
 }
 
-/// Open sessions by id, oldest first; bounded like the challenges.
+/// Open sessions by id, oldest first (and so first to expire); bounded
+/// like the challenges.
 struct Sessions {
     entries: HashMap<[u8; 32], Session>,
     order: VecDeque<[u8; 32]>,
@@ -320,6 +321,14 @@ struct Sessions {
 
 impl Sessions {
     fn open(&mut self, id: [u8; 32], session: Session) {
+        let now = Instant::now();
+        while let Some(oldest) = self.order.front() {
+            if self.entries.get(oldest).is_some_and(|s| s.expires > now) {
+                break;
+            }
+            self.entries.remove(oldest);
+            self.order.pop_front();
+        }
         while self.order.len() >= MAX_SESSIONS {
             if let Some(oldest) = self.order.pop_front() {
                 self.entries.remove(&oldest);
@@ -537,7 +546,7 @@ impl Logon {
             ("challenge", Method::POST) => self
                 .same_origin(req.headers())
                 .and_then(|()| self.challenge()),
-            ("verify", Method::POST) => self.clone().verify(req).await,
+            ("verify", Method::POST) => Ok(self.clone().verify(req).await),
             ("session", Method::GET) => self.session(req.headers()),
             ("challenge" | "verify", _) => Err(LogonError::Method("POST")),
             ("session", _) => Err(LogonError::Method("GET")),
@@ -573,7 +582,21 @@ impl Logon {
             .with_header_value(header::SET_COOKIE, cookie))
     }
 
-    async fn verify(self: Arc<Self>, req: Request<Incoming>) -> Result<Answer, LogonError> {
+    /// A refusal names the holder in the log once the certificate is known
+    /// to be theirs (signature, chain and record checked).
+    async fn verify(self: Arc<Self>, req: Request<Incoming>) -> Answer {
+        let mut holder = None;
+        match self.verify_token(req, &mut holder).await {
+            Ok(answer) => answer,
+            Err(e) => e.answer().with_user(holder),
+        }
+    }
+
+    async fn verify_token(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        holder: &mut Option<String>,
+    ) -> Result<Answer, LogonError> {
         self.same_origin(req.headers())?;
         if http::media_type(req.headers()).as_deref() != Some("application/json") {
             return Err(LogonError::NotJson);
@@ -605,10 +628,13 @@ impl Logon {
         }
         let presented = decode_token(&token)?;
         let me = self.clone();
-        let logged_on = tokio::task::spawn_blocking(move || {
+        let (user, result) = tokio::task::spawn_blocking(move || {
             let _guard = store::lock();
-            let state = State::load(&me.paths).map_err(|e| LogonError::Internal(e.to_string()))?;
-            check(
+            let state = match State::load(&me.paths) {
+                Ok(s) => s,
+                Err(e) => return (None, Err(LogonError::Internal(e.to_string()))),
+            };
+            let result = check(
                 &presented,
                 &me.origin,
                 &challenge,
@@ -616,11 +642,23 @@ impl Logon {
                 &state,
                 &me.policy,
                 OffsetDateTime::now_utc(),
-            )
+            );
+            let theirs = matches!(
+                result,
+                Err(LogonError::Superseded
+                    | LogonError::NotYetValid(_)
+                    | LogonError::Expired(_)
+                    | LogonError::Lapsed { .. })
+            );
+            let user = theirs
+                .then(|| state.record(&presented.cert.serial)?.user.clone())
+                .flatten();
+            (user, result)
         })
         .await
-        .map_err(|e| LogonError::Internal(e.to_string()))??;
-        self.open_session(logged_on)
+        .map_err(|e| LogonError::Internal(e.to_string()))?;
+        *holder = user;
+        self.open_session(result?)
     }
 
     fn open_session(&self, who: LoggedOn) -> Result<Answer, LogonError> {
@@ -672,8 +710,8 @@ impl Logon {
     }
 }
 
-/// A cookie only this site's scripts-free requests carry: never readable
-/// by a script, never sent over plain HTTP or from another site.
+/// A cookie for the bank alone: never readable by a script, never sent
+/// over plain HTTP, never sent with a request another site starts.
 fn set_cookie(name: &str, value: &str, path: &str, max_age: Option<u64>) -> HeaderValue {
     let mut text = format!("{name}={value}; HttpOnly; Secure; SameSite=Strict; Path={path}");
     if let Some(secs) = max_age {
