@@ -81,6 +81,7 @@ impl TestBank {
                 listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
                 first_answer_202,
                 policy,
+                ..ServeOptions::default()
             },
         )
         .await
@@ -668,9 +669,9 @@ async fn malformed_requests_get_400_404_405_413() {
     bank.send("GET", "/.well-known/est/nothing", &[], Vec::new(), None)
         .await
         .refused(404, "no such EST operation");
-    bank.send("GET", "/", &[], Vec::new(), None)
+    bank.send("GET", "/nothing", &[], Vec::new(), None)
         .await
-        .refused(404, "");
+        .refused(404, "no such page");
     let wrong = bank
         .send(
             "GET",

@@ -41,6 +41,7 @@ impl Env {
                     listen: "127.0.0.1:0".parse().expect("addr"),
                     first_answer_202: first_202,
                     policy: Policy::default(),
+                    ..ServeOptions::default()
                 },
             ))
             .expect("serve");

@@ -35,6 +35,12 @@ pub enum BankError {
     Build(String),
     #[error("cryptography failed: {0}")]
     Crypto(String),
+    #[error("{what} {value:?} is not usable: {reason}")]
+    BadUrl {
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error("cannot set up TLS: {0}")]
     Tls(String),
     #[error("cannot listen on {addr}: {source}")]

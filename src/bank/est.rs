@@ -1,9 +1,13 @@
-//! The EST server (RFC 7030): hyper 1 over tokio-rustls, three operations
-//! under `/.well-known/est/`: `cacerts`, `simpleenroll` and `simplereenroll`.
+//! The bank's HTTPS server: hyper 1 over tokio-rustls. It serves EST
+//! (RFC 7030), three operations under `/.well-known/est/`: `cacerts`,
+//! `simpleenroll` and `simplereenroll`; and on the same listener the web
+//! logon under `/logon/` ([`super::logon`]) and the demo pages
+//! ([`super::pages`]), as a bank serves its internet banking and its
+//! certificate enrolment from one host.
 //!
-//! Every byte from the network is hostile: bodies are capped at 64 KiB,
-//! every phase of a connection has a timeout, and nothing parsed from a
-//! request can panic the server; a failure becomes a one-line answer.
+//! Every byte from the network is hostile: bodies are capped (64 KiB for
+//! EST), every phase of a connection has a timeout, and nothing parsed
+//! from a request can panic the server; a failure becomes a one-line answer.
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -14,11 +18,11 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::RootCertStore;
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
@@ -40,17 +44,16 @@ use crate::policy::Policy;
 use super::BankError;
 use super::ca::{Ca, ClientCert, random_serial};
 use super::csr::{self, CheckedCsr};
+use super::http::{Answer, read_body};
+use super::logon::{self, Logon};
+use super::pages::Pages;
 use super::rules::{self, Refusal};
 use super::store::{self, Paths, State, record_for, sha256_hex};
 
-/// Request bodies larger than this are refused (413): a CSR is a few KiB.
+/// EST request bodies larger than this are refused (413): a CSR is a few KiB.
 pub const MAX_BODY: usize = 64 * 1024;
-/// Bodies up to this size are read to the end (and dropped) before a 413,
-/// so the client is not cut off mid-send.
-const DRAIN_LIMIT: usize = 1024 * 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// No connection lives longer than this, however slowly it trickles.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
 /// Connections beyond this are closed at once.
@@ -58,7 +61,10 @@ const MAX_CONNECTIONS: usize = 256;
 /// Enroll requests remembered for `first_answer_202`.
 const MAX_PENDING: usize = 10_000;
 const BASE: &str = "/.well-known/est/";
+const LOGON_BASE: &str = "/logon/";
 const REALM: &str = "Basic realm=\"certagent-bank\"";
+/// Where the agent's local API listens by default (`[agent] listen`).
+pub const DEFAULT_AGENT_URL: &str = "http://127.0.0.1:31270";
 
 /// How to run the server.
 #[derive(Debug, Clone)]
@@ -68,6 +74,16 @@ pub struct ServeOptions {
     /// `Retry-After: 1`, like a CA waiting for manual approval.
     pub first_answer_202: bool,
     pub policy: Policy,
+    /// The web origin of the bank's pages, as browsers send it
+    /// (`https://host[:port]`). Logon tokens are verified for this origin
+    /// only. `None`: `https://localhost:{bound port}`.
+    pub origin: Option<String>,
+    /// The agent's local API, as the pages call it and as their
+    /// Content-Security-Policy allows.
+    pub agent_url: String,
+    /// How long a logon challenge can be used: [`logon::CHALLENGE_TTL`];
+    /// tests shorten it.
+    pub challenge_ttl: Duration,
 }
 
 impl Default for ServeOptions {
@@ -76,6 +92,9 @@ impl Default for ServeOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             first_answer_202: false,
             policy: Policy::default(),
+            origin: None,
+            agent_url: DEFAULT_AGENT_URL.to_string(),
+            challenge_ttl: logon::CHALLENGE_TTL,
         }
     }
 }
@@ -84,6 +103,7 @@ impl Default for ServeOptions {
 /// abruptly; [`RunningBank::shutdown`] waits until it has stopped.
 pub struct RunningBank {
     addr: SocketAddr,
+    origin: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -92,6 +112,11 @@ impl RunningBank {
     /// The address actually bound (the real port when asked for port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The web origin logon tokens must be made for.
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     /// Stop accepting, close open connections, and wait for it.
@@ -121,6 +146,20 @@ pub async fn serve(dir: &std::path::Path, opts: ServeOptions) -> Result<RunningB
     let cacerts = crate::pkcs7::encode_certs_only(std::slice::from_ref(&ca.cert_der))
         .map_err(|e| BankError::Build(e.to_string()))?;
     let tls = tls_config(&paths, &ca.cert_der)?;
+    let url = |what: &'static str, value: &str| {
+        logon::web_origin(value).map_err(|reason| BankError::BadUrl {
+            what,
+            value: value.to_string(),
+            reason,
+        })
+    };
+    let agent_url = url("agent URL", &opts.agent_url)?;
+    let origin = opts
+        .origin
+        .as_deref()
+        .map(|o| url("origin", o))
+        .transpose()?;
+    let pages = Pages::new(&agent_url)?;
     let listener = TcpListener::bind(opts.listen)
         .await
         .map_err(|source| BankError::Bind {
@@ -131,11 +170,21 @@ pub async fn serve(dir: &std::path::Path, opts: ServeOptions) -> Result<RunningB
         addr: opts.listen,
         source,
     })?;
+    let origin = origin.unwrap_or_else(|| format!("https://localhost:{}", addr.port()));
+    let logon = Logon::new(
+        origin.clone(),
+        paths.clone(),
+        opts.policy.clone(),
+        ca.cert_der.clone(),
+        opts.challenge_ttl,
+    );
     let bank = Arc::new(Bank {
         paths,
         policy: opts.policy,
         first_202: opts.first_answer_202,
         ca,
+        logon: Arc::new(logon),
+        pages,
         cacerts,
         seen: Mutex::new(HashSet::new()),
         answered: Mutex::new(HashMap::new()),
@@ -143,9 +192,10 @@ pub async fn serve(dir: &std::path::Path, opts: ServeOptions) -> Result<RunningB
     });
     let (stop_tx, stop_rx) = oneshot::channel();
     let task = tokio::spawn(accept_loop(listener, TlsAcceptor::from(tls), bank, stop_rx));
-    log::info!("EST server listening on https://{addr}{BASE}");
+    log::info!("EST server listening on https://{addr}{BASE}, logon pages for {origin}/");
     Ok(RunningBank {
         addr,
+        origin,
         stop: Some(stop_tx),
         task: Some(task),
     })
@@ -258,6 +308,8 @@ struct Bank {
     ca: Ca,
     /// The `/cacerts` answer (DER certs-only PKCS#7), made once.
     cacerts: Vec<u8>,
+    logon: Arc<Logon>,
+    pages: Pages,
     /// Hashes of enroll requests already answered with 202.
     seen: Mutex<HashSet<[u8; 32]>>,
     /// Certificates issued, by request hash: the identical request sent
@@ -267,82 +319,24 @@ struct Bank {
     log_lock: Mutex<()>,
 }
 
-/// An answer and what the request log says about it.
-struct Answer {
-    status: u16,
-    reason: String,
-    user: Option<String>,
-    content_type: &'static str,
-    headers: Vec<(header::HeaderName, &'static str)>,
-    body: Bytes,
-}
-
-impl Answer {
-    fn refused(r: Refusal) -> Answer {
-        // Reasons may quote request data (a subject): keep them one short line.
-        let reason: String = r
-            .reason
-            .chars()
-            .take(400)
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        let body = format!("{reason}\n");
-        Answer {
-            status: r.status,
-            reason,
-            user: None,
-            content_type: "text/plain; charset=utf-8",
-            headers: Vec::new(),
-            body: Bytes::from(body),
-        }
-    }
-
-    fn with_header(mut self, name: header::HeaderName, value: &'static str) -> Answer {
-        self.headers.push((name, value));
-        self
-    }
-
-    fn with_user(mut self, user: Option<String>) -> Answer {
-        self.user = user;
-        self
-    }
-
-    /// Base64 of a PKCS#7 message: wrapped at 64 with CRLF, or one line
-    /// for clients that cannot read line breaks.
-    fn pkcs7(der: &[u8], content_type: &'static str, one_line: bool, reason: String) -> Answer {
-        let text = if one_line {
-            base64::engine::general_purpose::STANDARD.encode(der)
-        } else {
-            crate::pkcs7::encode_base64_lines(der)
-        };
-        Answer {
-            status: 200,
-            reason,
-            user: None,
-            content_type,
-            headers: vec![(
-                header::HeaderName::from_static("content-transfer-encoding"),
-                "base64",
-            )],
-            body: Bytes::from(text),
-        }
-    }
-
-    fn into_response(self) -> Response<Full<Bytes>> {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut resp = Response::new(Full::new(self.body));
-        *resp.status_mut() = status;
-        let headers = resp.headers_mut();
-        if !self.content_type.is_empty() {
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(self.content_type),
-            );
-        }
-        for (name, value) in self.headers {
-            headers.insert(name, HeaderValue::from_static(value));
-        }
-        resp
+/// Base64 of a PKCS#7 message: wrapped at 64 with CRLF, or one line for
+/// clients that cannot read line breaks.
+fn pkcs7_answer(der: &[u8], content_type: &'static str, one_line: bool, reason: String) -> Answer {
+    let text = if one_line {
+        base64::engine::general_purpose::STANDARD.encode(der)
+    } else {
+        crate::pkcs7::encode_base64_lines(der)
+    };
+    Answer {
+        status: 200,
+        reason,
+        user: None,
+        content_type,
+        headers: vec![(
+            header::HeaderName::from_static("content-transfer-encoding"),
+            HeaderValue::from_static("base64"),
+        )],
+        body: Bytes::from(text),
     }
 }
 
@@ -396,51 +390,6 @@ fn password(headers: &HeaderMap) -> Result<Requester, Refusal> {
     }
 }
 
-async fn read_body(req: Request<Incoming>) -> Result<Bytes, Refusal> {
-    let too_large = || {
-        Refusal::new(
-            413,
-            format!("the request body is larger than {} KiB", MAX_BODY / 1024),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
-        return Err(too_large());
-    }
-    // Read frame by frame. Past MAX_BODY the rest is read and dropped (up to
-    // DRAIN_LIMIT), so a client still sending sees the 413 rather than a
-    // connection reset.
-    let mut body = req.into_body();
-    let mut kept = Vec::new();
-    let mut total = 0usize;
-    let read = async {
-        while let Some(frame) = body.frame().await {
-            let frame = frame
-                .map_err(|e| Refusal::bad_request(format!("cannot read the request body: {e}")))?;
-            if let Ok(data) = frame.into_data() {
-                total += data.len();
-                if total > DRAIN_LIMIT {
-                    break;
-                }
-                if total <= MAX_BODY {
-                    kept.extend_from_slice(&data);
-                }
-            }
-        }
-        Ok::<(), Refusal>(())
-    };
-    match tokio::time::timeout(BODY_TIMEOUT, read).await {
-        Err(_) => Err(Refusal::new(408, "the request body took too long")),
-        Ok(Err(r)) => Err(r),
-        Ok(Ok(())) if total > MAX_BODY => Err(too_large()),
-        Ok(Ok(())) => Ok(Bytes::from(kept)),
-    }
-}
-
 /// The body as a checked CSR: base64 (any line breaks) of DER PKCS#10.
 fn parse_csr(body: &[u8]) -> Result<CheckedCsr, Refusal> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -491,20 +440,34 @@ impl Bank {
         answer.into_response()
     }
 
+    /// EST, logon or a page, by path.
     async fn route(
         self: Arc<Self>,
         client_cert: Option<Arc<Vec<u8>>>,
         req: Request<Incoming>,
     ) -> Answer {
-        let op = req
-            .uri()
-            .path()
-            .strip_prefix(BASE)
-            .unwrap_or_default()
-            .to_string();
+        let path = req.uri().path().to_string();
+        if let Some(op) = path.strip_prefix(BASE) {
+            return self.est(op, client_cert, req).await;
+        }
+        if let Some(op) = path.strip_prefix(LOGON_BASE) {
+            return self.logon.clone().handle(op, req).await;
+        }
+        match self.pages.get(req.method(), &path) {
+            Some(answer) => answer,
+            None => Answer::refused(Refusal::new(404, "no such page")),
+        }
+    }
+
+    async fn est(
+        self: Arc<Self>,
+        op: &str,
+        client_cert: Option<Arc<Vec<u8>>>,
+        req: Request<Incoming>,
+    ) -> Answer {
         let method = req.method().clone();
-        match op.as_str() {
-            "cacerts" if method == Method::GET => Answer::pkcs7(
+        match op {
+            "cacerts" if method == Method::GET => pkcs7_answer(
                 &self.cacerts,
                 "application/pkcs7-mime",
                 wants_one_line(req.headers()),
@@ -541,7 +504,7 @@ impl Bank {
             Requester::Password { user, .. } => Some(user.chars().take(64).collect()),
             Requester::Certificate(_) => None,
         };
-        let body = match read_body(req).await {
+        let body = match read_body(req, MAX_BODY).await {
             Ok(b) => b,
             Err(r) => return Answer::refused(r).with_user(claimed_user),
         };
@@ -576,7 +539,7 @@ impl Bank {
         };
         match result {
             Ok(Done::Issued { der, serial }) => match crate::pkcs7::encode_certs_only(&[der]) {
-                Ok(p7) => Answer::pkcs7(
+                Ok(p7) => pkcs7_answer(
                     &p7,
                     "application/pkcs7-mime; smime-type=certs-only",
                     one_line,
@@ -589,7 +552,7 @@ impl Bank {
                 reason: "pending approval: retry with the same request".into(),
                 user: None,
                 content_type: "",
-                headers: vec![(header::RETRY_AFTER, "1")],
+                headers: vec![(header::RETRY_AFTER, HeaderValue::from_static("1"))],
                 body: Bytes::new(),
             },
             Err(r) => Answer::refused(r),

@@ -8,6 +8,9 @@
 //! one JSON line per request. The operator's side is [`init`], [`add_user`],
 //! [`reissue`] and [`issue`]; the client's side is [`serve`].
 //!
+//! The same server offers web logon with the token ([`logon`]) and the
+//! demo pages that drive it through the certagent agent.
+//!
 //! The rules ([`rules`]): `simplereenroll` with the current certificate
 //! inside the renewal window; `simpleenroll` with a one-time password for a
 //! first certificate, after expiry within the grace period, or after the
@@ -17,6 +20,9 @@ pub mod ca;
 pub mod csr;
 mod error;
 pub mod est;
+mod http;
+pub mod logon;
+mod pages;
 pub mod rules;
 pub mod store;
 
@@ -31,7 +37,7 @@ use time::{Duration, OffsetDateTime};
 use crate::token::PublicKeyAlg;
 
 pub use error::BankError;
-pub use est::{RunningBank, ServeOptions, serve};
+pub use est::{DEFAULT_AGENT_URL, RunningBank, ServeOptions, serve};
 
 use ca::{Ca, ClientCert};
 use store::{Paths, State, User};

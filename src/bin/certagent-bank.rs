@@ -16,7 +16,7 @@ use certagent::policy::Policy;
 #[command(
     name = "certagent-bank",
     version,
-    about = "A small real CA and EST (RFC 7030) server to test certagent against"
+    about = "A small real CA, EST (RFC 7030) server and web logon to test certagent against"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -30,7 +30,8 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
-    /// Serve EST at https://LISTEN/.well-known/est/ until interrupted.
+    /// Serve EST at https://LISTEN/.well-known/est/, the logon verifier under /logon/
+    /// and the demo pages (/ and /notices) until interrupted.
     Serve {
         #[arg(long)]
         dir: PathBuf,
@@ -45,6 +46,13 @@ enum Command {
         /// After expiry, simpleenroll with a one-time password works this many days.
         #[arg(long, default_value_t = Policy::default().reissue_grace_days)]
         reissue_grace_days: u32,
+        /// The web origin browsers use for the bank's pages; logon tokens must be
+        /// made for it [default: https://localhost:PORT].
+        #[arg(long)]
+        origin: Option<String>,
+        /// The certagent agent's local API, as the pages call it.
+        #[arg(long, default_value = bank::DEFAULT_AGENT_URL)]
+        agent_url: String,
     },
     /// Register a user; prints their one-time password.
     AddUser {
@@ -162,6 +170,8 @@ fn run(command: Command) -> Result<(), String> {
             first_202,
             renew_window_days,
             reissue_grace_days,
+            origin,
+            agent_url,
         } => {
             let opts = ServeOptions {
                 listen,
@@ -171,6 +181,9 @@ fn run(command: Command) -> Result<(), String> {
                     reissue_grace_days,
                     ..Policy::default()
                 },
+                origin,
+                agent_url,
+                ..ServeOptions::default()
             };
             serve(&dir, opts)
         }
@@ -186,6 +199,7 @@ fn serve(dir: &Path, opts: ServeOptions) -> Result<(), String> {
         let running = bank::serve(dir, opts).await.map_err(|e| e.to_string())?;
         // Scripts read the real address from this line (useful with port 0).
         println!("listening on https://{}/.well-known/est/", running.addr());
+        println!("logon page at {}/", running.origin());
         use std::io::Write;
         let _ = std::io::stdout().flush();
         let signal = tokio::signal::ctrl_c().await;

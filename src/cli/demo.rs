@@ -92,6 +92,7 @@ pub(super) fn run(json: bool) -> Result<(), Error> {
                 // Show the "come back later" path of EST too.
                 first_answer_202: true,
                 policy: policy.clone(),
+                ..ServeOptions::default()
             },
         ))
         .map_err(bank_error)?;
