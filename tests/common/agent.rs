@@ -140,6 +140,7 @@ impl Agent {
                 &bank_dir,
                 ServeOptions {
                     listen: "127.0.0.1:0".parse().expect("addr"),
+                    agent_url: format!("http://127.0.0.1:{port}"),
                     ..bank_opts
                 },
             ))

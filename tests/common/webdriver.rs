@@ -25,19 +25,46 @@ fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Value {
         .expect("timeout");
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).expect("write");
+    // chromedriver keeps the connection open: read the head, then exactly
+    // Content-Length bytes (or chunks up to the terminating zero chunk).
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read");
+    let mut buf = [0u8; 8192];
+    let head_end = loop {
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "chromedriver closed the connection");
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    loop {
+        let body = &raw[head_end..];
+        let done = match length {
+            Some(n) => body.len() >= n,
+            None => body.ends_with(b"0\r\n\r\n"),
+        };
+        if done {
+            break;
+        }
+        let n = s.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
     let text = String::from_utf8_lossy(&raw);
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    // chromedriver may answer chunked; take the JSON object out of the body.
-    let json_text = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
+    let rest = &text[head_end.min(text.len())..];
+    // A chunked body: take the JSON object out of it.
+    let json_text = if length.is_none() {
         let start = rest.find('{').unwrap_or(0);
         let end = rest.rfind('}').map_or(rest.len(), |e| e + 1);
         &rest[start..end]
