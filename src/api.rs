@@ -673,12 +673,52 @@ struct RenewalStarted {
     id: String,
 }
 
+/// Who asks for a renewal, as the consent question names them.
+pub enum Requester<'a> {
+    /// A web page of this (allowed) origin.
+    Page(&'a str),
+    /// The user, from the tray menu or a notification.
+    Desktop,
+}
+
+/// Start a renewal after the user's consent and PIN; returns its id, whose
+/// progress is in [`Agent::renewal`].
+pub async fn renew_with_consent(
+    agent: &Arc<Agent>,
+    requester: Requester<'_>,
+    id: Option<Vec<u8>>,
+) -> Result<String, String> {
+    start_renewal_inner(agent, requester, id)
+        .await
+        .map(|r| r.id)
+        .map_err(|f| f.message)
+}
+
+impl Agent {
+    /// The state of a renewal started through [`renew_with_consent`] or the API.
+    pub fn renewal(&self, id: &str) -> Option<RenewalStatus> {
+        self.renewals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+}
+
 async fn start_renewal(
     agent: &Arc<Agent>,
     origin: &str,
     req: RenewalRequest,
 ) -> Result<RenewalStarted, Failure> {
     let id = parse_id(req.id.as_deref())?;
+    start_renewal_inner(agent, Requester::Page(origin), id).await
+}
+
+async fn start_renewal_inner(
+    agent: &Arc<Agent>,
+    requester: Requester<'_>,
+    id: Option<Vec<u8>>,
+) -> Result<RenewalStarted, Failure> {
     let Some(bank) = agent.config.bank.clone() else {
         return Err(Failure::new(
             503,
@@ -695,7 +735,10 @@ async fn start_renewal(
     }
     let busy = agent.renewal_busy.clone();
     let a = agent.clone();
-    let origin = origin.to_string();
+    let who = match requester {
+        Requester::Page(origin) => format!("The web page {origin} asks to renew your certificate"),
+        Requester::Desktop => "Renew your bank certificate".to_string(),
+    };
     let prepared = with_token(agent, move |token| {
         let now = OffsetDateTime::now_utc();
         let policy = &a.config.policy;
@@ -707,22 +750,33 @@ async fn start_renewal(
             return Err(Failure::new(
                 409,
                 "not-due",
-                format!("the certificate is {}; {}", a_state.state, a_state.state.advice()),
+                format!(
+                    "the certificate is {}; {}",
+                    a_state.state,
+                    a_state.state.advice()
+                ),
             ));
         }
         let question = format!(
-            "The web page {origin} asks to renew your certificate\n\n{}\n(expires {}).\n\nA new key will be generated on your token. Allow?",
+            "{who}\n\n{}\n(expires {}).\n\nA new key will be generated on your token. Allow?",
             cert.subject,
             rfc3339(cert.not_after)
         );
         if !a.prompt.confirm(&question).map_err(prompt_failure)? {
-            return Err(Failure::new(403, "declined", "the user declined the renewal"));
+            return Err(Failure::new(
+                403,
+                "declined",
+                "the user declined the renewal",
+            ));
         }
         let info = token.info().map_err(token_failure)?;
         if info.protected_auth_path {
             token.login(None).map_err(token_failure)?;
         } else {
-            let pin = a.prompt.pin(&info, "renew your bank certificate").map_err(prompt_failure)?;
+            let pin = a
+                .prompt
+                .pin(&info, "renew your bank certificate")
+                .map_err(prompt_failure)?;
             token.login(Some(&pin)).map_err(token_failure)?;
         }
         let label = token

@@ -16,7 +16,7 @@
 //! `not_after` instant, so calendar effects (leap days, month lengths, time
 //! zones) cannot shift a boundary.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 /// The bank's numbers; every one is configuration (see `[policy]`).
@@ -91,7 +91,7 @@ impl std::fmt::Display for State {
 }
 
 /// What a notice is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "days")]
 pub enum NoticeKind {
     /// A configured notice, so many days before expiry.

@@ -36,6 +36,11 @@ pub trait Prompt: Send + Sync {
     fn confirm(&self, question: &str) -> Result<bool, PromptError>;
     /// The one-time password the bank gave for `user`.
     fn otp(&self, user: &str) -> Result<SecretString, PromptError>;
+    /// Show information (a certificate, a result) until the user closes it.
+    fn show(&self, text: &str) -> Result<(), PromptError> {
+        println!("{text}");
+        Ok(())
+    }
 }
 
 /// The terminal. `CERTAGENT_PIN` (for unattended tests) is taken first.
@@ -245,11 +250,65 @@ impl Prompt for PinentryPrompt {
             .map_err(|e| PinentryPrompt::failed("a confirmation", e))
     }
 
+    fn show(&self, text: &str) -> Result<(), PromptError> {
+        let mut dialog = pinentry::MessageDialog::with_binary(&self.binary).ok_or_else(|| {
+            PromptError::Unavailable {
+                what: "a message",
+                why: format!("{} is gone", self.binary.display()),
+                hint: "[agent] pinentry",
+            }
+        })?;
+        dialog
+            .with_title("certagent")
+            .with_timeout(PINENTRY_TIMEOUT)
+            .show_message(text)
+            .map_err(|e| PinentryPrompt::failed("a message", e))
+    }
+
     fn otp(&self, user: &str) -> Result<SecretString, PromptError> {
         self.secret(
             "the one-time password",
             &format!("Enter the one-time password the bank gave for user {user}."),
             "One-time password:",
         )
+    }
+}
+
+/// The agent's prompt: pinentry where one is installed (or configured), else
+/// the terminal if there is one, else an explanation at the moment a prompt
+/// is needed (the agent still shows status and notices).
+pub fn desktop_prompt(configured: Option<&std::path::Path>) -> std::sync::Arc<dyn Prompt> {
+    match PinentryPrompt::find(configured) {
+        Ok(p) => std::sync::Arc::new(p),
+        Err(e) if std::io::stdin().is_terminal() => {
+            log::warn!("{e}; asking on the terminal instead");
+            std::sync::Arc::new(TerminalPrompt)
+        }
+        Err(e) => std::sync::Arc::new(NoPrompt(e.to_string())),
+    }
+}
+
+/// No way to ask: every question fails with the reason.
+struct NoPrompt(String);
+
+impl NoPrompt {
+    fn fail(&self, what: &'static str) -> PromptError {
+        PromptError::Unavailable {
+            what,
+            why: self.0.clone(),
+            hint: "[agent] pinentry (install one: apt-get install pinentry-gnome3)",
+        }
+    }
+}
+
+impl Prompt for NoPrompt {
+    fn pin(&self, _token: &TokenInfo, _purpose: &str) -> Result<AuthPin, PromptError> {
+        Err(self.fail("the PIN"))
+    }
+    fn confirm(&self, _question: &str) -> Result<bool, PromptError> {
+        Err(self.fail("a confirmation"))
+    }
+    fn otp(&self, _user: &str) -> Result<SecretString, PromptError> {
+        Err(self.fail("the one-time password"))
     }
 }

@@ -192,11 +192,17 @@ impl Agent {
             .spawn()
             .expect("certagent run");
         let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("first line");
+        lines.read_line(&mut line).expect("first line");
         assert!(line.contains("local API on"), "agent did not start: {line}");
+        // Keep reading, so the agent never writes into a closed pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while lines.read_line(&mut sink).is_ok_and(|n| n > 0) {
+                sink.clear();
+            }
+        });
         Agent {
             hsm,
             child,

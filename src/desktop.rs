@@ -1,0 +1,241 @@
+//! The desktop: a tray icon (StatusNotifierItem over D-Bus, no GTK) and
+//! desktop notifications (org.freedesktop.Notifications).
+//!
+//! tray-icon's menu objects are not `Send`, so the tray lives on a thread
+//! of its own and is driven through a channel; menu clicks come back as
+//! [`Action`]s on the channel the agent gave.
+
+use std::sync::mpsc::{self, Receiver, Sender};
+
+use tray_icon::menu::{Menu, MenuEvent, MenuItem, PredefinedMenuItem};
+use tray_icon::{Icon, TrayIconBuilder};
+
+/// What the icon shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    Valid,
+    RenewalDue,
+    Expired,
+    Lapsed,
+    NoToken,
+    Working,
+}
+
+/// The tray's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    pub look: Look,
+    /// The first (disabled) menu line: the certificate at a glance.
+    pub certificate_line: String,
+    pub tooltip: String,
+    /// Whether "Renew certificate…" is enabled.
+    pub can_renew: bool,
+}
+
+/// What the user asked for from the menu or a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Renew,
+    ShowCertificate,
+    OpenBankSite,
+    Quit,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot show the tray icon ({0}); is a desktop session running? Use `certagent run --no-tray` without one"
+)]
+pub struct TrayError(String);
+
+enum Command {
+    Show(View),
+    Menu(String),
+    Stop,
+}
+
+/// Handle to the tray thread.
+pub struct Tray {
+    commands: Sender<Command>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+const MENU_RENEW: &str = "renew";
+const MENU_SHOW: &str = "show";
+const MENU_OPEN: &str = "open";
+const MENU_QUIT: &str = "quit";
+
+impl Tray {
+    /// Register the tray icon on the session bus.
+    pub fn start(first: View, actions: Sender<Action>) -> Result<Tray, TrayError> {
+        if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none()
+            && std::env::var_os("XDG_RUNTIME_DIR")
+                .is_none_or(|d| !std::path::Path::new(&d).join("bus").exists())
+        {
+            return Err(TrayError("no D-Bus session bus".into()));
+        }
+        let (commands, rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let menu_commands = commands.clone();
+        MenuEvent::set_event_handler(Some(move |e: MenuEvent| {
+            let _ = menu_commands.send(Command::Menu(e.id().0.clone()));
+        }));
+        let thread = std::thread::Builder::new()
+            .name("tray".into())
+            .spawn(move || tray_thread(first, rx, actions, ready_tx))
+            .map_err(|e| TrayError(e.to_string()))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Tray {
+                commands,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => Err(TrayError(e)),
+            Err(_) => Err(TrayError("the tray thread ended".into())),
+        }
+    }
+
+    pub fn show(&self, view: View) {
+        let _ = self.commands.send(Command::Show(view));
+    }
+}
+
+impl Drop for Tray {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn tray_thread(
+    first: View,
+    rx: Receiver<Command>,
+    actions: Sender<Action>,
+    ready: Sender<Result<(), String>>,
+) {
+    let cert_item = MenuItem::with_id("certificate", &first.certificate_line, false, None);
+    let renew = MenuItem::with_id(MENU_RENEW, "Renew certificate…", first.can_renew, None);
+    let show = MenuItem::with_id(MENU_SHOW, "Show certificate", true, None);
+    let open = MenuItem::with_id(MENU_OPEN, "Open bank site", true, None);
+    let quit = MenuItem::with_id(MENU_QUIT, "Quit", true, None);
+    let menu = Menu::new();
+    let built = menu
+        .append_items(&[
+            &cert_item,
+            &PredefinedMenuItem::separator(),
+            &renew,
+            &show,
+            &open,
+            &PredefinedMenuItem::separator(),
+            &quit,
+        ])
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            TrayIconBuilder::new()
+                .with_id("certagent")
+                .with_title("certagent")
+                .with_tooltip(&first.tooltip)
+                .with_icon(icon(first.look))
+                .with_menu(Box::new(menu))
+                .build()
+                .map_err(|e| e.to_string())
+        });
+    let tray = match built {
+        Ok(t) => {
+            let _ = ready.send(Ok(()));
+            t
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let mut current = first;
+    while let Ok(cmd) = rx.recv() {
+        match cmd {
+            Command::Show(view) if view != current => {
+                cert_item.set_text(&view.certificate_line);
+                renew.set_enabled(view.can_renew);
+                let _ = tray.set_tooltip(Some(&view.tooltip));
+                if view.look != current.look {
+                    let _ = tray.set_icon(Some(icon(view.look)));
+                }
+                current = view;
+            }
+            Command::Show(_) => {}
+            Command::Menu(id) => {
+                let action = match id.as_str() {
+                    MENU_RENEW => Action::Renew,
+                    MENU_SHOW => Action::ShowCertificate,
+                    MENU_OPEN => Action::OpenBankSite,
+                    MENU_QUIT => Action::Quit,
+                    _ => continue,
+                };
+                let _ = actions.send(action);
+            }
+            Command::Stop => break,
+        }
+    }
+}
+
+/// A 32×32 icon per state: a disc in the state's colour with a white ring,
+/// drawn here so no image files or decoders are needed.
+fn icon(look: Look) -> Icon {
+    let (r, g, b) = match look {
+        Look::Valid => (0x2e, 0x7d, 0x32),
+        Look::RenewalDue => (0xf9, 0xa8, 0x25),
+        Look::Expired => (0xc6, 0x28, 0x28),
+        Look::Lapsed => (0x6a, 0x1b, 0x1b),
+        Look::NoToken => (0x75, 0x75, 0x75),
+        Look::Working => (0x15, 0x65, 0xc0),
+    };
+    const N: u32 = 32;
+    let mut rgba = Vec::with_capacity((N * N * 4) as usize);
+    for y in 0..N {
+        for x in 0..N {
+            let dx = x as f32 - 15.5;
+            let dy = y as f32 - 15.5;
+            let d = (dx * dx + dy * dy).sqrt();
+            let px = if d > 15.5 {
+                [0, 0, 0, 0]
+            } else if (8.0..10.5).contains(&d) {
+                [0xff, 0xff, 0xff, 0xff]
+            } else {
+                [r, g, b, 0xff]
+            };
+            rgba.extend_from_slice(&px);
+        }
+    }
+    // The buffer is N*N*4 bytes by construction.
+    Icon::from_rgba(rgba, N, N).unwrap_or_else(|e| unreachable!("icon buffer: {e}"))
+}
+
+/// Show a desktop notification; with `renew`, it carries a "Renew now"
+/// action that comes back as [`Action::Renew`]. Returns once the server has
+/// it (waiting for the action happens on a thread of its own).
+pub fn notify(
+    summary: &str,
+    body: &str,
+    renew: bool,
+    actions: Sender<Action>,
+) -> Result<(), String> {
+    let mut n = notify_rust::Notification::new();
+    n.appname("certagent")
+        .summary(summary)
+        .body(body)
+        .icon("certagent");
+    if renew {
+        n.action("renew", "Renew now");
+    }
+    let handle = n.show().map_err(|e| e.to_string())?;
+    if renew {
+        std::thread::spawn(move || {
+            handle.wait_for_action(|a| {
+                if a == "renew" {
+                    let _ = actions.send(Action::Renew);
+                }
+            })
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! Which desktop notices are due, each sent exactly once per certificate,
+//! remembered in the state directory across restarts.
+//!
+//! A notice is identified by the certificate's SHA-256 fingerprint and the
+//! notice kind (so many days before expiry, expiry, lapse). When the agent
+//! has been off for a while and several notices are past, only the latest
+//! one is shown (at 9 days left: the 10-day notice, not also the 30-day one).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::cert::Cert;
+use crate::policy::{Notice, NoticeKind, Policy};
+
+/// The notices already shown, by certificate fingerprint.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Ledger {
+    #[serde(default)]
+    sent: BTreeMap<String, Vec<NoticeKind>>,
+    #[serde(skip)]
+    path: PathBuf,
+}
+
+impl Ledger {
+    pub fn path_in(state_dir: &Path) -> PathBuf {
+        state_dir.join("notices.json")
+    }
+
+    /// Load the ledger; a missing file is an empty ledger, a corrupt one is
+    /// set aside (so notices may repeat, but never stop).
+    pub fn load(state_dir: &Path) -> Ledger {
+        let path = Ledger::path_in(state_dir);
+        let mut ledger = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
+                log::warn!("{} is unreadable ({e}); starting afresh", path.display());
+                Ledger::default()
+            }),
+            Err(_) => Ledger::default(),
+        };
+        ledger.path = path;
+        ledger
+    }
+
+    /// Write atomically.
+    pub fn save(&self) -> std::io::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = self.path.with_extension("json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(&tmp, &self.path)
+    }
+
+    fn was_sent(&self, fingerprint: &str, kind: NoticeKind) -> bool {
+        self.sent
+            .get(fingerprint)
+            .is_some_and(|k| k.contains(&kind))
+    }
+
+    /// Record `kind` and every earlier notice of the same certificate as sent.
+    pub fn mark(
+        &mut self,
+        fingerprint: &str,
+        policy: &Policy,
+        not_after: OffsetDateTime,
+        kind: NoticeKind,
+    ) {
+        let notices = policy.notices(not_after);
+        let upto = notices
+            .iter()
+            .position(|n| n.kind == kind)
+            .unwrap_or(notices.len());
+        let entry = self.sent.entry(fingerprint.to_string()).or_default();
+        for n in &notices[..=upto.min(notices.len().saturating_sub(1))] {
+            if !entry.contains(&n.kind) {
+                entry.push(n.kind);
+            }
+        }
+    }
+
+    /// Forget certificates no longer present, so the file does not grow forever.
+    pub fn retain(&mut self, present: &[String]) {
+        self.sent.retain(|fp, _| present.contains(fp));
+    }
+}
+
+/// The notice to show now for `cert`, if any: the latest one whose time has
+/// come and that was not shown before.
+pub fn due(cert: &Cert, policy: &Policy, now: OffsetDateTime, ledger: &Ledger) -> Option<Notice> {
+    policy
+        .notices(cert.not_after)
+        .into_iter()
+        .rev()
+        .find(|n| n.at <= now)
+        .filter(|n| !ledger.was_sent(&cert.sha256_fingerprint, n.kind))
+}
+
+/// The notice text: (summary, body).
+pub fn text(cert: &Cert, notice: &Notice, now: OffsetDateTime) -> (String, String) {
+    let days = crate::policy::days_left(cert.not_after, now);
+    let who = &cert.subject;
+    match notice.kind {
+        NoticeKind::DaysBefore(_) => (
+            format!("Your bank certificate expires in {days} days"),
+            format!(
+                "{who} expires on {}. Renew it now to keep logging on.",
+                crate::cert::rfc3339(cert.not_after)
+            ),
+        ),
+        NoticeKind::Expiry => (
+            "Your bank certificate has expired".into(),
+            format!(
+                "{who} expired. Obtain a new one with the bank's ID and one-time password: certagent enroll."
+            ),
+        ),
+        NoticeKind::Lapse => (
+            "Your bank certificate can no longer be renewed".into(),
+            format!("The grace period for {who} is over. Ask your bank to re-issue it."),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::Duration;
+
+    fn cert_expiring_in(days: i64, now: OffsetDateTime) -> Cert {
+        // Only the fields `due` reads matter here.
+        let mut c =
+            Cert::from_der(include_bytes!("../tests/data/any-cert.der")).expect("test cert");
+        c.not_after = now + Duration::days(days);
+        c.not_before = c.not_after - Duration::days(365);
+        c.sha256_fingerprint = format!("fp{days}");
+        c
+    }
+
+    #[test]
+    fn at_20_days_the_30_day_notice_once() {
+        let now = OffsetDateTime::now_utc();
+        let p = Policy::default();
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::load(dir.path());
+        let c = cert_expiring_in(20, now);
+        let n = due(&c, &p, now, &ledger).expect("a notice");
+        assert_eq!(n.kind, NoticeKind::DaysBefore(30));
+        ledger.mark(&c.sha256_fingerprint, &p, c.not_after, n.kind);
+        ledger.save().unwrap();
+        let ledger = Ledger::load(dir.path());
+        assert_eq!(due(&c, &p, now, &ledger), None, "not again after a restart");
+        // Eleven days later the 10-day notice comes, once.
+        let later = now + Duration::days(11);
+        assert_eq!(
+            due(&c, &p, later, &ledger).map(|n| n.kind),
+            Some(NoticeKind::DaysBefore(10))
+        );
+    }
+
+    #[test]
+    fn after_a_long_absence_only_the_latest_notice() {
+        let now = OffsetDateTime::now_utc();
+        let p = Policy::default();
+        let mut ledger = Ledger::default();
+        let c = cert_expiring_in(9, now);
+        let n = due(&c, &p, now, &ledger).expect("a notice");
+        assert_eq!(n.kind, NoticeKind::DaysBefore(10));
+        ledger.mark(&c.sha256_fingerprint, &p, c.not_after, n.kind);
+        assert!(ledger.was_sent(&c.sha256_fingerprint, NoticeKind::DaysBefore(30)));
+        assert_eq!(due(&c, &p, now, &ledger), None);
+        assert_eq!(
+            due(&cert_expiring_in(200, now), &p, now, &ledger),
+            None,
+            "nothing due at 200 days"
+        );
+        let expired = cert_expiring_in(-1, now);
+        assert_eq!(
+            due(&expired, &p, now, &ledger).map(|n| n.kind),
+            Some(NoticeKind::Expiry)
+        );
+        let lapsed = cert_expiring_in(-91, now);
+        assert_eq!(
+            due(&lapsed, &p, now, &ledger).map(|n| n.kind),
+            Some(NoticeKind::Lapse)
+        );
+    }
+}
