@@ -1,0 +1,547 @@
+//! The desktop agent on a real D-Bus session bus (a private dbus-daemon):
+//! the tray registers a StatusNotifierItem whose menu is exported over
+//! com.canonical.dbusmenu; notices reach org.freedesktop.Notifications (a
+//! recording server on the same bus stands in for the desktop's
+//! notification daemon) once per threshold across restarts; activating
+//! "Renew certificate…" over D-Bus renews against the reference bank.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use certagent::bank::{self, RunningBank, ServeOptions};
+use common::{PIN, SoftHsm};
+use zbus::zvariant::{OwnedValue, Value};
+
+const ANA: &str = "CN=Ana Novak,O=Demo Company d.o.o.,C=SI";
+const INSTALL: &str = "apt-get install dbus-daemon";
+
+/// A private session bus.
+struct Bus {
+    daemon: Child,
+    address: String,
+}
+
+impl Bus {
+    fn start() -> Bus {
+        assert!(
+            std::path::Path::new("/usr/bin/dbus-daemon").exists(),
+            "dbus-daemon is missing; install it: {INSTALL}"
+        );
+        let mut daemon = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("dbus-daemon starts");
+        let mut line = String::new();
+        BufReader::new(daemon.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("address");
+        Bus {
+            daemon,
+            address: line.trim().to_string(),
+        }
+    }
+
+    fn connect(&self) -> zbus::blocking::Connection {
+        zbus::blocking::connection::Builder::address(self.address.as_str())
+            .expect("address")
+            .build()
+            .expect("connect")
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+/// Records every notification it is sent.
+#[derive(Clone, Default)]
+struct Notifications(Arc<Mutex<Vec<(String, String, Vec<String>)>>>);
+
+#[zbus::interface(name = "org.freedesktop.Notifications")]
+impl Notifications {
+    #[allow(clippy::too_many_arguments)]
+    fn notify(
+        &self,
+        _app_name: String,
+        _replaces_id: u32,
+        _app_icon: String,
+        summary: String,
+        body: String,
+        actions: Vec<String>,
+        _hints: HashMap<String, OwnedValue>,
+        _expire_timeout: i32,
+    ) -> u32 {
+        let mut n = self.0.lock().expect("lock");
+        n.push((summary, body, actions));
+        n.len() as u32
+    }
+    fn get_capabilities(&self) -> Vec<String> {
+        vec!["actions".into(), "body".into()]
+    }
+    fn get_server_information(&self) -> (String, String, String, String) {
+        (
+            "test".into(),
+            "certagent tests".into(),
+            "1".into(),
+            "1.2".into(),
+        )
+    }
+    fn close_notification(&self, _id: u32) {}
+}
+
+impl Notifications {
+    fn serve(bus: &Bus) -> (Notifications, zbus::blocking::Connection) {
+        let n = Notifications::default();
+        let conn = zbus::blocking::connection::Builder::address(bus.address.as_str())
+            .expect("address")
+            .name("org.freedesktop.Notifications")
+            .expect("name")
+            .serve_at("/org/freedesktop/Notifications", n.clone())
+            .expect("serve")
+            .build()
+            .expect("notification server");
+        (n, conn)
+    }
+
+    fn summaries(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(s, _, _)| s.clone())
+            .collect()
+    }
+}
+
+struct Setup {
+    hsm: SoftHsm,
+    bank_dir: std::path::PathBuf,
+    _rt: tokio::runtime::Runtime,
+    bank: RunningBank,
+    config: std::path::PathBuf,
+    prompt_dir: std::path::PathBuf,
+}
+
+const PINENTRY: &str = r#"#!/bin/sh
+d="$PINENTRY_TEST_DIR"
+echo "OK Pleased to meet you"
+while IFS= read -r line; do
+  verb=${line%% *}
+  echo "$verb" >> "$d/log"
+  case "$verb" in
+    GETPIN) printf 'D %s\nOK\n' "$(cat "$d/pin")" ;;
+    BYE) echo OK; exit 0 ;;
+    *) echo OK ;;
+  esac
+done
+"#;
+
+impl Setup {
+    fn new(days_left: i64) -> Setup {
+        let hsm = SoftHsm::new();
+        let bank_dir = hsm.path().join("bank");
+        bank::init(&bank_dir).expect("bank");
+        bank::add_user(&bank_dir, "ana", ANA).expect("user");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("rt");
+        let bank = rt
+            .block_on(bank::serve(
+                &bank_dir,
+                ServeOptions {
+                    listen: "127.0.0.1:0".parse().expect("addr"),
+                    ..ServeOptions::default()
+                },
+            ))
+            .expect("serve");
+        let prompt_dir = hsm.path().join("prompt");
+        std::fs::create_dir(&prompt_dir).expect("dir");
+        std::fs::write(prompt_dir.join("pin"), PIN).expect("pin");
+        let pinentry = hsm.path().join("pinentry-test");
+        std::fs::write(&pinentry, PINENTRY).expect("pinentry");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&pinentry, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+        }
+        let config = hsm.config(
+            "softhsm2",
+            &format!(
+                "[bank]\nest_url = \"https://{}/.well-known/est\"\nserver_roots = \"{}\"\n[agent]\npinentry = \"{}\"\n",
+                bank.addr(),
+                bank_dir.join("tls-roots.pem").display(),
+                pinentry.display()
+            ),
+        );
+        let s = Setup {
+            hsm,
+            bank_dir,
+            _rt: rt,
+            bank,
+            config,
+            prompt_dir,
+        };
+        s.put_certificate(days_left);
+        s
+    }
+
+    /// Replace whatever is on the token with a key and a certificate expiring in `days_left`.
+    fn put_certificate(&self, days_left: i64) {
+        let ok = |o: std::process::Output| assert!(o.status.success(), "{}", common::text(&o));
+        for class in ["cert", "privkey", "pubkey"] {
+            let _ = self.hsm.pkcs11_tool(&[
+                "--login",
+                "--pin",
+                PIN,
+                "--delete-object",
+                "--type",
+                class,
+                "--id",
+                "01",
+            ]);
+        }
+        ok(self.hsm.pkcs11_tool(&[
+            "--login",
+            "--pin",
+            PIN,
+            "--keypairgen",
+            "--key-type",
+            "rsa:2048",
+            "--id",
+            "01",
+            "--label",
+            "bank key",
+        ]));
+        let pubfile = self.hsm.path().join("pub.der");
+        ok(self.hsm.pkcs11_tool(&[
+            "--read-object",
+            "--type",
+            "pubkey",
+            "--id",
+            "01",
+            "-o",
+            &pubfile.display().to_string(),
+        ]));
+        let der = bank::issue(
+            &self.bank_dir,
+            ANA,
+            &std::fs::read(&pubfile).expect("pub"),
+            days_left,
+        )
+        .expect("issue");
+        let certfile = self.hsm.path().join("cert.der");
+        std::fs::write(&certfile, der).expect("cert");
+        ok(self.hsm.pkcs11_tool(&[
+            "--login",
+            "--pin",
+            PIN,
+            "--write-object",
+            &certfile.display().to_string(),
+            "--type",
+            "cert",
+            "--id",
+            "01",
+            "--label",
+            "bank certificate",
+        ]));
+    }
+
+    fn prompts(&self) -> Vec<String> {
+        std::fs::read_to_string(self.prompt_dir.join("log"))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .filter(|l| l == "GETPIN" || l == "CONFIRM")
+            .collect()
+    }
+}
+
+/// `certagent run` on the bus; its stdout lines are collected.
+struct AgentProcess {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl AgentProcess {
+    fn start(s: &Setup, bus: &Bus, tray: bool) -> AgentProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_certagent"));
+        cmd.env("SOFTHSM2_CONF", s.hsm.conf())
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+            .env("XDG_STATE_HOME", s.hsm.path().join("state"))
+            .env("PINENTRY_TEST_DIR", &s.prompt_dir)
+            .env_remove("CERTAGENT_PIN")
+            .args(["--config", &s.config.display().to_string(), "run"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        if !tray {
+            cmd.arg("--no-tray");
+        }
+        let mut child = cmd.spawn().expect("certagent run");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let out = BufReader::new(child.stdout.take().expect("stdout"));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for l in out.lines().map_while(Result::ok) {
+                sink.lock().expect("lock").push(l);
+            }
+        });
+        let p = AgentProcess { child, lines };
+        p.wait_for("certagent: ready", Duration::from_secs(20));
+        p
+    }
+
+    fn wait_for(&self, text: &str, timeout: Duration) -> String {
+        self.wait_for_any(&[text], timeout)
+    }
+
+    /// The first line containing any of `texts`.
+    fn wait_for_any(&self, texts: &[&str], timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self
+                .lines
+                .lock()
+                .expect("lock")
+                .iter()
+                .find(|l| texts.iter().any(|t| l.contains(t)))
+            {
+                return l.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent never said {texts:?}; it said {:?}",
+                self.lines.lock().expect("lock")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The StatusNotifierItem's bus name, waiting for it to appear.
+fn tray_item(conn: &zbus::blocking::Connection) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let dbus = zbus::blocking::fdo::DBusProxy::new(conn).expect("bus proxy");
+        let names = dbus.list_names().expect("names");
+        if let Some(n) = names
+            .iter()
+            .find(|n| n.as_str().starts_with("org.kde.StatusNotifierItem-"))
+        {
+            return n.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no StatusNotifierItem on the bus: {names:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// (id, label, enabled) of every menu item, from dbusmenu's GetLayout.
+fn menu_items(
+    conn: &zbus::blocking::Connection,
+    item: &str,
+) -> (zbus::zvariant::OwnedObjectPath, Vec<(i32, String, bool)>) {
+    let props = zbus::blocking::fdo::PropertiesProxy::builder(conn)
+        .destination(item.to_string())
+        .expect("dest")
+        .path("/StatusNotifierItem")
+        .expect("path")
+        .build()
+        .expect("props");
+    let iface = zbus::names::InterfaceName::try_from("org.kde.StatusNotifierItem").expect("iface");
+    let menu: zbus::zvariant::OwnedObjectPath = props
+        .get(iface, "Menu")
+        .expect("Menu property")
+        .try_into()
+        .expect("object path");
+    let reply = conn
+        .call_method(
+            Some(item),
+            menu.as_str(),
+            Some("com.canonical.dbusmenu"),
+            "GetLayout",
+            &(0i32, -1i32, Vec::<String>::new()),
+        )
+        .expect("GetLayout");
+    let (_rev, layout): (u32, (i32, HashMap<String, OwnedValue>, Vec<OwnedValue>)) =
+        reply.body().deserialize().expect("layout");
+    let mut items = Vec::new();
+    for child in layout.2 {
+        let (id, props, _): (i32, HashMap<String, OwnedValue>, Vec<OwnedValue>) =
+            child.try_into().expect("child");
+        let label = props
+            .get("label")
+            .and_then(|v| String::try_from(v.clone()).ok())
+            .unwrap_or_default();
+        let enabled = props
+            .get("enabled")
+            .and_then(|v| bool::try_from(v.clone()).ok())
+            .unwrap_or(true);
+        items.push((id, label, enabled));
+    }
+    (menu, items)
+}
+
+#[test]
+fn tray_menu_renews_and_the_30_day_notice_comes_once_across_restarts() {
+    let s = Setup::new(20);
+    let bus = Bus::start();
+    let (notes, _server) = Notifications::serve(&bus);
+    let conn = bus.connect();
+
+    let agent = AgentProcess::start(&s, &bus, true);
+    agent.wait_for("tray icon registered", Duration::from_secs(5));
+    assert_eq!(
+        notes.summaries(),
+        ["Your bank certificate expires in 20 days"]
+    );
+    let (_, body, actions) = notes.0.lock().expect("lock")[0].clone();
+    assert!(body.contains("Ana Novak"), "{body}");
+    assert!(
+        actions.contains(&"renew".to_string()),
+        "the notice offers renewal: {actions:?}"
+    );
+
+    let item = tray_item(&conn);
+    let (menu, items) = menu_items(&conn, &item);
+    let labels: Vec<&str> = items
+        .iter()
+        .map(|(_, l, _)| l.as_str())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert!(
+        labels[0].contains("Ana Novak") && labels[0].contains("20 days left"),
+        "{labels:?}"
+    );
+    for want in [
+        "Renew certificate…",
+        "Show certificate",
+        "Open bank site",
+        "Quit",
+    ] {
+        assert!(labels.contains(&want), "{want} missing: {labels:?}");
+    }
+    let tooltip: OwnedValue = zbus::blocking::fdo::PropertiesProxy::builder(&conn)
+        .destination(item.clone())
+        .expect("dest")
+        .path("/StatusNotifierItem")
+        .expect("path")
+        .build()
+        .expect("props")
+        .get(
+            zbus::names::InterfaceName::try_from("org.kde.StatusNotifierItem").expect("iface"),
+            "ToolTip",
+        )
+        .expect("ToolTip");
+    assert!(
+        format!("{tooltip:?}").contains("20 days left"),
+        "{tooltip:?}"
+    );
+
+    // A restart does not repeat the notice.
+    drop(agent);
+    let agent = AgentProcess::start(&s, &bus, true);
+    assert_eq!(
+        notes.summaries().len(),
+        1,
+        "notice repeated after restart: {:?}",
+        notes.summaries()
+    );
+
+    // "Renew certificate…" activated over D-Bus renews against the bank.
+    let item = tray_item(&conn);
+    let (menu2, items) = menu_items(&conn, &item);
+    let _ = menu;
+    let renew = items
+        .iter()
+        .find(|(_, l, _)| l == "Renew certificate…")
+        .expect("renew item");
+    assert!(renew.2, "renew is enabled in the window");
+    conn.call_method(
+        Some(item.as_str()),
+        menu2.as_str(),
+        Some("com.canonical.dbusmenu"),
+        "Event",
+        &(renew.0, "clicked", Value::from(0i32), 0u32),
+    )
+    .expect("Event");
+    let done = agent.wait_for_any(
+        &["renewal done", "renewal failed", "renewal not started"],
+        Duration::from_secs(60),
+    );
+    assert!(done.contains("renewal done"), "{done}");
+    assert_eq!(
+        s.prompts(),
+        ["CONFIRM", "GETPIN"],
+        "consent and PIN in the agent's own prompt"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !notes
+        .summaries()
+        .iter()
+        .any(|n| n == "Bank certificate renewed")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no renewed notice: {:?}",
+            notes.summaries()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = s.hsm.certagent(&s.config, &["status", "--json"], None);
+    let j: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+    assert_eq!(j["certificates"][0]["state"], "valid", "{j}");
+    drop(s.bank);
+}
+
+#[test]
+fn at_9_days_the_10_day_notice_once_and_none_without_a_tray() {
+    let s = Setup::new(9);
+    let bus = Bus::start();
+    let (notes, _server) = Notifications::serve(&bus);
+    let agent = AgentProcess::start(&s, &bus, false);
+    assert_eq!(
+        notes.summaries(),
+        ["Your bank certificate expires in 9 days"],
+        "only the latest notice"
+    );
+    drop(agent);
+    let _agent = AgentProcess::start(&s, &bus, false);
+    assert_eq!(
+        notes.summaries().len(),
+        1,
+        "repeated: {:?}",
+        notes.summaries()
+    );
+    // --no-tray registers no StatusNotifierItem.
+    let conn = bus.connect();
+    let names = zbus::blocking::fdo::DBusProxy::new(&conn)
+        .expect("proxy")
+        .list_names()
+        .expect("names");
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.as_str().starts_with("org.kde.StatusNotifierItem-")),
+        "{names:?}"
+    );
+}
