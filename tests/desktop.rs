@@ -63,8 +63,11 @@ impl Drop for Bus {
 }
 
 /// Records every notification it is sent.
+/// (summary, body, actions) of one notification.
+type Sent = (String, String, Vec<String>);
+
 #[derive(Clone, Default)]
-struct Notifications(Arc<Mutex<Vec<(String, String, Vec<String>)>>>);
+struct Notifications(Arc<Mutex<Vec<Sent>>>);
 
 #[zbus::interface(name = "org.freedesktop.Notifications")]
 impl Notifications {
@@ -355,6 +358,9 @@ fn tray_item(conn: &zbus::blocking::Connection) -> String {
     }
 }
 
+/// A dbusmenu layout node: (id, properties, children).
+type MenuNode = (i32, HashMap<String, OwnedValue>, Vec<OwnedValue>);
+
 /// (id, label, enabled) of every menu item, from dbusmenu's GetLayout.
 fn menu_items(
     conn: &zbus::blocking::Connection,
@@ -382,12 +388,10 @@ fn menu_items(
             &(0i32, -1i32, Vec::<String>::new()),
         )
         .expect("GetLayout");
-    let (_rev, layout): (u32, (i32, HashMap<String, OwnedValue>, Vec<OwnedValue>)) =
-        reply.body().deserialize().expect("layout");
+    let (_rev, layout): (u32, MenuNode) = reply.body().deserialize().expect("layout");
     let mut items = Vec::new();
     for child in layout.2 {
-        let (id, props, _): (i32, HashMap<String, OwnedValue>, Vec<OwnedValue>) =
-            child.try_into().expect("child");
+        let (id, props, _): MenuNode = child.try_into().expect("child");
         let label = props
             .get("label")
             .and_then(|v| String::try_from(v.clone()).ok())
