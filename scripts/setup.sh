@@ -9,7 +9,7 @@ set -euo pipefail
 
 certagent_demo_packages=(softhsm2 ca-certificates)
 certagent_test_packages=(opensc opensc-pkcs11 gnutls-bin openssl faketime
-    strongswan-pki libstrongswan-extra-plugins chromium chromium-driver)
+    strongswan-pki libstrongswan-extra-plugins chromium chromium-driver dbus-daemon)
 
 certagent_setup() {
     local wanted=("${certagent_demo_packages[@]}")
