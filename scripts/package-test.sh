@@ -465,7 +465,7 @@ say "lintian $(lintian --version | awk '{print $2}') on $(basename "$deb"):"
 # the check (exit 1; 2 and up is lintian itself failing); info and pedantic
 # findings are only shown.
 lintian_rc=0
-lintian --fail-on error,warning --info --pedantic --tag-display-limit 0 "$deb" \
+lintian --fail-on error,warning --display-info --pedantic --tag-display-limit 0 "$deb" \
     >"$work/lintian.txt" 2>&1 || lintian_rc=$?
 grep -v 'running with root privileges' "$work/lintian.txt" | sed 's/^/  /' || echo "  (no findings beyond the overrides)"
 lintian_clean() {
@@ -542,4 +542,4 @@ if [ "$failed" -ne 0 ]; then
     echo "package test: FAILED: $failed of $((passed + failed)) checks, see FAIL above" >&2
 fi
 echo "package test: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+[ "$failed" -eq 0 ] || exit 1
