@@ -83,8 +83,8 @@ generator=/usr/lib/systemd/user-generators/systemd-xdg-autostart-generator
 [ -x "$generator" ] || die "$generator is missing (package systemd)"
 
 # --- build -----------------------------------------------------------------
-if dpkg-query -W -f='${Status}' certagent 2>/dev/null | grep -q 'installed'; then
-    die "a certagent package is already installed here; remove it first (dpkg --purge certagent), this test installs and removes its own"
+if dpkg-query -W certagent >/dev/null 2>&1; then
+    die "dpkg already knows a certagent package here ($(dpkg-query -W -f='${Version} ${Status}' certagent)); this test installs and purges its own, so purge that one first: dpkg --purge certagent"
 fi
 
 work=$(mktemp -d)
@@ -434,6 +434,52 @@ runs_version() {
     return $rc
 }
 check "/usr/bin/certagent --version says $upstream (and certagent-bank)" runs_version
+
+# What the unit and the entry run: /usr/bin/certagent run, with a minimal
+# configuration of its own (and /bin/true as pinentry, never asked here),
+# serves the local API and stops cleanly on SIGTERM, as systemd stops it.
+agent_runs() {
+    local home=$work/agent-home pid port i rc=0
+    mkdir -p "$home/config/certagent" "$home/state"
+    : >"$home/config/certagent/roots.pem"
+    cat >"$home/config/certagent/config.toml" <<'EOF'
+[bank]
+est_url = "https://127.0.0.1:8443/.well-known/est"
+server_roots = "roots.pem"
+origins = ["https://ib.bank.example"]
+[agent]
+listen = "127.0.0.1:0"
+pinentry = "/bin/true"
+EOF
+    HOME=$home XDG_CONFIG_HOME=$home/config XDG_STATE_HOME=$home/state \
+        /usr/bin/certagent run --no-tray >"$home/out" 2>&1 &
+    pid=$!
+    for i in $(seq 100); do
+        grep -q 'local API on http://' "$home/out" && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    port=$(sed -n 's|.*local API on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$home/out")
+    if [ -z "$port" ]; then
+        echo "certagent run did not serve the local API:"
+        cat "$home/out"
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        return 1
+    fi
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || {
+        echo "nothing accepts connections on 127.0.0.1:$port"
+        rc=1
+    }
+    kill -TERM "$pid"
+    wait "$pid" || {
+        echo "certagent run exited $? on SIGTERM, want 0:"
+        cat "$home/out"
+        rc=1
+    }
+    return $rc
+}
+check "/usr/bin/certagent run serves the local API and stops cleanly on SIGTERM" agent_runs
 
 # Every command in --help has its own paragraph in the man page, and the page
 # renders without warnings.
