@@ -296,7 +296,7 @@ check "autostart Exec=$(key Exec "$desktop") resolves to the packaged /usr/bin/c
 desktop_keys() {
     local rc=0 k
     for k in "Type=Application" "X-GNOME-Autostart-enabled=true" "X-systemd-skip=true" \
-        "Icon=certagent" "Terminal=false"; do
+        "X-GNOME-HiddenUnderSystemd=true" "Icon=certagent" "Terminal=false"; do
         grep -qxF "$k" "$desktop" || {
             echo "missing: $k"
             rc=1
@@ -318,7 +318,7 @@ desktop_keys() {
     }
     return $rc
 }
-check "autostart entry: enabled, X-systemd-skip, icon installed" desktop_keys
+check "autostart entry: enabled, hidden where the unit runs, icon installed" desktop_keys
 
 desktop_valid() {
     local out
