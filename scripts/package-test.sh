@@ -396,7 +396,7 @@ unit_enabled() {
 }
 check "the user unit is enabled for graphical sessions" unit_enabled
 
-# systemd's own generator, as a systemd-run session uses it: it must make no
+# systemd's own generator, as a systemd-managed session runs it: it must make no
 # unit of the autostart entry (the user unit starts the agent there), and it
 # would make one without X-systemd-skip (so the check means something).
 no_double_start() {
