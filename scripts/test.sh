@@ -18,3 +18,4 @@ fi
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo nextest run --locked --no-fail-fast --profile ci
+scripts/package-test.sh

@@ -97,9 +97,15 @@ pub(super) fn run(app: App, no_tray: bool) -> Result<(), Error> {
     };
     let first = desk.check();
     if !no_tray {
-        let tray = Tray::start(first, actions.clone()).map_err(|e| Error::Usage(e.to_string()))?;
-        say!("certagent: tray icon registered");
-        desk.tray = Some(tray);
+        // Without a desktop the agent still serves the pages and sends what
+        // notices it can; the reason is logged, not fatal.
+        match Tray::start(first, actions.clone()) {
+            Ok(tray) => {
+                say!("certagent: tray icon registered");
+                desk.tray = Some(tray);
+            }
+            Err(e) => eprintln!("certagent: {e}"),
+        }
     }
     say!("certagent: ready");
 
