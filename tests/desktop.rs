@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use certagent::bank::{self, RunningBank, ServeOptions};
-use common::{PIN, SoftHsm};
+use common::SoftHsm;
 use zbus::zvariant::{OwnedValue, Value};
 
 const ANA: &str = "CN=Ana Novak,O=Demo Company d.o.o.,C=SI";
@@ -134,50 +134,14 @@ struct Setup {
     prompt_dir: std::path::PathBuf,
 }
 
-const PINENTRY: &str = r#"#!/bin/sh
-d="$PINENTRY_TEST_DIR"
-echo "OK Pleased to meet you"
-while IFS= read -r line; do
-  verb=${line%% *}
-  echo "$verb" >> "$d/log"
-  case "$verb" in
-    GETPIN) printf 'D %s\nOK\n' "$(cat "$d/pin")" ;;
-    BYE) echo OK; exit 0 ;;
-    *) echo OK ;;
-  esac
-done
-"#;
-
 impl Setup {
     fn new(days_left: i64) -> Setup {
         let hsm = SoftHsm::new();
         let bank_dir = hsm.path().join("bank");
         bank::init(&bank_dir).expect("bank");
         bank::add_user(&bank_dir, "ana", ANA).expect("user");
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("rt");
-        let bank = rt
-            .block_on(bank::serve(
-                &bank_dir,
-                ServeOptions {
-                    listen: "127.0.0.1:0".parse().expect("addr"),
-                    ..ServeOptions::default()
-                },
-            ))
-            .expect("serve");
-        let prompt_dir = hsm.path().join("prompt");
-        std::fs::create_dir(&prompt_dir).expect("dir");
-        std::fs::write(prompt_dir.join("pin"), PIN).expect("pin");
-        let pinentry = hsm.path().join("pinentry-test");
-        std::fs::write(&pinentry, PINENTRY).expect("pinentry");
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&pinentry, std::fs::Permissions::from_mode(0o755))
-                .expect("chmod");
-        }
+        let (rt, bank) = common::serve_bank(&bank_dir, ServeOptions::default());
+        let (pinentry, prompt_dir) = common::scripted_pinentry(hsm.path());
         let config = hsm.config(
             "softhsm2",
             &format!(
@@ -195,81 +159,14 @@ impl Setup {
             config,
             prompt_dir,
         };
-        s.put_certificate(days_left);
+        common::bank_cert_on_token(&s.hsm, &s.bank_dir, "01", "rsa:2048", ANA, days_left);
         s
     }
 
-    /// Replace whatever is on the token with a key and a certificate expiring in `days_left`.
-    fn put_certificate(&self, days_left: i64) {
-        let ok = |o: std::process::Output| assert!(o.status.success(), "{}", common::text(&o));
-        for class in ["cert", "privkey", "pubkey"] {
-            let _ = self.hsm.pkcs11_tool(&[
-                "--login",
-                "--pin",
-                PIN,
-                "--delete-object",
-                "--type",
-                class,
-                "--id",
-                "01",
-            ]);
-        }
-        ok(self.hsm.pkcs11_tool(&[
-            "--login",
-            "--pin",
-            PIN,
-            "--keypairgen",
-            "--key-type",
-            "rsa:2048",
-            "--id",
-            "01",
-            "--label",
-            "bank key",
-        ]));
-        let pubfile = self.hsm.path().join("pub.der");
-        ok(self.hsm.pkcs11_tool(&[
-            "--read-object",
-            "--type",
-            "pubkey",
-            "--id",
-            "01",
-            "-o",
-            &pubfile.display().to_string(),
-        ]));
-        let der = bank::issue(
-            &self.bank_dir,
-            ANA,
-            &std::fs::read(&pubfile).expect("pub"),
-            days_left,
-        )
-        .expect("issue");
-        let certfile = self.hsm.path().join("cert.der");
-        std::fs::write(&certfile, der).expect("cert");
-        ok(self.hsm.pkcs11_tool(&[
-            "--login",
-            "--pin",
-            PIN,
-            "--write-object",
-            &certfile.display().to_string(),
-            "--type",
-            "cert",
-            "--id",
-            "01",
-            "--label",
-            "bank certificate",
-        ]));
-    }
-
     fn prompts(&self) -> Vec<String> {
-        std::fs::read_to_string(self.prompt_dir.join("log"))
-            .unwrap_or_default()
-            .lines()
-            .map(String::from)
-            .filter(|l| l == "GETPIN" || l == "CONFIRM")
-            .collect()
+        common::prompts_seen(&self.prompt_dir)
     }
 }
-
 /// `certagent run` on the bus; its stdout lines are collected.
 struct AgentProcess {
     child: Child,

@@ -29,22 +29,14 @@ impl Env {
         let bank_dir = hsm.path().join("bank");
         bank::init(&bank_dir).expect("bank init");
         let otp = bank::add_user(&bank_dir, "ana", ANA).expect("add user");
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let bank = rt
-            .block_on(bank::serve(
-                &bank_dir,
-                ServeOptions {
-                    listen: "127.0.0.1:0".parse().expect("addr"),
-                    first_answer_202: first_202,
-                    policy: Policy::default(),
-                    ..ServeOptions::default()
-                },
-            ))
-            .expect("serve");
+        let (rt, bank) = common::serve_bank(
+            &bank_dir,
+            ServeOptions {
+                first_answer_202: first_202,
+                policy: Policy::default(),
+                ..ServeOptions::default()
+            },
+        );
         let mut env = Env {
             config: PathBuf::new(),
             hsm,
@@ -77,47 +69,7 @@ impl Env {
     /// A key pair made by pkcs11-tool and a bank certificate for it that
     /// expires in `days_left` days, written with pkcs11-tool.
     fn provision(&self, id: &str, key_type: &str, subject: &str, days_left: i64) -> Vec<u8> {
-        let ok = |o: Output| assert!(o.status.success(), "{}", text(&o));
-        ok(self.hsm.pkcs11_tool(&[
-            "--login",
-            "--pin",
-            PIN,
-            "--keypairgen",
-            "--key-type",
-            key_type,
-            "--id",
-            id,
-            "--label",
-            "bank key",
-        ]));
-        let pubfile = self.hsm.path().join(format!("pub-{id}.der"));
-        ok(self.hsm.pkcs11_tool(&[
-            "--read-object",
-            "--type",
-            "pubkey",
-            "--id",
-            id,
-            "-o",
-            &pubfile.display().to_string(),
-        ]));
-        let spki = std::fs::read(&pubfile).expect("pubkey");
-        let der = bank::issue(&self.bank_dir, subject, &spki, days_left).expect("issue");
-        let certfile = self.hsm.path().join(format!("cert-{id}.der"));
-        std::fs::write(&certfile, &der).expect("write cert");
-        ok(self.hsm.pkcs11_tool(&[
-            "--login",
-            "--pin",
-            PIN,
-            "--write-object",
-            &certfile.display().to_string(),
-            "--type",
-            "cert",
-            "--id",
-            id,
-            "--label",
-            "bank certificate",
-        ]));
-        der
+        common::bank_cert_on_token(&self.hsm, &self.bank_dir, id, key_type, subject, days_left)
     }
 
     fn certagent(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Output {

@@ -11,29 +11,10 @@ use std::time::Duration;
 
 use certagent::bank::{self, RunningBank, ServeOptions};
 
-use super::{PIN, SoftHsm};
+use super::SoftHsm;
 
 pub const ORIGIN: &str = "https://ib.bank.example";
 pub const ANA: &str = "CN=Ana Novak,O=Demo Company d.o.o.,C=SI";
-
-/// An Assuan pinentry for tests: PIN and consent come from files in
-/// $PINENTRY_TEST_DIR; every command's verb is appended to its `log`.
-const PINENTRY: &str = r#"#!/bin/sh
-d="$PINENTRY_TEST_DIR"
-echo "OK Pleased to meet you"
-while IFS= read -r line; do
-  verb=${line%% *}
-  echo "$verb" >> "$d/log"
-  case "$verb" in
-    GETPIN) printf 'D %s\nOK\n' "$(cat "$d/pin")" ;;
-    CONFIRM)
-      [ -e "$d/slow" ] && sleep 3
-      if [ "$(cat "$d/confirm")" = yes ]; then echo OK; else echo "ERR 83886179 Operation cancelled <Pinentry>"; fi ;;
-    BYE) echo OK; exit 0 ;;
-    *) echo OK ;;
-  esac
-done
-"#;
 
 pub struct Agent {
     pub hsm: SoftHsm,
@@ -79,84 +60,18 @@ impl Agent {
     ) -> Agent {
         let hsm = SoftHsm::new();
         let port = free_port();
-        // A key and certificate on the token, issued by the reference bank.
-        let out = hsm.pkcs11_tool(&[
-            "--login",
-            "--pin",
-            PIN,
-            "--keypairgen",
-            "--key-type",
-            "rsa:2048",
-            "--id",
-            "01",
-            "--label",
-            "bank key",
-        ]);
-        assert!(out.status.success(), "{}", super::text(&out));
-        let pubfile = hsm.path().join("pub.der");
-        hsm.pkcs11_tool(&[
-            "--read-object",
-            "--type",
-            "pubkey",
-            "--id",
-            "01",
-            "-o",
-            &pubfile.display().to_string(),
-        ]);
         let bank_dir = hsm.path().join("bank");
         bank::init(&bank_dir).expect("bank");
         bank::add_user(&bank_dir, "ana", ANA).expect("user");
-        let der = bank::issue(
+        super::bank_cert_on_token(&hsm, &bank_dir, "01", "rsa:2048", ANA, days_left);
+        let (rt, bank) = super::serve_bank(
             &bank_dir,
-            ANA,
-            &std::fs::read(&pubfile).expect("pub"),
-            days_left,
-        )
-        .expect("issue");
-        let certfile = hsm.path().join("cert.der");
-        std::fs::write(&certfile, der).expect("cert");
-        let out = hsm.pkcs11_tool(&[
-            "--login",
-            "--pin",
-            PIN,
-            "--write-object",
-            &certfile.display().to_string(),
-            "--type",
-            "cert",
-            "--id",
-            "01",
-            "--label",
-            "bank certificate",
-        ]);
-        assert!(out.status.success(), "{}", super::text(&out));
-
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("rt");
-        let bank = rt
-            .block_on(bank::serve(
-                &bank_dir,
-                ServeOptions {
-                    listen: "127.0.0.1:0".parse().expect("addr"),
-                    agent_url: format!("http://127.0.0.1:{port}"),
-                    ..bank_opts
-                },
-            ))
-            .expect("serve");
-
-        let prompt_dir = hsm.path().join("prompt");
-        std::fs::create_dir(&prompt_dir).expect("dir");
-        std::fs::write(prompt_dir.join("pin"), PIN).expect("pin");
-        std::fs::write(prompt_dir.join("confirm"), "yes").expect("confirm");
-        let pinentry = hsm.path().join("pinentry-test");
-        std::fs::write(&pinentry, PINENTRY).expect("pinentry");
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&pinentry, std::fs::Permissions::from_mode(0o755))
-                .expect("chmod");
-        }
+            ServeOptions {
+                agent_url: format!("http://127.0.0.1:{port}"),
+                ..bank_opts
+            },
+        );
+        let (pinentry, prompt_dir) = super::scripted_pinentry(hsm.path());
         let origins: Vec<String> = origins(&bank).iter().map(|o| format!("\"{o}\"")).collect();
         let config = hsm.path().join("agent.toml");
         std::fs::write(
@@ -250,12 +165,7 @@ impl Agent {
     }
 
     pub fn prompts(&self) -> Vec<String> {
-        std::fs::read_to_string(self.prompt_dir.join("log"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| matches!(*l, "GETPIN" | "CONFIRM"))
-            .map(String::from)
-            .collect()
+        super::prompts_seen(&self.prompt_dir)
     }
 
     pub fn logins(&self) -> usize {

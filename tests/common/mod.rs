@@ -258,3 +258,133 @@ impl OpensslCa {
         std::fs::read(out).expect("read cert")
     }
 }
+
+/// A key pair made by pkcs11-tool (CKA_ID `id`, e.g. `rsa:2048` or
+/// `EC:prime256v1`) and a certificate for it from the reference bank in
+/// `bank_dir`, expiring in `days_left` days, written back with pkcs11-tool:
+/// a token as the bank's old procedure would leave it. Returns the DER.
+pub fn bank_cert_on_token(
+    hsm: &SoftHsm,
+    bank_dir: &Path,
+    id: &str,
+    key_type: &str,
+    subject: &str,
+    days_left: i64,
+) -> Vec<u8> {
+    let ok = |o: Output| assert!(o.status.success(), "{}", text(&o));
+    let login = ["--login", "--pin", PIN];
+    ok(hsm.pkcs11_tool(
+        &[
+            &login[..],
+            &[
+                "--keypairgen",
+                "--key-type",
+                key_type,
+                "--id",
+                id,
+                "--label",
+                "bank key",
+            ],
+        ]
+        .concat(),
+    ));
+    let pubfile = hsm.path().join(format!("pub-{id}.der"));
+    let pubname = pubfile.display().to_string();
+    ok(hsm.pkcs11_tool(&[
+        "--read-object",
+        "--type",
+        "pubkey",
+        "--id",
+        id,
+        "-o",
+        &pubname,
+    ]));
+    let spki = std::fs::read(&pubfile).expect("public key");
+    let der = certagent::bank::issue(bank_dir, subject, &spki, days_left).expect("bank issues");
+    let certfile = hsm.path().join(format!("cert-{id}.der"));
+    std::fs::write(&certfile, &der).expect("write cert");
+    let certname = certfile.display().to_string();
+    ok(hsm.pkcs11_tool(
+        &[
+            &login[..],
+            &[
+                "--write-object",
+                &certname,
+                "--type",
+                "cert",
+                "--id",
+                id,
+                "--label",
+                "bank certificate",
+            ],
+        ]
+        .concat(),
+    ));
+    der
+}
+
+/// An Assuan pinentry for tests: the PIN comes from `pin` and consent from
+/// `confirm` ("yes", the default, or anything else to decline) in
+/// $PINENTRY_TEST_DIR; with a file `slow` there, CONFIRM takes three
+/// seconds. Every command's verb is appended to `log`.
+const PINENTRY: &str = r#"#!/bin/sh
+d="$PINENTRY_TEST_DIR"
+echo "OK Pleased to meet you"
+while IFS= read -r line; do
+  verb=${line%% *}
+  echo "$verb" >> "$d/log"
+  case "$verb" in
+    GETPIN) printf 'D %s\nOK\n' "$(cat "$d/pin")" ;;
+    CONFIRM)
+      [ -e "$d/slow" ] && sleep 3
+      if [ "$(cat "$d/confirm" 2>/dev/null || echo yes)" = yes ]; then echo OK; else echo "ERR 83886179 Operation cancelled <Pinentry>"; fi ;;
+    BYE) echo OK; exit 0 ;;
+    *) echo OK ;;
+  esac
+done
+"#;
+
+/// Write the scripted pinentry into `dir`; returns (program, its data
+/// directory for $PINENTRY_TEST_DIR). The PIN is set to [`PIN`].
+pub fn scripted_pinentry(dir: &Path) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let data = dir.join("prompt");
+    std::fs::create_dir_all(&data).expect("prompt dir");
+    std::fs::write(data.join("pin"), PIN).expect("pin");
+    let program = dir.join("pinentry-test");
+    std::fs::write(&program, PINENTRY).expect("pinentry");
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    (program, data)
+}
+
+/// GETPIN and CONFIRM, in order, as the scripted pinentry saw them.
+pub fn prompts_seen(data: &Path) -> Vec<String> {
+    std::fs::read_to_string(data.join("log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| matches!(*l, "GETPIN" | "CONFIRM"))
+        .map(String::from)
+        .collect()
+}
+
+/// The reference bank serving on loopback (port 0) from its own runtime.
+pub fn serve_bank(
+    bank_dir: &Path,
+    opts: certagent::bank::ServeOptions,
+) -> (tokio::runtime::Runtime, certagent::bank::RunningBank) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let bank = rt
+        .block_on(certagent::bank::serve(
+            bank_dir,
+            certagent::bank::ServeOptions {
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                ..opts
+            },
+        ))
+        .expect("bank serves");
+    (rt, bank)
+}
