@@ -600,6 +600,15 @@ async fn logon(agent: &Arc<Agent>, origin: &str, req: LogonRequest) -> Result<Lo
         ));
     }
     let id = parse_id(req.id.as_deref())?;
+    // A running renewal keeps the token logged in, and a PIN typed now would
+    // not be checked by the token; logons wait until it is done.
+    if agent.renewal_busy.load(Ordering::SeqCst) {
+        return Err(Failure::new(
+            409,
+            "busy",
+            "a renewal is running; log on when it is done",
+        ));
+    }
     if agent
         .logon_busy
         .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
