@@ -478,7 +478,7 @@ async fn status(agent: &Arc<Agent>) -> Result<StatusBody, Failure> {
         let now = OffsetDateTime::now_utc();
         let certs = bank_certs(&token)?
             .iter()
-            .map(|(id, c)| entry(id, c, &policy, now))
+            .map(|(id, c)| StatusEntry::new(id, c, &policy, now))
             .collect();
         Ok((info, certs))
     })
@@ -501,31 +501,11 @@ async fn status(agent: &Arc<Agent>) -> Result<StatusBody, Failure> {
 }
 
 fn bank_certs(token: &Token) -> Result<Vec<(Vec<u8>, Cert)>, Failure> {
-    Ok(token
-        .certificates()
+    Ok(crate::cert::bank_certificates(token)
         .map_err(token_failure)?
         .into_iter()
-        .filter_map(|o| {
-            Cert::from_der(&o.der)
-                .ok()
-                .filter(|c| !c.is_ca)
-                .map(|c| (o.id, c))
-        })
+        .map(|c| (c.id, c.cert))
         .collect())
-}
-
-fn entry(id: &[u8], c: &Cert, policy: &crate::policy::Policy, now: OffsetDateTime) -> StatusEntry {
-    let a = policy.assess(c.not_before, c.not_after, now);
-    StatusEntry {
-        id: hex::encode(id),
-        subject: c.subject.clone(),
-        serial: c.serial.clone(),
-        not_before: rfc3339(c.not_before),
-        not_after: rfc3339(c.not_after),
-        days_left: a.days_left,
-        state: a.state,
-        next_notice: a.next_notice.map(|n| rfc3339(n.at)),
-    }
 }
 
 #[derive(Deserialize)]

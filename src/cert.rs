@@ -16,7 +16,8 @@ use x509_cert::Certificate;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, SubjectAltName};
 
-use crate::token::{PublicKeyAlg, SignScheme, spki_alg};
+use crate::policy::Policy;
+use crate::token::{PublicKeyAlg, SignScheme, Token, TokenError, spki_alg};
 
 #[derive(Debug, thiserror::Error)]
 #[error("not a usable X.509 certificate: {0}")]
@@ -197,4 +198,53 @@ pub fn raw_issuer_subject(cert_der: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     let issuer = fields.get(skip + 2)?.to_der().ok()?;
     let subject = fields.get(skip + 4)?.to_der().ok()?;
     Some((issuer, subject))
+}
+
+impl StatusEntry {
+    /// The status of the certificate `cert` (CKA_ID `id`) at `now`.
+    pub fn new(id: &[u8], cert: &Cert, policy: &Policy, now: OffsetDateTime) -> StatusEntry {
+        let a = policy.assess(cert.not_before, cert.not_after, now);
+        StatusEntry {
+            id: hex::encode(id),
+            subject: cert.subject.clone(),
+            serial: cert.serial.clone(),
+            not_before: rfc3339(cert.not_before),
+            not_after: rfc3339(cert.not_after),
+            days_left: a.days_left,
+            state: a.state,
+            next_notice: a.next_notice.map(|n| rfc3339(n.at)),
+        }
+    }
+}
+
+/// A bank certificate on the token, with its CKA_ID and label.
+#[derive(Debug, Clone)]
+pub struct TokenCert {
+    pub id: Vec<u8>,
+    pub label: String,
+    pub cert: Cert,
+}
+
+/// The bank certificates on the token: parseable end-entity certificates
+/// (CA certificates some tokens carry are left out), soonest expiry first.
+/// Unparseable objects are logged and skipped, never fatal.
+pub fn bank_certificates(token: &Token) -> Result<Vec<TokenCert>, TokenError> {
+    let mut out = Vec::new();
+    for obj in token.certificates()? {
+        match Cert::from_der(&obj.der) {
+            Ok(cert) if cert.is_ca => {}
+            Ok(cert) => out.push(TokenCert {
+                id: obj.id,
+                label: obj.label,
+                cert,
+            }),
+            Err(e) => log::warn!(
+                "skipping certificate object {:?} (id {}): {e}",
+                obj.label,
+                hex::encode(&obj.id)
+            ),
+        }
+    }
+    out.sort_by_key(|c| (c.cert.not_after, c.id.clone()));
+    Ok(out)
 }

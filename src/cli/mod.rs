@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use time::OffsetDateTime;
 
 use crate::Error;
-use crate::cert::{Cert, StatusEntry, rfc3339};
+use crate::cert::StatusEntry;
 use crate::config::Config;
 use crate::drivers::Drivers;
 use crate::policy::Policy;
@@ -152,49 +152,15 @@ impl App {
     }
 }
 
-/// A certificate on the token, parsed, with its CKA_ID and label.
-pub(crate) struct TokenCert {
-    pub id: Vec<u8>,
-    pub label: String,
-    pub cert: Cert,
-}
+pub(crate) use crate::cert::TokenCert;
 
-/// The bank certificates on the token: parseable end-entity certificates
-/// (CA certificates some tokens carry are left out), soonest expiry first.
-/// Unparseable objects are reported and skipped, never fatal.
+/// The bank certificates on the token (see [`crate::cert::bank_certificates`]).
 pub(crate) fn bank_certificates(token: &Token) -> Result<Vec<TokenCert>, Error> {
-    let mut out = Vec::new();
-    for obj in token.certificates()? {
-        match Cert::from_der(&obj.der) {
-            Ok(cert) if cert.is_ca => {}
-            Ok(cert) => out.push(TokenCert {
-                id: obj.id,
-                label: obj.label,
-                cert,
-            }),
-            Err(e) => log::warn!(
-                "skipping certificate object {:?} (id {}): {e}",
-                obj.label,
-                hex::encode(&obj.id)
-            ),
-        }
-    }
-    out.sort_by_key(|c| (c.cert.not_after, c.id.clone()));
-    Ok(out)
+    Ok(crate::cert::bank_certificates(token)?)
 }
 
 pub(crate) fn status_entry(c: &TokenCert, policy: &Policy, now: OffsetDateTime) -> StatusEntry {
-    let a = policy.assess(c.cert.not_before, c.cert.not_after, now);
-    StatusEntry {
-        id: hex::encode(&c.id),
-        subject: c.cert.subject.clone(),
-        serial: c.cert.serial.clone(),
-        not_before: rfc3339(c.cert.not_before),
-        not_after: rfc3339(c.cert.not_after),
-        days_left: a.days_left,
-        state: a.state,
-        next_notice: a.next_notice.map(|n| rfc3339(n.at)),
-    }
+    StatusEntry::new(&c.id, &c.cert, policy, now)
 }
 
 /// The token line shared by human-readable outputs.

@@ -349,11 +349,9 @@ impl Desk {
 fn read_certificates(agent: &Agent) -> Result<Vec<Cert>, TokenError> {
     let module = Module::load(&agent.config.token.module, &agent.drivers)?;
     let token = module.open(&agent.config.token.selector)?;
-    Ok(token
-        .certificates()?
+    Ok(crate::cert::bank_certificates(&token)?
         .into_iter()
-        .filter_map(|o| Cert::from_der(&o.der).ok())
-        .filter(|c| !c.is_ca)
+        .map(|c| c.cert)
         .collect())
 }
 
