@@ -5,61 +5,27 @@
 //! Each test has its own bank directory and port. Run with
 //! `cargo nextest run --test bank`.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use base64::Engine;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper::header::HeaderMap;
-use hyper_util::rt::TokioIo;
+use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use time::OffsetDateTime;
 
 use certagent::bank::{self, RunningBank, ServeOptions};
 use certagent::cert::Cert;
 use certagent::policy::Policy;
+use common::https::{self, Key, Reply, Target};
+use common::{openssl, require_with as require, run_bytes as run};
 
 const PKI_INSTALL: &str = "install: apt-get install strongswan-pki libstrongswan-extra-plugins";
 const UA: &str = "certagent-bank-tests/1";
 
 // ---------------------------------------------------------------- fixtures
-
-fn require(tool: &str, install: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(found, "{tool} is missing; {install}");
-}
-
-/// Run a command that must succeed; returns stdout.
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn openssl() -> Command {
-    require("openssl", "install: apt-get install openssl");
-    Command::new("openssl")
-}
-
-/// A software key made by openssl: PKCS#8 PEM and its DER SubjectPublicKeyInfo.
-struct Key {
-    pem: PathBuf,
-    spki: Vec<u8>,
-}
 
 /// A bank in a temporary directory, serving on a port of its own.
 struct TestBank {
@@ -114,16 +80,7 @@ impl TestBank {
 
     /// `kind`: "ec" (P-256) or "rsa" (2048 bits).
     fn key(&self, name: &str, kind: &str) -> Key {
-        let pem = self.file(&format!("{name}.key.pem"));
-        let opts: &[&str] = match kind {
-            "rsa" => &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
-            _ => &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
-        };
-        run(openssl().arg("genpkey").args(opts).arg("-out").arg(&pem));
-        let spki = run(openssl()
-            .args(["pkey", "-pubout", "-outform", "DER", "-in"])
-            .arg(&pem));
-        Key { pem, spki }
+        https::openssl_key(self.file(&format!("{name}.key.pem")), kind)
     }
 
     /// A PKCS#10 request (DER) by `openssl req -new`; `subj` in openssl's
@@ -183,73 +140,25 @@ impl TestBank {
         body: Vec<u8>,
         identity: Option<(&Path, &Path)>,
     ) -> Reply {
-        let stream = self.connect(identity).await;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("HTTP handshake");
-        tokio::spawn(conn);
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", format!("127.0.0.1:{}", self.addr().port()));
+        let mut all: Vec<(&str, &str)> = Vec::new();
         if !headers
             .iter()
             .any(|(n, _)| n.eq_ignore_ascii_case("user-agent"))
         {
-            req = req.header("user-agent", UA);
+            all.push(("user-agent", UA));
         }
         if method == "POST" {
-            req = req.header("content-type", "application/pkcs10");
+            all.push(("content-type", "application/pkcs10"));
         }
-        for (name, value) in headers.iter().filter(|(_, v)| !v.is_empty()) {
-            req = req.header(*name, *value);
-        }
-        let resp = sender
-            .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
-            .await
-            .expect("response");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.expect("body").to_bytes();
-        Reply {
-            status,
-            headers,
-            body: body.to_vec(),
-        }
-    }
-
-    async fn connect(
-        &self,
-        identity: Option<(&Path, &Path)>,
-    ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(self.file("tls-roots.pem")).unwrap() {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots);
-        let config = match identity {
-            Some((cert, key)) => builder
-                .with_client_auth_cert(
-                    CertificateDer::pem_file_iter(cert)
-                        .unwrap()
-                        .map(|c| c.unwrap())
-                        .collect(),
-                    PrivateKeyDer::from_pem_file(key).unwrap(),
-                )
-                .unwrap(),
-            None => builder.with_no_client_auth(),
+        all.extend_from_slice(headers);
+        let roots = self.file("tls-roots.pem");
+        let target = Target {
+            addr: self.addr(),
+            roots: &roots,
+            host: format!("127.0.0.1:{}", self.addr().port()),
+            identity,
         };
-        let tcp = tokio::net::TcpStream::connect(self.addr()).await.unwrap();
-        // The server certificate must be valid for the IP address itself.
-        let name = ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .expect("TLS handshake")
+        https::send(&target, method, path, &all, body).await
     }
 
     fn users(&self) -> serde_json::Value {
@@ -271,21 +180,13 @@ impl TestBank {
     }
 }
 
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    body: Vec<u8>,
+/// What the EST tests check on an answer.
+trait EstReply {
+    fn certificate(&self) -> Cert;
+    fn refused(&self, status: u16, reason_part: &str);
 }
 
-impl Reply {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
+impl EstReply for Reply {
     /// The one certificate of a successful enroll, checked for its framing.
     fn certificate(&self) -> Cert {
         assert_eq!(self.status, 200, "{}", self.text());

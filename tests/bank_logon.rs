@@ -6,62 +6,27 @@
 //! Each test has its own bank directory and port. Run with
 //! `cargo nextest run --test bank_logon`.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper::header::HeaderMap;
-use hyper_util::rt::TokioIo;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use certagent::bank::{self, RunningBank, ServeOptions};
+use common::https::{self, Key, Reply, Target};
+use common::{openssl, run_bytes as run};
 
 const ALICE: &str = "CN=alice,O=Bank";
 const EVIL: &str = "https://ib.bank.example.evil";
 
 // ---------------------------------------------------------------- fixtures
-
-/// Run a command that must succeed; returns stdout.
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn openssl() -> Command {
-    let found = Command::new("sh")
-        .args(["-c", "command -v openssl"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "openssl is missing; install: apt-get install openssl"
-    );
-    Command::new("openssl")
-}
-
-/// A software key made by openssl: PKCS#8 PEM and its DER SubjectPublicKeyInfo.
-struct Key {
-    pem: PathBuf,
-    spki: Vec<u8>,
-}
 
 /// A bank in a temporary directory, serving on a port of its own.
 struct TestBank {
@@ -112,16 +77,7 @@ impl TestBank {
 
     /// `kind`: "ec" (P-256) or "rsa" (2048 bits).
     fn key(&self, name: &str, kind: &str) -> Key {
-        let pem = self.file(&format!("{name}.key.pem"));
-        let opts: &[&str] = match kind {
-            "rsa" => &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
-            _ => &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
-        };
-        run(openssl().arg("genpkey").args(opts).arg("-out").arg(&pem));
-        let spki = run(openssl()
-            .args(["pkey", "-pubout", "-outform", "DER", "-in"])
-            .arg(&pem));
-        Key { pem, spki }
+        https::openssl_key(self.file(&format!("{name}.key.pem")), kind)
     }
 
     /// A certificate (DER) from this bank that expires in `days_left` days.
@@ -273,6 +229,8 @@ fn ecdsa_der_to_raw(der: &[u8]) -> Vec<u8> {
     out
 }
 
+/// One request to a bank's web side, as a page would send it (JSON for POST
+/// unless `headers` name a content type; Host localhost).
 async fn send_to(
     addr: SocketAddr,
     roots: &Path,
@@ -281,68 +239,33 @@ async fn send_to(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> Reply {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut store = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(roots).unwrap() {
-        store.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .expect("TLS handshake");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .expect("HTTP handshake");
-    tokio::spawn(conn);
-    let mut req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", format!("localhost:{}", addr.port()));
+    let mut all: Vec<(&str, &str)> = Vec::new();
     let names_type = headers
         .iter()
         .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
     if method == "POST" && !names_type {
-        req = req.header("content-type", "application/json");
+        all.push(("content-type", "application/json"));
     }
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    let resp = sender
-        .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
-        .await
-        .expect("response");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    Reply {
-        status,
-        headers,
-        body: body.to_vec(),
-    }
+    all.extend_from_slice(headers);
+    let target = Target {
+        addr,
+        roots,
+        host: format!("localhost:{}", addr.port()),
+        identity: None,
+    };
+    https::send(&target, method, path, &all, body).await
 }
 
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    body: Vec<u8>,
+/// What the logon tests check on an answer.
+trait LogonReply {
+    fn json(&self) -> Value;
+    fn set_cookie(&self, name: &str) -> Option<String>;
+    fn logged_on(&self) -> Value;
+    fn session_cookie(&self) -> String;
+    fn refused(&self, status: u16, code: &str) -> String;
 }
 
-impl Reply {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
+impl LogonReply for Reply {
     fn json(&self) -> Value {
         assert_eq!(self.header("content-type"), Some("application/json"));
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod https;
 pub mod webdriver;
 
 use std::path::{Path, PathBuf};
@@ -22,12 +23,17 @@ const INSTALL: &str = "apt-get install softhsm2 opensc opensc-pkcs11 openssl fak
 
 /// Panic with the install command when a system part is missing.
 pub fn require(tool: &str) {
+    require_with(tool, &format!("install it: {INSTALL}"));
+}
+
+/// Panic with `install` (what to do) when `tool` is not on PATH.
+pub fn require_with(tool: &str, install: &str) {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    assert!(found, "{tool} is missing; install it: {INSTALL}");
+    assert!(found, "{tool} is missing; {install}");
 }
 
 fn first_existing(candidates: &[&str], what: &str) -> PathBuf {
@@ -197,9 +203,14 @@ pub fn text(o: &Output) -> String {
 
 /// Run a command that must succeed; returns stdout.
 pub fn run(cmd: &mut Command) -> String {
+    String::from_utf8_lossy(&run_bytes(cmd)).into_owned()
+}
+
+/// Run a command that must succeed; returns stdout as bytes.
+pub fn run_bytes(cmd: &mut Command) -> Vec<u8> {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(out.status.success(), "{cmd:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    out.stdout
 }
 
 /// openssl, which must be installed.
