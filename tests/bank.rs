@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -16,10 +15,10 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use time::OffsetDateTime;
 
-use certagent::bank::{self, RunningBank, ServeOptions};
+use certagent::bank::{self, ServeOptions};
 use certagent::cert::Cert;
 use certagent::policy::Policy;
-use common::https::{self, Key, Reply, Target};
+use common::https::{self, Key, Reply, Target, TestBank};
 use common::{openssl, require_with as require, run_bytes as run};
 
 const PKI_INSTALL: &str = "install: apt-get install strongswan-pki libstrongswan-extra-plugins";
@@ -27,48 +26,18 @@ const UA: &str = "certagent-bank-tests/1";
 
 // ---------------------------------------------------------------- fixtures
 
-/// A bank in a temporary directory, serving on a port of its own.
-struct TestBank {
-    dir: tempfile::TempDir,
-    running: Option<RunningBank>,
-}
-
 impl TestBank {
     async fn start() -> TestBank {
         TestBank::start_with(false, Policy::default()).await
     }
 
     async fn start_with(first_answer_202: bool, policy: Policy) -> TestBank {
-        let dir = tempfile::tempdir().expect("temp dir");
-        bank::init(dir.path()).expect("init");
-        let running = bank::serve(
-            dir.path(),
-            ServeOptions {
-                listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-                first_answer_202,
-                policy,
-                ..ServeOptions::default()
-            },
-        )
+        TestBank::serve(ServeOptions {
+            first_answer_202,
+            policy,
+            ..ServeOptions::default()
+        })
         .await
-        .expect("serve");
-        assert_ne!(running.addr().port(), 0);
-        TestBank {
-            dir,
-            running: Some(running),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.running.as_ref().expect("running").addr()
     }
 
     fn ca_der(&self) -> Vec<u8> {
@@ -76,11 +45,6 @@ impl TestBank {
             .expect("ca.pem")
             .as_ref()
             .to_vec()
-    }
-
-    /// `kind`: "ec" (P-256) or "rsa" (2048 bits).
-    fn key(&self, name: &str, kind: &str) -> Key {
-        https::openssl_key(self.file(&format!("{name}.key.pem")), kind)
     }
 
     /// A PKCS#10 request (DER) by `openssl req -new`; `subj` in openssl's
@@ -163,20 +127,6 @@ impl TestBank {
 
     fn users(&self) -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(self.file("users.json")).unwrap()).unwrap()
-    }
-
-    fn log_lines(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.file("requests.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("log line is JSON"))
-            .collect()
-    }
-
-    async fn stop(mut self) {
-        if let Some(running) = self.running.take() {
-            running.shutdown().await;
-        }
     }
 }
 

@@ -9,7 +9,7 @@
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -19,20 +19,14 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use certagent::bank::{self, RunningBank, ServeOptions};
-use common::https::{self, Key, Reply, Target};
+use certagent::bank::{self, ServeOptions};
+use common::https::{self, Key, Reply, Target, TestBank};
 use common::{openssl, run_bytes as run};
 
 const ALICE: &str = "CN=alice,O=Bank";
 const EVIL: &str = "https://ib.bank.example.evil";
 
 // ---------------------------------------------------------------- fixtures
-
-/// A bank in a temporary directory, serving on a port of its own.
-struct TestBank {
-    dir: tempfile::TempDir,
-    running: Option<RunningBank>,
-}
 
 static FILES: AtomicUsize = AtomicUsize::new(0);
 
@@ -42,42 +36,11 @@ impl TestBank {
     }
 
     async fn start_with(opts: ServeOptions) -> TestBank {
-        let dir = tempfile::tempdir().expect("temp dir");
-        bank::init(dir.path()).expect("init");
-        let running = bank::serve(
-            dir.path(),
-            ServeOptions {
-                listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-                ..opts
-            },
-        )
-        .await
-        .expect("serve");
-        TestBank {
-            dir,
-            running: Some(running),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn running(&self) -> &RunningBank {
-        self.running.as_ref().expect("running")
+        TestBank::serve(opts).await
     }
 
     fn origin(&self) -> String {
         self.running().origin().to_string()
-    }
-
-    /// `kind`: "ec" (P-256) or "rsa" (2048 bits).
-    fn key(&self, name: &str, kind: &str) -> Key {
-        https::openssl_key(self.file(&format!("{name}.key.pem")), kind)
     }
 
     /// A certificate (DER) from this bank that expires in `days_left` days.
@@ -186,20 +149,6 @@ impl TestBank {
             body,
         )
         .await
-    }
-
-    fn log_lines(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.file("requests.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("log line is JSON"))
-            .collect()
-    }
-
-    async fn stop(mut self) {
-        if let Some(running) = self.running.take() {
-            running.shutdown().await;
-        }
     }
 }
 

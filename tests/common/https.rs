@@ -128,3 +128,68 @@ pub async fn send(
         body: body.to_vec(),
     }
 }
+
+/// A reference bank in a temporary directory, serving on a loopback port of
+/// its own. Each test file adds the requests it needs in an `impl` of its own.
+pub struct TestBank {
+    dir: tempfile::TempDir,
+    running: Option<certagent::bank::RunningBank>,
+}
+
+impl TestBank {
+    /// A new bank (`bank::init`) serving with `opts` on 127.0.0.1, port 0.
+    pub async fn serve(opts: certagent::bank::ServeOptions) -> TestBank {
+        let dir = tempfile::tempdir().expect("temp dir");
+        certagent::bank::init(dir.path()).expect("init");
+        let running = certagent::bank::serve(
+            dir.path(),
+            certagent::bank::ServeOptions {
+                listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                ..opts
+            },
+        )
+        .await
+        .expect("serve");
+        assert_ne!(running.addr().port(), 0);
+        TestBank {
+            dir,
+            running: Some(running),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn running(&self) -> &certagent::bank::RunningBank {
+        self.running.as_ref().expect("running")
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.running().addr()
+    }
+
+    /// `kind`: "ec" (P-256) or "rsa" (2048 bits).
+    pub fn key(&self, name: &str, kind: &str) -> Key {
+        openssl_key(self.file(&format!("{name}.key.pem")), kind)
+    }
+
+    /// The request log, a JSON value per line.
+    pub fn log_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.file("requests.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("log line is JSON"))
+            .collect()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+    }
+}
