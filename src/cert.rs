@@ -5,8 +5,7 @@ use const_oid::db::rfc5280::{
     ID_CE_BASIC_CONSTRAINTS, ID_CE_EXT_KEY_USAGE, ID_CE_SUBJECT_ALT_NAME,
 };
 use const_oid::db::rfc5912::ID_KP_CLIENT_AUTH;
-use der::asn1::AnyRef;
-use der::{Decode, Encode, Reader, SliceReader, Tag, Tagged};
+use der::{Decode, Encode};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use spki::SubjectPublicKeyInfoOwned;
@@ -16,6 +15,7 @@ use x509_cert::Certificate;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, SubjectAltName};
 
+pub use crate::rawcert::raw_issuer_subject;
 use crate::policy::Policy;
 use crate::token::{PublicKeyAlg, SignScheme, Token, TokenError, spki_alg};
 
@@ -177,29 +177,6 @@ pub struct StatusEntry {
     pub next_notice: Option<String>,
 }
 
-/// The issuer and subject exactly as they are encoded in a certificate's
-/// DER, without going through a parsed `Name` (whose re-encoding could
-/// differ for a name that is not canonically encoded).
-pub fn raw_issuer_subject(cert_der: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-    let outer = AnyRef::from_der(cert_der).ok()?;
-    let mut r = SliceReader::new(outer.value()).ok()?;
-    let tbs: AnyRef<'_> = r.decode().ok()?;
-    if tbs.tag() != Tag::Sequence {
-        return None;
-    }
-    let mut r = SliceReader::new(tbs.value()).ok()?;
-    let mut fields = Vec::with_capacity(8);
-    while !r.is_finished() && fields.len() < 7 {
-        let f: AnyRef<'_> = r.decode().ok()?;
-        fields.push(f);
-    }
-    // [0] version is optional; then serial, signature, issuer, validity, subject.
-    let skip = usize::from(fields.first()?.tag().is_context_specific());
-    let issuer = fields.get(skip + 2)?.to_der().ok()?;
-    let subject = fields.get(skip + 4)?.to_der().ok()?;
-    Some((issuer, subject))
-}
-
 impl StatusEntry {
     /// The status of the certificate `cert` (CKA_ID `id`) at `now`.
     pub fn new(id: &[u8], cert: &Cert, policy: &Policy, now: OffsetDateTime) -> StatusEntry {
@@ -217,7 +194,7 @@ impl StatusEntry {
     }
 }
 
-/// A bank certificate on the token, with its CKA_ID and label.
+/// A certificate on the token, with its CKA_ID and label.
 #[derive(Debug, Clone)]
 pub struct TokenCert {
     pub id: Vec<u8>,
@@ -225,19 +202,138 @@ pub struct TokenCert {
     pub cert: Cert,
 }
 
-/// The bank certificates on the token: parseable end-entity certificates
-/// (CA certificates some tokens carry are left out), soonest expiry first.
-/// Unparseable objects are logged and skipped, never fatal.
-pub fn bank_certificates(token: &Token) -> Result<Vec<TokenCert>, TokenError> {
-    let mut out = Vec::new();
+/// What makes a certificate the bank's: it was signed by the bank's issuing
+/// CA (the `ca_certs` pin, or `/cacerts` remembered from the last contact),
+/// or, where no CA is known yet, its issuer is the configured name.
+#[derive(Debug, Clone, Default)]
+pub struct BankIssuers {
+    /// The issuing CA certificates (DER).
+    pub ca_certs: Vec<Vec<u8>>,
+    /// `[bank] issuer`, as certagent prints names (RFC 4514).
+    pub issuer_name: Option<String>,
+    /// No bank is configured at all (the CLI's `status` on a bare token):
+    /// every end-entity certificate is listed as the bank's. Never set
+    /// where a page, a logon or a renewal could use the answer.
+    pub any: bool,
+}
+
+impl BankIssuers {
+    /// Whether anything is known to tell the bank's certificates apart.
+    pub fn known(&self) -> bool {
+        self.any || !self.ca_certs.is_empty() || self.issuer_name.is_some()
+    }
+
+    /// Whether the bank issued `cert`. The signature is checked, not only
+    /// the name, so a certificate that copies the bank CA's name is not the
+    /// bank's; validity dates are not, since an expired bank certificate is
+    /// still the bank's (it is what `enroll` replaces).
+    pub fn issued(&self, cert: &Cert) -> bool {
+        if self.any {
+            return true;
+        }
+        if !self.ca_certs.is_empty() {
+            return self.ca_certs.iter().any(|ca| signed_by(&cert.der, ca));
+        }
+        self.issuer_name
+            .as_deref()
+            .is_some_and(|n| names_equal(n, &cert.issuer))
+    }
+}
+
+fn names_equal(a: &str, b: &str) -> bool {
+    let norm = |s: &str| -> Vec<String> {
+        s.split(',')
+            .map(|p| p.trim().to_ascii_lowercase())
+            .collect()
+    };
+    norm(a) == norm(b)
+}
+
+/// Whether `cert_der` is signed by the key of `ca_der` and names it as its
+/// issuer (raw bytes). Checked with ring for the algorithms CAs use.
+pub fn signed_by(cert_der: &[u8], ca_der: &[u8]) -> bool {
+    use ring::signature as sig;
+    let (Ok(cert), Ok(ca)) = (Certificate::from_der(cert_der), Certificate::from_der(ca_der)) else {
+        return false;
+    };
+    let (Some((issuer, _)), Some((_, ca_subject))) =
+        (raw_issuer_subject(cert_der), raw_issuer_subject(ca_der))
+    else {
+        return false;
+    };
+    if issuer != ca_subject {
+        return false;
+    }
+    let Some(tbs) = crate::rawcert::raw_tbs(cert_der) else {
+        return false;
+    };
+    let Some(signature) = cert.signature().as_bytes() else {
+        return false;
+    };
+    let ca_spki = ca.tbs_certificate().subject_public_key_info();
+    let Some(ca_key) = ca_spki.subject_public_key.as_bytes() else {
+        return false;
+    };
+    let ca_alg = spki_alg(ca_spki);
+    let p384 = ca_spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.decode_as::<const_oid::ObjectIdentifier>().ok())
+        == Some(const_oid::db::rfc5912::SECP_384_R_1);
+    let oid = cert.signature_algorithm().oid.to_string();
+    let alg: &dyn sig::VerificationAlgorithm = match (oid.as_str(), ca_alg, p384) {
+        ("1.2.840.113549.1.1.11", PublicKeyAlg::Rsa { .. }, _) => &sig::RSA_PKCS1_2048_8192_SHA256,
+        ("1.2.840.113549.1.1.12", PublicKeyAlg::Rsa { .. }, _) => &sig::RSA_PKCS1_2048_8192_SHA384,
+        ("1.2.840.113549.1.1.13", PublicKeyAlg::Rsa { .. }, _) => &sig::RSA_PKCS1_2048_8192_SHA512,
+        ("1.2.840.10045.4.3.2", PublicKeyAlg::EcP256, _) => &sig::ECDSA_P256_SHA256_ASN1,
+        ("1.2.840.10045.4.3.3", PublicKeyAlg::EcP256, _) => &sig::ECDSA_P256_SHA384_ASN1,
+        ("1.2.840.10045.4.3.2", PublicKeyAlg::Other, true) => &sig::ECDSA_P384_SHA256_ASN1,
+        ("1.2.840.10045.4.3.3", PublicKeyAlg::Other, true) => &sig::ECDSA_P384_SHA384_ASN1,
+        _ => return false,
+    };
+    sig::UnparsedPublicKey::new(alg, ca_key)
+        .verify(&tbs, signature)
+        .is_ok()
+}
+
+/// The certificates on a token, told apart.
+#[derive(Debug, Clone, Default)]
+pub struct TokenCerts {
+    /// The bank's end-entity certificates, soonest expiry first.
+    pub bank: Vec<TokenCert>,
+    /// Other end-entity certificates (another issuer, or an empty CKA_ID):
+    /// listed apart, never offered to a page, used for logon or renewed.
+    pub others: Vec<TokenCert>,
+    /// Whether the bank's issuer was known; if not, `bank` is empty.
+    pub issuer_known: bool,
+}
+
+/// The end-entity certificates on the token (CA certificates some tokens
+/// carry are left out), split into the bank's and the others. Unparseable
+/// objects are logged and skipped, never fatal. With `issuers` unknown,
+/// nothing counts as the bank's.
+pub fn token_certificates(token: &Token, issuers: &BankIssuers) -> Result<TokenCerts, TokenError> {
+    let mut out = TokenCerts {
+        issuer_known: issuers.known(),
+        ..TokenCerts::default()
+    };
     for obj in token.certificates()? {
         match Cert::from_der(&obj.der) {
             Ok(cert) if cert.is_ca => {}
-            Ok(cert) => out.push(TokenCert {
-                id: obj.id,
-                label: obj.label,
-                cert,
-            }),
+            Ok(cert) => {
+                let bank = !obj.id.is_empty() && issuers.issued(&cert);
+                let c = TokenCert {
+                    id: obj.id,
+                    label: obj.label,
+                    cert,
+                };
+                if bank {
+                    out.bank.push(c)
+                } else {
+                    out.others.push(c)
+                }
+            }
             Err(e) => log::warn!(
                 "skipping certificate object {:?} (id {}): {e}",
                 obj.label,
@@ -245,6 +341,7 @@ pub fn bank_certificates(token: &Token) -> Result<Vec<TokenCert>, TokenError> {
             ),
         }
     }
-    out.sort_by_key(|c| (c.cert.not_after, c.id.clone()));
+    out.bank.sort_by_key(|c| (c.cert.not_after, c.id.clone()));
+    out.others.sort_by_key(|c| (c.cert.not_after, c.id.clone()));
     Ok(out)
 }

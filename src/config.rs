@@ -58,6 +58,9 @@ pub struct BankConfig {
     pub server_roots: PathBuf,
     pub origins: Vec<String>,
     pub ca_certs: Option<PathBuf>,
+    /// The issuing CA's name, used to tell the bank's certificates apart
+    /// only while no CA certificate is known (no `ca_certs`, no `/cacerts` yet).
+    pub issuer: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +105,7 @@ struct RawBank {
     #[serde(default)]
     origins: Vec<String>,
     ca_certs: Option<PathBuf>,
+    issuer: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,12 +178,32 @@ pub fn default_path() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "certagent").map(|d| d.config_dir().join("config.toml"))
 }
 
-/// Where certagent keeps state (the renewal journal, notices sent):
-/// `$XDG_STATE_HOME/certagent`, else the platform's local data directory.
-pub fn state_dir() -> PathBuf {
+/// Where certagent keeps state (the renewal journal, notices sent, the
+/// bank's CA from the last contact): `$XDG_STATE_HOME/certagent`, else the
+/// platform's per-user local data directory. Never a shared temporary
+/// directory: without a home there is no state directory, and the error
+/// says so.
+pub fn state_dir() -> std::io::Result<PathBuf> {
     directories::ProjectDirs::from("", "", "certagent")
         .map(|d| d.state_dir().unwrap_or(d.data_local_dir()).to_path_buf())
-        .unwrap_or_else(|| std::env::temp_dir().join("certagent-state"))
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no per-user state directory (neither XDG_STATE_HOME nor HOME is set)",
+            )
+        })
+}
+
+/// Create the state directory, readable by its owner only.
+pub fn ensure_state_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
 }
 
 /// toml's message on one line, with the line number and the offending line
@@ -253,6 +277,7 @@ fn validate(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Conf
                 server_roots: resolve(b.server_roots),
                 origins: b.origins,
                 ca_certs: b.ca_certs.map(resolve),
+                issuer: b.issuer.filter(|i| !i.trim().is_empty()),
             })
         }
     };

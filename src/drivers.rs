@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::token::{KeyKind, SignScheme};
+use crate::alg::{KeyKind, SignScheme};
 
 /// The profiles shipped with certagent, by file.
 const BUILTIN: &[(&str, &str)] = &[

@@ -5,23 +5,25 @@
 //! The modules follow the story of a certificate:
 //! [`config`] and [`drivers`] say which token; [`token`] is the only door to
 //! it; [`cert`] reads what is on it; [`policy`] judges where each certificate
-//! stands; [`csr`] asks for a new one, signed on the token; [`prompt`] asks
-//! the person; [`cli`] ties them into commands.
+//! stands; [`csr`] asks for a new one, signed on the token; [`renewal`]
+//! runs the journalled renewal every door shares; [`prompt`] asks the
+//! person; [`agent`] is the running agent (the token's one owner, the local
+//! API, the tray); [`cli`] parses commands, asks on the terminal and prints.
 
-pub mod api;
+pub mod agent;
+pub mod alg;
 pub mod bank;
 pub mod cert;
 pub mod cli;
 pub mod config;
 pub mod csr;
-pub mod desktop;
 pub mod drivers;
 pub mod error;
 pub mod est;
-pub mod notices;
 pub mod pkcs7;
 pub mod policy;
 pub mod prompt;
+pub mod rawcert;
 pub mod renewal;
 pub mod tls;
 pub mod token;

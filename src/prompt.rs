@@ -163,6 +163,78 @@ pub struct PinentryPrompt {
 /// How long a pinentry window waits for the user, in seconds.
 const PINENTRY_TIMEOUT: u16 = 120;
 
+/// The most bytes a pinentry text may take once Assuan-escaped. Assuan
+/// limits a line to 1000 bytes (the command word and the final newline
+/// included), and the `pinentry` crate panics beyond that.
+pub const ASSUAN_TEXT_MAX: usize = 900;
+
+/// Whether a character may appear in a dialog: no control characters (but
+/// the line break), no bidirectional overrides, embeddings or isolates, no
+/// invisible formatting characters, which could make a crafted certificate
+/// subject or origin read as something else (U+202E turns text around).
+fn shown(c: char) -> bool {
+    if c == '\n' {
+        return true;
+    }
+    if c.is_control() {
+        return false;
+    }
+    !matches!(
+        c,
+        '\u{061C}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
+}
+
+/// Text made safe for a dialog: unsafe characters removed (see [`shown`]).
+pub fn clean(text: &str) -> String {
+    text.chars().filter(|&c| shown(c)).collect()
+}
+
+/// A name (certificate subject, origin) for a sentence: cleaned, on one
+/// line, at most `max` characters (cut with an ellipsis).
+pub fn short(text: &str, max: usize) -> String {
+    let one_line: String = clean(text)
+        .chars()
+        .map(|c| if c == '\n' { ' ' } else { c })
+        .collect();
+    if one_line.chars().count() <= max {
+        return one_line;
+    }
+    let mut out: String = one_line.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Cleaned text that fits one Assuan line: cut (with an ellipsis) so that
+/// its escaped form stays within `max` bytes.
+pub fn fit_assuan(text: &str, max: usize) -> String {
+    let escaped_len = |c: char| match c {
+        '\n' | '\r' | '%' => 3,
+        c => c.len_utf8(),
+    };
+    let text = clean(text);
+    if text.chars().map(escaped_len).sum::<usize>() <= max {
+        return text;
+    }
+    let budget = max.saturating_sub('…'.len_utf8());
+    let mut used = 0;
+    let mut out = String::new();
+    for c in text.chars() {
+        if used + escaped_len(c) > budget {
+            break;
+        }
+        used += escaped_len(c);
+        out.push(c);
+    }
+    out.push('…');
+    out
+}
+
 impl PinentryPrompt {
     /// The configured program, else `pinentry` from `PATH`.
     pub fn find(configured: Option<&std::path::Path>) -> Result<PinentryPrompt, PromptError> {
@@ -206,7 +278,7 @@ impl PinentryPrompt {
         })?;
         let secret = input
             .with_title("certagent")
-            .with_description(description)
+            .with_description(&fit_assuan(description, ASSUAN_TEXT_MAX))
             .with_prompt(prompt)
             .with_timeout(PINENTRY_TIMEOUT)
             .interact()
@@ -223,7 +295,7 @@ impl Prompt for PinentryPrompt {
     fn pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
         let mut description = format!(
             "Enter the PIN of your token \"{}\" to {purpose}.",
-            token.label
+            short(&token.label, 32)
         );
         if let Some(w) = pin_warning(token) {
             description.push_str("\n\n");
@@ -246,7 +318,7 @@ impl Prompt for PinentryPrompt {
             .with_ok("Allow")
             .with_cancel("Deny")
             .with_timeout(PINENTRY_TIMEOUT)
-            .confirm(question)
+            .confirm(&fit_assuan(question, ASSUAN_TEXT_MAX))
             .map_err(|e| PinentryPrompt::failed("a confirmation", e))
     }
 
@@ -261,7 +333,7 @@ impl Prompt for PinentryPrompt {
         dialog
             .with_title("certagent")
             .with_timeout(PINENTRY_TIMEOUT)
-            .show_message(text)
+            .show_message(&fit_assuan(text, ASSUAN_TEXT_MAX))
             .map_err(|e| PinentryPrompt::failed("a message", e))
     }
 
@@ -310,5 +382,40 @@ impl Prompt for NoPrompt {
     }
     fn otp(&self, _user: &str) -> Result<SecretString, PromptError> {
         Err(self.fail("the one-time password"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bidi_and_control_characters_never_reach_a_dialog() {
+        let subject = "CN=Ana\u{202E}gnp.exe,O=Bank\u{0007}\u{200F}\u{2066}x\u{2069}";
+        let c = clean(subject);
+        assert_eq!(c, "CN=Anagnp.exe,O=Bankx");
+        assert!(short("a\nb", 10) == "a b");
+    }
+
+    #[test]
+    fn every_text_fits_an_assuan_line() {
+        for text in [
+            "%".repeat(2000),
+            "\n".repeat(2000),
+            "証".repeat(2000),
+            format!("{}\\", "a".repeat(899)),
+        ] {
+            let fitted = fit_assuan(&text, ASSUAN_TEXT_MAX);
+            let escaped: usize = fitted
+                .chars()
+                .map(|c| match c {
+                    '\n' | '\r' | '%' => 3,
+                    c => c.len_utf8(),
+                })
+                .sum();
+            assert!(escaped <= ASSUAN_TEXT_MAX, "{escaped}");
+        }
+        assert_eq!(fit_assuan("short", 900), "short");
+        assert_eq!(short(&"x".repeat(300), 10).chars().count(), 10);
     }
 }

@@ -203,6 +203,7 @@ fn demo_config(addr: SocketAddr, bank_dir: &Path, policy: Policy) -> Config {
             server_roots: bank_dir.join("tls-roots.pem"),
             origins: Vec::new(),
             ca_certs: None,
+            issuer: None,
         }),
         policy,
         key: KeyKind::Rsa2048,

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::{App, bank_certificates, pin_state, token_line};
+use super::{App, pin_state, token_line};
 use crate::Error;
 use crate::cert::verify;
 use crate::policy::State;
@@ -228,8 +228,8 @@ fn bank_check(app: &App, r: &mut Report) {
 }
 
 fn key_checks(app: &App, token: &Token, r: &mut Report) {
-    let certs = match bank_certificates(token) {
-        Ok(c) => c,
+    let certs = match app.certificates(token) {
+        Ok(c) => c.bank,
         Err(e) => {
             return r.fail(
                 "certificates",

@@ -3,7 +3,6 @@
 mod demo;
 mod doctor;
 mod renew;
-mod run;
 mod status;
 mod tokens;
 
@@ -14,7 +13,7 @@ use clap::{Parser, Subcommand};
 use time::OffsetDateTime;
 
 use crate::Error;
-use crate::cert::StatusEntry;
+use crate::cert::{BankIssuers, StatusEntry, TokenCerts};
 use crate::config::Config;
 use crate::drivers::Drivers;
 use crate::policy::Policy;
@@ -115,7 +114,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Renew { id, yes } => renew::renew(&app, id.as_deref(), yes),
         Command::Enroll { user, id, yes } => renew::enroll(&app, &user, id.as_deref(), yes),
         Command::Demo => demo::run(cli.json),
-        Command::Run { no_tray } => run::run(app, no_tray),
+        Command::Run { no_tray } => crate::agent::run(app.config, app.drivers, no_tray),
     }
 }
 
@@ -154,9 +153,58 @@ impl App {
 
 pub(crate) use crate::cert::TokenCert;
 
-/// The bank certificates on the token (see [`crate::cert::bank_certificates`]).
-pub(crate) fn bank_certificates(token: &Token) -> Result<Vec<TokenCert>, Error> {
-    Ok(crate::cert::bank_certificates(token)?)
+impl App {
+    /// What tells the bank's certificates apart: the pinned or remembered CA,
+    /// else `/cacerts` fetched now (and remembered), else the configured
+    /// issuer name. Without a `[bank]` section every end-entity certificate
+    /// is listed; with one whose CA cannot be learnt, the reason is shown
+    /// and every certificate is listed apart as not the bank's.
+    pub fn issuers(&self) -> BankIssuers {
+        let Some(bank) = self.config.bank.as_ref() else {
+            return BankIssuers {
+                any: true,
+                ..BankIssuers::default()
+            };
+        };
+        let state = crate::config::state_dir().ok();
+        let known = crate::renewal::known_issuers(Some(bank), state.as_deref());
+        if !known.ca_certs.is_empty() {
+            return known;
+        }
+        let fetched = runtime().and_then(|rt| {
+            rt.block_on(async {
+                let dir = state.clone().unwrap_or_default();
+                crate::renewal::bank_ca_certs(bank, &dir, &|_: crate::renewal::Step, _: &str| {})
+                    .await
+                    .map_err(Error::Renewal)
+            })
+        });
+        match fetched {
+            Ok(ca_certs) => BankIssuers { ca_certs, ..known },
+            Err(e) => {
+                if !known.known() {
+                    eprintln!(
+                        "note: the bank's issuing CA is not known yet ({e}); no certificate is taken for the bank's"
+                    );
+                }
+                known
+            }
+        }
+    }
+
+    /// The certificates on the token, the bank's apart from the others.
+    pub fn certificates(&self, token: &Token) -> Result<TokenCerts, Error> {
+        Ok(crate::cert::token_certificates(token, &self.issuers())?)
+    }
+}
+
+/// A runtime for the commands that talk to the bank.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(Error::Io)
 }
 
 pub(crate) fn status_entry(c: &TokenCert, policy: &Policy, now: OffsetDateTime) -> StatusEntry {

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::{App, TokenCert, bank_certificates, status_entry, token_line};
+use super::{App, TokenCert, status_entry, token_line};
 use crate::Error;
 use crate::cert::{StatusEntry, rfc3339};
 use crate::token::TokenInfo;
@@ -12,6 +12,17 @@ use crate::token::TokenInfo;
 struct StatusReport {
     token: TokenJson,
     certificates: Vec<StatusEntry>,
+    /// End-entity certificates not issued by the bank: never offered to a
+    /// page, used for logon or renewed.
+    other_certificates: Vec<OtherEntry>,
+}
+
+#[derive(Serialize)]
+struct OtherEntry {
+    id: String,
+    subject: String,
+    issuer: String,
+    not_after: String,
 }
 
 #[derive(Serialize)]
@@ -25,10 +36,21 @@ pub(super) fn status(app: &App) -> Result<(), Error> {
     let token = app.open_token()?;
     let info = token.info()?;
     let now = OffsetDateTime::now_utc();
-    let certs = bank_certificates(&token)?;
+    let certs = app.certificates(&token)?;
     let entries: Vec<StatusEntry> = certs
+        .bank
         .iter()
         .map(|c| status_entry(c, &app.config.policy, now))
+        .collect();
+    let others: Vec<OtherEntry> = certs
+        .others
+        .iter()
+        .map(|c| OtherEntry {
+            id: hex::encode(&c.id),
+            subject: c.cert.subject.clone(),
+            issuer: c.cert.issuer.clone(),
+            not_after: rfc3339(c.cert.not_after),
+        })
         .collect();
     if app.json {
         return app.print_json(&StatusReport {
@@ -37,9 +59,17 @@ pub(super) fn status(app: &App) -> Result<(), Error> {
                 info,
             },
             certificates: entries,
+            other_certificates: others,
         });
     }
     println!("{}", token_line(&info));
+    if !others.is_empty() {
+        println!();
+        println!("  other certificates (not the bank's; certagent leaves them alone):");
+        for o in &others {
+            println!("    {} (id {}), issued by {}", o.subject, o.id, o.issuer);
+        }
+    }
     if entries.is_empty() {
         println!("no bank certificate on the token; obtain one with `certagent enroll --user ID`");
         return Ok(());
@@ -116,8 +146,8 @@ pub(super) fn pick<'a>(certs: &'a [TokenCert], id: Option<&str>) -> Result<&'a T
 
 pub(super) fn show(app: &App, id: Option<&str>) -> Result<(), Error> {
     let token = app.open_token()?;
-    let certs = bank_certificates(&token)?;
-    let c = pick(&certs, id)?;
+    let certs = app.certificates(&token)?;
+    let c = pick(&certs.bank, id)?;
     print_certificate(app, c)
 }
 

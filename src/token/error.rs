@@ -48,6 +48,12 @@ pub enum TokenError {
         final_try: bool,
         locked: bool,
     },
+    /// Another operation of this program holds the token logged in; a PIN
+    /// typed now would not be checked, so the login is refused.
+    #[error(
+        "the token is already logged in by another operation of certagent; try again when it finishes"
+    )]
+    AlreadyLoggedIn,
     /// The user PIN is blocked.
     #[error(
         "the token's PIN is locked after too many wrong PINs: ask your bank administrator (the token's security officer) to unlock it"

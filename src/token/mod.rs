@@ -421,11 +421,15 @@ impl Token {
     /// Log the user in. `pin` is `None` on a protected authentication path
     /// (PIN pad). A rejected PIN is reported with the token's fresh PIN
     /// state and never retried.
+    ///
+    /// "Already logged in" is an error, never a success: a PIN that reaches
+    /// this call must be checked by the token. Callers that own the token
+    /// call [`Token::logout`] first.
     pub fn login(&self, pin: Option<&AuthPin>) -> Result<()> {
         let result = self.session().login(UserType::User, pin);
         match result {
             Ok(()) => Ok(()),
-            Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+            Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Err(TokenError::AlreadyLoggedIn),
             Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
                 let after = self.info().ok();
                 Err(TokenError::PinIncorrect {
@@ -434,6 +438,15 @@ impl Token {
                     locked: after.as_ref().is_some_and(|i| i.pin_locked),
                 })
             }
+            Err(e) => Err(error::map(e)),
+        }
+    }
+
+    /// Log out (the login state is the application's, shared by all its
+    /// sessions on this token). Not being logged in is not an error.
+    pub fn logout(&self) -> Result<()> {
+        match self.session().logout() {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _)) => Ok(()),
             Err(e) => Err(error::map(e)),
         }
     }
@@ -811,7 +824,7 @@ impl Token {
     pub fn write_certificate(&self, id: &[u8], label: &str, der: &[u8]) -> Result<()> {
         let malformed = |e: String| TokenError::Malformed(format!("certificate to store: {e}"));
         let cert = Certificate::from_der(der).map_err(|e| malformed(e.to_string()))?;
-        let (issuer, subject) = crate::cert::raw_issuer_subject(der)
+        let (issuer, subject) = crate::rawcert::raw_issuer_subject(der)
             .ok_or_else(|| malformed("no issuer or subject".into()))?;
         let serial = cert
             .tbs_certificate()
@@ -874,33 +887,46 @@ impl Token {
         Ok(ids)
     }
 
-    /// Give a key pair found by label the CKA_ID derived from its public key
-    /// (repairs a generation interrupted between C_GenerateKeyPair and the
-    /// CKA_ID update). Returns the pair as generated.
-    pub fn adopt_key_pair(&self, id: &[u8]) -> Result<GeneratedKey> {
-        let spki_der = self
-            .public_key(id)?
-            .ok_or_else(|| TokenError::KeyNotFound {
-                id: hex::encode(id),
-            })?;
+    /// Find the key pair generated under `label` (unique per attempt) and
+    /// give both halves the CKA_ID derived from the public key. This repairs
+    /// a generation interrupted anywhere between C_GenerateKeyPair and the
+    /// second CKA_ID update (the halves may carry different ids then).
+    /// `None` when no complete pair carries the label.
+    pub fn adopt_key_pair(&self, label: &str) -> Result<Option<GeneratedKey>> {
+        let by_label = |class| {
+            self.find(&[
+                Attribute::Class(class),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ])
+        };
+        let publics = by_label(ObjectClass::PUBLIC_KEY)?;
+        let privates = by_label(ObjectClass::PRIVATE_KEY)?;
+        let (Some(&pub_h), Some(_)) = (publics.first(), privates.first()) else {
+            return Ok(None);
+        };
+        let spki_der = self.spki_of(pub_h)?;
         let derived = keys::key_id_for_spki(&spki_der)
             .ok_or_else(|| TokenError::Malformed("public key".into()))?;
-        if derived != id {
-            let handles = self.find(&[Attribute::Id(id.to_vec())])?;
-            let s = self.session();
-            for h in handles {
-                s.update_attributes(h, &[Attribute::Id(derived.clone())])
-                    .map_err(error::map)?;
-            }
+        let s = self.session();
+        for h in publics.iter().chain(privates.iter()) {
+            s.update_attributes(*h, &[Attribute::Id(derived.clone())])
+                .map_err(error::map)?;
         }
-        Ok(GeneratedKey {
+        Ok(Some(GeneratedKey {
             id: derived,
             spki_der,
-        })
+        }))
     }
 
     /// Remove every object of these classes with this CKA_ID; returns how many.
+    /// An empty CKA_ID names nothing: it is refused, since a search for it
+    /// would match every object whose CKA_ID is empty.
     pub fn delete(&self, id: &[u8], classes: &[ObjectClass]) -> Result<usize> {
+        if id.is_empty() {
+            return Err(TokenError::Unsupported {
+                what: "deleting objects by an empty CKA_ID".into(),
+            });
+        }
         let mut n = 0;
         for class in classes {
             for h in self.find(&[Attribute::Class(*class), Attribute::Id(id.to_vec())])? {

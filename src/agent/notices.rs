@@ -134,7 +134,7 @@ mod tests {
     fn cert_expiring_in(days: i64, now: OffsetDateTime) -> Cert {
         // Only the fields `due` reads matter here.
         let mut c =
-            Cert::from_der(include_bytes!("../tests/data/any-cert.der")).expect("test cert");
+            Cert::from_der(include_bytes!("../../tests/data/any-cert.der")).expect("test cert");
         c.not_after = now + Duration::days(days);
         c.not_before = c.not_after - Duration::days(365);
         c.sha256_fingerprint = format!("fp{days}");

@@ -1,23 +1,108 @@
-//! `certagent run`: the agent. It watches the token and keeps the tray icon
-//! and desktop notices current, serves the local API for the bank's pages,
-//! and renews from the menu, a notice, or a page, always with the user's
-//! consent and PIN in its own pinentry window.
+//! The running agent (`certagent run`). It watches the token and keeps the
+//! tray icon and desktop notices current, serves the local API for the
+//! bank's pages, and renews from the menu, a notice, or a page, always with
+//! the user's consent and PIN in its own pinentry window.
+//!
+//! Its parts: [`owner`], the token's one owner behind every door, with the
+//! lease that operations logging in hold one at a time; [`prompts`], one
+//! dialog at a time and a cool-down for pages that were refused; [`api`],
+//! the local API (gate, status, logon, renewals); [`tray`] and [`notices`],
+//! the desktop. The desk loop below ties them together on the main thread.
 
-use std::sync::Arc;
+pub mod api;
+pub mod notices;
+pub mod owner;
+pub mod prompts;
+pub mod tray;
+
+use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::App;
 use crate::Error;
-use crate::api::{self, Agent, Requester};
 use crate::cert::{Cert, rfc3339};
-use crate::desktop::{self, Action, Look, Tray, View};
-use crate::notices::{self, Ledger};
+use crate::config::Config;
+use crate::drivers::Drivers;
 use crate::policy::State;
-use crate::prompt::desktop_prompt;
-use crate::token::{Module, TokenError};
+use crate::prompt::{Prompt, desktop_prompt, short};
+use crate::token::TokenError;
+use api::renewals::{Requester, renew_with_consent};
+use notices::Ledger;
+use owner::Owner;
+use prompts::Prompts;
+use tray::{Action, Look, Tray, View};
+
+/// Renewals whose progress is kept for `GET /v1/renewals/{id}`.
+const MAX_RENEWALS_KEPT: usize = 16;
+
+/// What every door of the agent shares.
+pub struct Agent {
+    pub config: Config,
+    pub owner: Arc<Owner>,
+    pub prompts: Prompts,
+    /// The per-user state directory (journal, notices, the bank's CA).
+    pub state_dir: Option<PathBuf>,
+    renewals: Mutex<Vec<RenewalStatus>>,
+}
+
+/// A renewal started through the API or the tray.
+#[derive(Debug, Clone, Serialize)]
+pub struct RenewalStatus {
+    pub id: String,
+    /// running | done | failed
+    pub state: &'static str,
+    pub step: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+}
+
+impl Agent {
+    pub fn new(config: Config, drivers: Drivers, prompt: Arc<dyn Prompt>) -> Agent {
+        let state_dir = crate::config::state_dir()
+            .map_err(|e| log::warn!("{e}; renewals from the agent are off"))
+            .ok();
+        let owner = Owner::new(&config, drivers, state_dir.clone());
+        Agent {
+            config,
+            owner,
+            prompts: Prompts::new(prompt),
+            state_dir,
+            renewals: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The state of a renewal started through the API or the tray.
+    pub fn renewal(&self, id: &str) -> Option<RenewalStatus> {
+        self.renewals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|s| s.id == id)
+            .cloned()
+    }
+
+    fn set_renewal(&self, status: RenewalStatus) {
+        let mut list = self.renewals.lock().unwrap_or_else(|e| e.into_inner());
+        if list.len() >= MAX_RENEWALS_KEPT {
+            list.remove(0);
+        }
+        list.push(status);
+    }
+
+    fn update_renewal(&self, id: &str, update: impl FnOnce(&mut RenewalStatus)) {
+        let mut list = self.renewals.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = list.iter_mut().find(|s| s.id == id) {
+            update(s);
+        }
+    }
+}
 
 /// The longest the agent sleeps between looks at the token and the wall
 /// clock. Waking re-reads the wall clock, so a suspend or a clock change is
@@ -38,29 +123,21 @@ macro_rules! say {
     }};
 }
 
-pub(super) fn run(app: App, no_tray: bool) -> Result<(), Error> {
-    let prompt = desktop_prompt(app.config.agent.pinentry.as_deref());
-    if std::fs::read_dir(crate::config::state_dir())
-        .map(|d| {
-            d.flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with("renewal-"))
-        })
-        .unwrap_or(false)
-    {
-        eprintln!("An interrupted renewal is pending; run `certagent renew` to finish it.");
-    }
-    let bank_site = app
-        .config
+/// Run the agent until SIGTERM, Ctrl-C or "Quit".
+pub fn run(config: Config, drivers: Drivers, no_tray: bool) -> Result<(), Error> {
+    let prompt = desktop_prompt(config.agent.pinentry.as_deref());
+    let bank_site = config
         .bank
         .as_ref()
         .and_then(|b| b.origins.first().cloned());
-    let agent = Arc::new(Agent::new(app.config, app.drivers, prompt));
+    let agent = Arc::new(Agent::new(config, drivers, prompt));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(Error::Io)?;
     let (actions, inbox) = mpsc::channel::<Action>();
+    rt.block_on(agent.owner.learn_issuers());
 
     let api = if agent
         .config
@@ -90,7 +167,12 @@ pub(super) fn run(app: App, no_tray: bool) -> Result<(), Error> {
     let mut desk = Desk {
         agent: agent.clone(),
         actions: actions.clone(),
-        ledger: Ledger::load(&crate::config::state_dir()),
+        ledger: agent
+            .state_dir
+            .as_deref()
+            .map(Ledger::load)
+            .unwrap_or_default(),
+        told_pending: false,
         tray: None,
         working: None,
         certs: Vec::new(),
@@ -143,6 +225,8 @@ struct Desk {
     working: Option<String>,
     /// The certificates at the last look, with their next notice instant.
     certs: Vec<(Cert, Option<OffsetDateTime>)>,
+    /// Whether the user was told of the interrupted renewal on the token.
+    told_pending: bool,
 }
 
 impl Desk {
@@ -150,8 +234,8 @@ impl Desk {
     fn check(&mut self) -> View {
         let now = OffsetDateTime::now_utc();
         let policy = self.agent.config.policy.clone();
-        let certs = match read_certificates(&self.agent) {
-            Ok(c) => c,
+        let look = match self.agent.owner.look_now() {
+            Ok(l) => l,
             Err(e) => {
                 self.certs.clear();
                 let tooltip = match e {
@@ -168,12 +252,13 @@ impl Desk {
                 };
             }
         };
+        let certs: Vec<Cert> = look.certs.bank.into_iter().map(|c| c.cert).collect();
         for c in &certs {
             if let Some(n) = notices::due(c, &policy, now, &self.ledger) {
                 let (summary, body) = notices::text(c, &n, now);
                 let renewable =
                     policy.assess(c.not_before, c.not_after, now).state == State::RenewalDue;
-                match desktop::notify(&summary, &body, renewable, self.actions.clone()) {
+                match tray::notify(&summary, &body, renewable, self.actions.clone()) {
                     Ok(()) => {
                         say!("certagent: notice: {summary} ({})", c.subject);
                         self.ledger
@@ -243,6 +328,32 @@ impl Desk {
                 can_renew: a.state == State::RenewalDue,
             },
         };
+        if let Some(step) = look.pending {
+            // An interrupted renewal waits: "Renew certificate…" resumes it.
+            view.look = Look::RenewalDue;
+            view.tooltip = format!(
+                "An interrupted renewal (at step {}) waits: choose Renew certificate… to finish it",
+                step.as_str()
+            );
+            view.can_renew = self.working.is_none();
+            if !self.told_pending {
+                self.told_pending = true;
+                say!(
+                    "certagent: an interrupted renewal (at step {}) waits on the token; Renew resumes it",
+                    step.as_str()
+                );
+                if let Err(e) = tray::notify(
+                    "An interrupted renewal waits",
+                    "A renewal of your bank certificate was interrupted. Choose Renew to finish it; the old certificate is kept until the new one is on the token.",
+                    true,
+                    self.actions.clone(),
+                ) {
+                    log::warn!("cannot show the notice: {e}");
+                }
+            }
+        } else {
+            self.told_pending = false;
+        }
         if let Some(id) = &self.working {
             match self.agent.renewal(id) {
                 Some(s) if s.state == "running" => {
@@ -267,7 +378,7 @@ impl Desk {
                         s.message.clone()
                     };
                     say!("certagent: renewal {}: {}", s.state, s.message);
-                    if let Err(e) = desktop::notify(summary, &body, false, self.actions.clone()) {
+                    if let Err(e) = tray::notify(summary, &body, false, self.actions.clone()) {
                         log::warn!("cannot show the notice: {e}");
                     }
                     if done {
@@ -295,73 +406,76 @@ impl Desk {
         if self.working.is_some() {
             return;
         }
-        match rt.block_on(api::renew_with_consent(
-            &self.agent,
-            Requester::Desktop,
-            None,
-        )) {
+        match rt.block_on(renew_with_consent(&self.agent, Requester::Desktop, None)) {
             Ok(id) => {
                 say!("certagent: renewal started");
                 self.working = Some(id);
             }
             Err(e) => {
                 say!("certagent: renewal not started: {e}");
-                let _ = desktop::notify("Renewal not started", &e, false, self.actions.clone());
+                let _ = tray::notify("Renewal not started", &e, false, self.actions.clone());
             }
         }
     }
 
+    /// "Show certificate": the bank's certificates in one dialog (at most
+    /// a few, each name shortened, so the text always fits the dialog).
     fn show_certificate(&self) {
+        const SHOWN: usize = 3;
         let now = OffsetDateTime::now_utc();
         let policy = &self.agent.config.policy;
-        let text = if self.certs.is_empty() {
+        let mut text = if self.certs.is_empty() {
             "No bank certificate on the token.".to_string()
         } else {
             self.certs
                 .iter()
+                .take(SHOWN)
                 .map(|(c, _)| {
                     let a = policy.assess(c.not_before, c.not_after, now);
                     format!(
-                        "{}\nIssued by {}\nValid {} to {}\n{} ({} days left): {}\nSHA-256 {}",
-                        c.subject,
-                        c.issuer,
+                        "{}\nIssued by {}\nValid {} to {}\n{} ({} days left)\nSHA-256 {}",
+                        short(&c.subject, 120),
+                        short(&c.issuer, 80),
                         rfc3339(c.not_before),
                         rfc3339(c.not_after),
                         a.state,
                         a.days_left,
-                        a.state.advice(),
                         c.sha256_fingerprint
                     )
                 })
                 .collect::<Vec<_>>()
                 .join("\n\n")
         };
-        let prompt = self.agent.prompt.clone();
+        if self.certs.len() > SHOWN {
+            text.push_str(&format!(
+                "\n\n…and {} more: certagent status lists them all.",
+                self.certs.len() - SHOWN
+            ));
+        }
+        let turn = match self.agent.prompts.turn() {
+            Ok(t) => t,
+            Err(e) => {
+                say!("certagent: {e}");
+                return;
+            }
+        };
         std::thread::spawn(move || {
-            if let Err(e) = prompt.show(&text) {
+            if let Err(e) = turn.show(&text) {
                 log::warn!("cannot show the certificate: {e}");
             }
         });
     }
 }
 
-/// The bank certificates on the configured token.
-fn read_certificates(agent: &Agent) -> Result<Vec<Cert>, TokenError> {
-    let module = Module::load(&agent.config.token.module, &agent.drivers)?;
-    let token = module.open(&agent.config.token.selector)?;
-    Ok(crate::cert::bank_certificates(&token)?
-        .into_iter()
-        .map(|c| c.cert)
-        .collect())
-}
-
 /// The CN, or the whole subject.
 fn short_name(subject: &str) -> String {
-    subject
-        .split(',')
-        .find_map(|p| p.strip_prefix("CN="))
-        .unwrap_or(subject)
-        .to_string()
+    short(
+        subject
+            .split(',')
+            .find_map(|p| p.strip_prefix("CN="))
+            .unwrap_or(subject),
+        64,
+    )
 }
 
 fn open_site(site: Option<&str>) {

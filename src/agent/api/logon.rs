@@ -1,0 +1,179 @@
+//! `POST /v1/logon`: an origin-bound signature, after the user's consent and
+//! PIN in the agent's own window.
+//!
+//! The order is fixed: the request is checked; the page's cool-down; the
+//! token's lease (409 while a renewal or another logon holds it); the one
+//! dialog turn; consent; then the PIN, which the token checks (the lease
+//! logs the token out before the login); then one signature over
+//! SHA-256(origin) || SHA-256(challenge). Every guard is released when the
+//! closure ends, on every path.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::gate::Failure;
+use super::{
+    blocking, busy_failure, cooling_failure, occupied_failure, parse_id, prompt_failure,
+    token_failure,
+};
+use crate::agent::Agent;
+use crate::agent::owner::Use;
+use crate::cert::{TokenCert, rfc3339};
+use crate::policy::State;
+use crate::prompt::{PromptError, short};
+use crate::token::{PublicKeyAlg, SignScheme, TokenError};
+
+/// The format tag of logon tokens.
+pub const TOKEN_FORMAT: &str = "certagent-auth:1";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LogonRequest {
+    challenge: String,
+    id: Option<String>,
+}
+
+#[derive(Serialize)]
+pub(super) struct LogonToken {
+    format: &'static str,
+    certificate: String,
+    algorithm: &'static str,
+    signature: String,
+    origin: String,
+}
+
+/// Which bank certificate: the one named, else the single usable one.
+pub(super) fn choose(
+    certs: Vec<TokenCert>,
+    id: Option<&[u8]>,
+    usable: impl Fn(&TokenCert) -> bool,
+) -> Result<TokenCert, Failure> {
+    match id {
+        Some(want) => certs.into_iter().find(|c| c.id == want).ok_or_else(|| {
+            Failure::new(
+                404,
+                "not-found",
+                "no bank certificate with that id on the token",
+            )
+        }),
+        None => {
+            let mut usable: Vec<_> = certs.into_iter().filter(|c| usable(c)).collect();
+            match usable.len() {
+                1 => Ok(usable.remove(0)),
+                0 => Err(Failure::new(
+                    409,
+                    "no-certificate",
+                    "no usable bank certificate on the token",
+                )),
+                _ => Err(Failure::new(
+                    400,
+                    "ambiguous",
+                    "several certificates are on the token; name one with id",
+                )),
+            }
+        }
+    }
+}
+
+pub(super) async fn logon(
+    agent: &Arc<Agent>,
+    origin: &str,
+    req: LogonRequest,
+) -> Result<LogonToken, Failure> {
+    // Everything about the request is checked before the user is bothered.
+    let challenge = URL_SAFE_NO_PAD
+        .decode(req.challenge.trim_end_matches('='))
+        .map_err(|_| Failure::new(400, "challenge", "the challenge is not base64url"))?;
+    if !(32..=64).contains(&challenge.len()) {
+        return Err(Failure::new(
+            400,
+            "challenge",
+            "the challenge must be 32 to 64 bytes",
+        ));
+    }
+    let id = parse_id(req.id.as_deref())?;
+    if let Some(wait) = agent.prompts.cooling_down(origin) {
+        return Err(cooling_failure(wait));
+    }
+    agent.owner.learn_issuers().await;
+    let mut lease = agent.owner.lease(Use::Logon).map_err(busy_failure)?;
+    let turn = agent.prompts.turn().map_err(occupied_failure)?;
+    let a = agent.clone();
+    let origin = origin.to_string();
+    blocking(move || {
+        let look = lease.look().map_err(token_failure)?;
+        let now = OffsetDateTime::now_utc();
+        let policy = &a.config.policy;
+        let usable = |c: &TokenCert| {
+            matches!(
+                policy.assess(c.cert.not_before, c.cert.not_after, now).state,
+                State::Valid | State::RenewalDue
+            )
+        };
+        let chosen = choose(look.certs.bank, id.as_deref(), usable)?;
+        let state = policy
+            .assess(chosen.cert.not_before, chosen.cert.not_after, now)
+            .state;
+        if !matches!(state, State::Valid | State::RenewalDue) {
+            return Err(Failure::new(
+                409,
+                "certificate",
+                format!("the certificate is {state}; {}", state.advice()),
+            ));
+        }
+        let question = format!(
+            "The web page {} asks to log you on with your certificate\n\n{}\n(valid until {}).\n\nAllow?",
+            short(&origin, 120),
+            short(&chosen.cert.subject, 200),
+            rfc3339(chosen.cert.not_after)
+        );
+        let refused = |e: PromptError| {
+            if matches!(e, PromptError::Cancelled) {
+                a.prompts.cool_down(&origin);
+            }
+            prompt_failure(e)
+        };
+        if !turn.confirm(&question).map_err(refused)? {
+            a.prompts.cool_down(&origin);
+            return Err(Failure::new(403, "declined", "the user declined the logon"));
+        }
+        let info = look.info;
+        if info.pin_locked {
+            return Err(token_failure(TokenError::PinLocked));
+        }
+        if info.protected_auth_path {
+            lease.login(None).map_err(token_failure)?;
+        } else {
+            let pin = turn
+                .pin(&info, &format!("log on at {}", short(&origin, 120)))
+                .map_err(refused)?;
+            lease.login(Some(&pin)).map_err(token_failure)?;
+        }
+        drop(turn);
+        let token = lease.token().map_err(token_failure)?;
+        let scheme = match chosen.cert.key {
+            PublicKeyAlg::EcP256 => SignScheme::EcdsaP256Sha256,
+            _ if token.supports(SignScheme::RsaPssSha256) => SignScheme::RsaPssSha256,
+            _ => SignScheme::RsaPkcs1Sha256,
+        };
+        let mut message = Vec::with_capacity(64);
+        message.extend_from_slice(&Sha256::digest(origin.as_bytes()));
+        message.extend_from_slice(&Sha256::digest(&challenge));
+        let signature = token
+            .sign(&chosen.id, scheme, &message)
+            .map_err(token_failure)?;
+        Ok(LogonToken {
+            format: TOKEN_FORMAT,
+            certificate: STANDARD.encode(&chosen.cert.der),
+            algorithm: scheme.jws_name(),
+            signature: STANDARD.encode(signature),
+            origin,
+        })
+    })
+    .await
+}

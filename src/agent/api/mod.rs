@@ -1,0 +1,241 @@
+//! The local API for the bank's web pages, safe by construction.
+//!
+//! It listens on loopback only. Every request passes the [`gate`] (Host and
+//! Origin) before anything else. Behind it: [`status`], the origin-bound
+//! [`logon`] and [`renewals`]. Each reaches the token through the agent's
+//! one [`Owner`](super::owner::Owner) and the user through its one
+//! [`Prompts`](super::prompts::Prompts): consent and PIN are asked in the
+//! agent's own pinentry window, never through the page, one question at a
+//! time, and a rejected PIN is never retried.
+
+mod gate;
+mod logon;
+pub mod renewals;
+mod status;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, oneshot};
+
+use super::Agent;
+use super::owner::Busy;
+use super::prompts::Occupied;
+use crate::prompt::PromptError;
+use crate::token::TokenError;
+use gate::{Failure, failure, json_response};
+
+pub use gate::MAX_BODY;
+pub use logon::TOKEN_FORMAT;
+
+/// Connections served at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 32;
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A logon waits for the user at most this long (pinentry has its own timeout too).
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+    #[error("the local API needs [bank] origins in the configuration: no web page could call it")]
+    NoOrigins,
+}
+
+/// The API, serving until shut down.
+pub struct RunningApi {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningApi {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Bind the configured loopback address and serve.
+pub async fn serve(agent: Arc<Agent>) -> Result<RunningApi, ApiError> {
+    let listen = agent.config.agent.listen;
+    if agent
+        .config
+        .bank
+        .as_ref()
+        .is_none_or(|b| b.origins.is_empty())
+    {
+        return Err(ApiError::NoOrigins);
+    }
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| ApiError::Bind {
+            addr: listen,
+            reason: e.to_string(),
+        })?;
+    let addr = listener.local_addr().map_err(|e| ApiError::Bind {
+        addr: listen,
+        reason: e.to_string(),
+    })?;
+    let (stop, mut stopped) = oneshot::channel();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let task = tokio::spawn(async move {
+        loop {
+            let permit = tokio::select! {
+                _ = &mut stopped => return,
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            };
+            let (tcp, _) = tokio::select! {
+                _ = &mut stopped => return,
+                a = listener.accept() => match a {
+                    Ok(a) => a,
+                    Err(e) => {
+                        log::warn!("local API: accept failed: {e}");
+                        continue;
+                    }
+                },
+            };
+            let agent = agent.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let service = service_fn(move |req| {
+                    let agent = agent.clone();
+                    async move { Ok::<_, Infallible>(handle(agent, addr, req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(TokioIo::new(tcp), service);
+                let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
+            });
+        }
+    });
+    Ok(RunningApi {
+        addr,
+        stop: Some(stop),
+        task,
+    })
+}
+
+async fn handle(
+    agent: Arc<Agent>,
+    addr: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let origin = match gate::gate(&agent, addr, req.headers()) {
+        Ok(o) => o.to_string(),
+        // No CORS headers: the page learns nothing, not even the reason.
+        Err(f) => return failure(f, None),
+    };
+    let o = Some(origin.as_str());
+    if req.method() == Method::OPTIONS {
+        return gate::preflight(req.headers(), &origin);
+    }
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let result = match (method.clone(), path.as_str()) {
+        (Method::GET, "/v1/status") => status::status(&agent)
+            .await
+            .map(|b| json_response(StatusCode::OK, &b, o)),
+        (Method::POST, "/v1/logon") => match gate::read_json(req).await {
+            Ok(r) => logon::logon(&agent, &origin, r)
+                .await
+                .map(|b| json_response(StatusCode::OK, &b, o)),
+            Err(f) => Err(f),
+        },
+        (Method::POST, "/v1/renewals") => match gate::read_json(req).await {
+            Ok(r) => renewals::from_page(&agent, &origin, r)
+                .await
+                .map(|b| json_response(StatusCode::ACCEPTED, &b, o)),
+            Err(f) => Err(f),
+        },
+        (Method::GET, p) if p.starts_with("/v1/renewals/") => {
+            let id = &p["/v1/renewals/".len()..];
+            agent
+                .renewal(id)
+                .map(|s| json_response(StatusCode::OK, &s, o))
+                .ok_or_else(|| Failure::new(404, "not-found", "no such renewal"))
+        }
+        (_, "/v1/status" | "/v1/logon" | "/v1/renewals") => Err(Failure::new(
+            405,
+            "method",
+            format!("{method} is not allowed here"),
+        )),
+        _ => Err(Failure::new(404, "not-found", "no such endpoint")),
+    };
+    result.unwrap_or_else(|f| failure(f, o))
+}
+
+fn token_failure(e: TokenError) -> Failure {
+    match e {
+        TokenError::NotFound { .. } | TokenError::Removed { .. } => Failure::new(
+            503,
+            "no-token",
+            "the token is not present; insert it and try again",
+        ),
+        TokenError::PinIncorrect { .. } => Failure::new(403, "pin-incorrect", e.to_string()),
+        TokenError::PinLocked => Failure::new(403, "pin-locked", e.to_string()),
+        TokenError::AlreadyLoggedIn => Failure::new(409, "busy", e.to_string()),
+        other => Failure::new(503, "token", other.to_string()),
+    }
+}
+
+fn prompt_failure(e: PromptError) -> Failure {
+    match e {
+        PromptError::Cancelled => Failure::new(403, "cancelled", "the user cancelled"),
+        other => Failure::new(503, "prompt", other.to_string()),
+    }
+}
+
+fn busy_failure(e: Busy) -> Failure {
+    Failure::new(409, "busy", e.to_string())
+}
+
+fn occupied_failure(e: Occupied) -> Failure {
+    Failure::new(409, "busy", e.to_string())
+}
+
+/// A page that was just refused asks again too soon.
+fn cooling_failure(wait: Duration) -> Failure {
+    Failure::new(
+        429,
+        "cool-down",
+        format!(
+            "the user declined a moment ago; this page may ask again in {} s",
+            wait.as_secs().max(1)
+        ),
+    )
+}
+
+fn parse_id(id: Option<&str>) -> Result<Option<Vec<u8>>, Failure> {
+    id.map(|h| hex::decode(h).map_err(|_| Failure::new(400, "id", "id is not hex")))
+        .transpose()
+}
+
+/// Run blocking token and prompt work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(Failure::new(
+            503,
+            "internal",
+            format!("agent task failed: {e}"),
+        ))
+    })
+}

@@ -1,0 +1,226 @@
+//! Renewals started by the page (`POST /v1/renewals`) or the tray, and
+//! their progress (`GET /v1/renewals/{id}`).
+//!
+//! Both doors go through [`start`], which runs the same pre-check as
+//! `certagent renew` ([`renewal::plan_renewal`]): an interrupted renewal on
+//! the token is resumed, never overwritten. The user consents and types the
+//! PIN in the agent's window; the renewal then runs in the background
+//! holding the token's lease, so no logon can slip in while it keeps the
+//! token logged in (for example while the bank answers 202).
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::gate::Failure;
+use super::{
+    blocking, busy_failure, cooling_failure, occupied_failure, parse_id, prompt_failure,
+    token_failure,
+};
+use crate::agent::owner::Use;
+use crate::agent::{Agent, RenewalStatus};
+use crate::cert::rfc3339;
+use crate::prompt::{PromptError, short};
+use crate::renewal::{self, Plan, Renewal, RenewalError, Step};
+use crate::token::TokenError;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RenewalRequest {
+    id: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct RenewalStarted {
+    pub id: String,
+}
+
+/// Who asks for a renewal, as the consent question names them.
+pub enum Requester<'a> {
+    /// A web page of this (allowed) origin.
+    Page(&'a str),
+    /// The user, from the tray menu or a notification.
+    Desktop,
+}
+
+pub(super) async fn from_page(
+    agent: &Arc<Agent>,
+    origin: &str,
+    req: RenewalRequest,
+) -> Result<RenewalStarted, Failure> {
+    let id = parse_id(req.id.as_deref())?;
+    start(agent, Requester::Page(origin), id).await
+}
+
+/// Start (or resume) a renewal after the user's consent and PIN; returns
+/// its id, whose progress is in [`Agent::renewal`]. The door for the tray.
+pub async fn renew_with_consent(
+    agent: &Arc<Agent>,
+    requester: Requester<'_>,
+    id: Option<Vec<u8>>,
+) -> Result<String, String> {
+    start(agent, requester, id)
+        .await
+        .map(|r| r.id)
+        .map_err(|f| f.message)
+}
+
+fn plan_failure(e: RenewalError) -> Failure {
+    match e {
+        RenewalError::NotNow(m) => Failure::new(409, "not-due", m),
+        RenewalError::Token(t) => token_failure(t),
+        other => Failure::new(503, "renewal", other.to_string()),
+    }
+}
+
+async fn start(
+    agent: &Arc<Agent>,
+    requester: Requester<'_>,
+    id: Option<Vec<u8>>,
+) -> Result<RenewalStarted, Failure> {
+    let Some(bank) = agent.config.bank.clone() else {
+        return Err(Failure::new(
+            503,
+            "config",
+            "no [bank] in the agent's configuration",
+        ));
+    };
+    let Some(state_dir) = agent.state_dir.clone() else {
+        return Err(Failure::new(
+            503,
+            "state",
+            "the agent has no per-user state directory for the renewal journal (set XDG_STATE_HOME or HOME)",
+        ));
+    };
+    let cool_key = match requester {
+        Requester::Page(origin) => Some(origin.to_string()),
+        Requester::Desktop => None,
+    };
+    if let Some(wait) = cool_key.as_deref().and_then(|k| agent.prompts.cooling_down(k)) {
+        return Err(cooling_failure(wait));
+    }
+    let who = match requester {
+        Requester::Page(origin) => format!(
+            "The web page {} asks to renew your certificate",
+            short(origin, 120)
+        ),
+        Requester::Desktop => "Renew your bank certificate".to_string(),
+    };
+    agent.owner.learn_issuers().await;
+    let mut lease = agent.owner.lease(Use::Renewal).map_err(busy_failure)?;
+    let turn = agent.prompts.turn().map_err(occupied_failure)?;
+    let a = agent.clone();
+    let dir = state_dir.clone();
+    let prepared = blocking(move || {
+        let look = lease.look().map_err(token_failure)?;
+        let plan = renewal::plan_renewal(
+            &dir,
+            &look.info.serial,
+            &look.certs,
+            &a.config.policy,
+            id.as_deref(),
+            OffsetDateTime::now_utc(),
+        )
+        .map_err(plan_failure)?;
+        let question = match &plan {
+            Plan::Resume(_) => format!(
+                "{who}.\n\nAn interrupted renewal waits to be finished: {}.\n\nFinish it now?",
+                short(&plan.describe(), 300)
+            ),
+            Plan::Start(_) => format!(
+                "{who}:\n\n{}.\n\nA new key will be generated on your token. Allow?",
+                short(&plan.describe(), 300)
+            ),
+        };
+        let refused = |e: PromptError| {
+            if let (PromptError::Cancelled, Some(k)) = (&e, &cool_key) {
+                a.prompts.cool_down(k);
+            }
+            prompt_failure(e)
+        };
+        if !turn.confirm(&question).map_err(refused)? {
+            if let Some(k) = &cool_key {
+                a.prompts.cool_down(k);
+            }
+            return Err(Failure::new(
+                403,
+                "declined",
+                "the user declined the renewal",
+            ));
+        }
+        let info = look.info;
+        if info.pin_locked {
+            return Err(token_failure(TokenError::PinLocked));
+        }
+        if info.protected_auth_path {
+            lease.login(None).map_err(token_failure)?;
+        } else {
+            let pin = turn
+                .pin(&info, "renew your bank certificate")
+                .map_err(refused)?;
+            lease.login(Some(&pin)).map_err(token_failure)?;
+        }
+        let token = lease.token().map_err(token_failure)?;
+        Ok((lease, token, info.serial, plan))
+    })
+    .await;
+    let (lease, token, serial, plan) = prepared?;
+
+    let mut rid = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut rid)
+        .map_err(|_| Failure::new(503, "internal", "no randomness"))?;
+    let rid = hex::encode(rid);
+    agent.set_renewal(RenewalStatus {
+        id: rid.clone(),
+        state: "running",
+        step: Step::Started.as_str().into(),
+        message: "starting".into(),
+        certificate: None,
+        not_after: None,
+    });
+    let a = agent.clone();
+    let task_id = rid.clone();
+    tokio::spawn(async move {
+        // Held until the renewal ends, however it ends.
+        let _lease = lease;
+        let progress = |step: Step, message: &str| {
+            a.update_renewal(&task_id, |s| {
+                s.step = step.as_str().to_string();
+                s.message = message.to_string();
+            });
+        };
+        let result = renewal::execute(
+            Renewal {
+                token,
+                token_serial: serial,
+                bank: &bank,
+                key: a.config.key,
+                state_dir: &state_dir,
+                otp: None,
+                progress: &progress,
+            },
+            plan,
+        )
+        .await;
+        match result {
+            Ok(new) => a.update_renewal(&task_id, |s| {
+                s.state = "done";
+                s.step = Step::Done.as_str().into();
+                s.message = format!("renewed: {}", new.subject);
+                s.certificate = Some(STANDARD.encode(&new.der));
+                s.not_after = Some(rfc3339(new.not_after));
+            }),
+            Err(e) => {
+                let text = e.to_string();
+                a.update_renewal(&task_id, |s| {
+                    s.state = "failed";
+                    s.message = text.clone();
+                });
+            }
+        }
+    });
+    Ok(RenewalStarted { id: rid })
+}

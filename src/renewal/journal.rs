@@ -1,0 +1,241 @@
+//! The renewal journal: one file per token in the per-user state directory,
+//! written before every step acts, so any interruption resumes.
+//!
+//! The file is created only when no attempt is pending (a journal is never
+//! overwritten by a new attempt), written atomically (temporary file,
+//! fsync, rename, fsync of the directory), readable by its owner only
+//! (0600), and never through a symbolic link.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::{RenewalError, Step};
+use crate::cert::rfc3339;
+use crate::token::KeyKind;
+
+/// Which EST operation the attempt uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Kind {
+    /// `simplereenroll`, authenticated by the current certificate.
+    Renew,
+    /// `simpleenroll` with the bank's ID and one-time password.
+    Enroll { user: String },
+}
+
+/// The journal entry: everything needed to resume, nothing secret (no PIN,
+/// no one-time password; the CSR and certificate are public data).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    pub version: u32,
+    pub kind: Kind,
+    pub token_serial: String,
+    /// CKA_ID (hex) of the certificate being replaced, if any.
+    pub old_id: Option<String>,
+    /// DER (base64) of the certificate being replaced, if any.
+    pub old_cert: Option<String>,
+    pub key: KeyKind,
+    /// Label the candidate key is generated under (unique per attempt).
+    pub candidate_label: String,
+    pub candidate_id: Option<String>,
+    pub candidate_spki: Option<String>,
+    pub csr: Option<String>,
+    pub issued: Option<String>,
+    pub step: Step,
+    pub started: String,
+    pub updated: String,
+}
+
+/// The journal file of one token.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    pub entry: Entry,
+}
+
+pub(super) fn b64(v: &[u8]) -> String {
+    B64.encode(v)
+}
+
+pub(super) fn unb64(s: &Option<String>, what: &str) -> Result<Vec<u8>, RenewalError> {
+    let s = s
+        .as_deref()
+        .ok_or_else(|| RenewalError::Other(format!("the journal lacks the {what}")))?;
+    B64.decode(s)
+        .map_err(|_| RenewalError::Other(format!("the journal's {what} is corrupt")))
+}
+
+#[cfg(unix)]
+fn open_options() -> std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    o
+}
+
+#[cfg(not(unix))]
+fn open_options() -> std::fs::OpenOptions {
+    std::fs::OpenOptions::new()
+}
+
+impl Journal {
+    /// The journal path for a token (one renewal in flight per token).
+    pub fn path_for(state_dir: &Path, token_serial: &str) -> PathBuf {
+        let safe: String = token_serial
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        state_dir.join(format!("renewal-{safe}.json"))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The interrupted attempt for this token, if there is one.
+    pub fn load(state_dir: &Path, token_serial: &str) -> Result<Option<Journal>, RenewalError> {
+        let path = Journal::path_for(state_dir, token_serial);
+        let err = |reason: String| RenewalError::Journal {
+            path: path.clone(),
+            reason,
+        };
+        let mut file = match open_options().read(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(err(format!(
+                    "{e} (a journal is never read through a symbolic link)"
+                )));
+            }
+        };
+        let mut text = String::new();
+        use std::io::Read;
+        // A journal is a few KiB; a huge file is not one of ours.
+        (&mut file)
+            .take(1 << 20)
+            .read_to_string(&mut text)
+            .map_err(|e| err(e.to_string()))?;
+        let entry: Entry = serde_json::from_str(&text)
+            .map_err(|e| err(format!("unreadable ({e}); move it away to start afresh")))?;
+        if entry.token_serial != token_serial {
+            return Err(err(format!(
+                "it is for token serial {:?}, not {token_serial:?}; move it away to start afresh",
+                entry.token_serial
+            )));
+        }
+        Ok(Some(Journal { path, entry }))
+    }
+
+    /// Whether an attempt is pending for this token (the file exists).
+    pub fn pending(state_dir: &Path, token_serial: &str) -> bool {
+        Journal::path_for(state_dir, token_serial)
+            .symlink_metadata()
+            .is_ok()
+    }
+
+    /// Start the journal of a new attempt. Refused if one is pending: an
+    /// interrupted attempt is resumed, never overwritten.
+    pub(super) fn create(state_dir: &Path, entry: Entry) -> Result<Journal, RenewalError> {
+        let j = Journal {
+            path: Journal::path_for(state_dir, &entry.token_serial),
+            entry,
+        };
+        if j.path.symlink_metadata().is_ok() {
+            return Err(RenewalError::Journal {
+                path: j.path,
+                reason: "an interrupted attempt is pending on this token; it is resumed, not replaced".into(),
+            });
+        }
+        crate::config::ensure_state_dir(state_dir).map_err(|e| RenewalError::Journal {
+            path: j.path.clone(),
+            reason: e.to_string(),
+        })?;
+        j.save()?;
+        crash_point(j.entry.step.as_str());
+        Ok(j)
+    }
+
+    /// Write atomically and durably: temp file, fsync, rename, fsync dir.
+    fn save(&self) -> Result<(), RenewalError> {
+        let err = |e: std::io::Error| RenewalError::Journal {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        };
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let tmp = self.path.with_extension("json.tmp");
+        let text =
+            serde_json::to_vec_pretty(&self.entry).map_err(|e| err(std::io::Error::other(e)))?;
+        // A leftover (or planted) temporary file is removed, never followed.
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(e)),
+        }
+        {
+            use std::io::Write;
+            let mut f = open_options()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(err)?;
+            f.write_all(&text).map_err(err)?;
+            f.sync_all().map_err(err)?;
+        }
+        std::fs::rename(&tmp, &self.path).map_err(err)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    pub(super) fn advance(&mut self, step: Step) -> Result<(), RenewalError> {
+        self.entry.step = step;
+        self.entry.updated = rfc3339(OffsetDateTime::now_utc());
+        self.save()?;
+        crash_point(step.as_str());
+        Ok(())
+    }
+
+    pub(super) fn remove(self) -> Result<(), RenewalError> {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(RenewalError::Journal {
+                path: self.path,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// CKA_ID of the certificate being replaced.
+    pub fn old_id(&self) -> Option<Vec<u8>> {
+        self.entry
+            .old_id
+            .as_deref()
+            .and_then(|h| hex::decode(h).ok())
+            .filter(|id| !id.is_empty())
+    }
+
+    /// The certificate being replaced, as the journal recorded it.
+    pub fn old_cert(&self) -> Result<Option<crate::cert::Cert>, RenewalError> {
+        match &self.entry.old_cert {
+            None => Ok(None),
+            Some(_) => crate::cert::Cert::from_der(&unb64(&self.entry.old_cert, "old certificate")?)
+                .map(Some)
+                .map_err(|e| RenewalError::Other(format!("the journal's old certificate: {e}"))),
+        }
+    }
+}
+
+/// For the crash-recovery tests only: with `CERTAGENT_TEST_CRASH_AT=<point>`
+/// the process aborts at that point (no destructors, like a kill).
+pub(super) fn crash_point(point: &str) {
+    if std::env::var("CERTAGENT_TEST_CRASH_AT").is_ok_and(|p| p == point) {
+        eprintln!("certagent: test crash at {point}");
+        std::process::abort();
+    }
+}

@@ -1,0 +1,935 @@
+//! The renewal (and enrolment) workflow, journalled step by step, and the
+//! one entry point every door uses: the CLI's `renew` and `enroll`, the
+//! page's `/v1/renewals` and the tray all call [`plan_renewal`] (or
+//! [`plan_enrollment`]) and then [`execute`], so an interrupted attempt is
+//! resumed from wherever the user comes back, never overwritten.
+//!
+//! A new key is a *candidate* until its certificate is on the token and
+//! proven: the old certificate and key are removed only after the new
+//! certificate has been written, read back and test-signed. Every step is
+//! written to the journal *before* it acts, so a crash, a kill, a pulled
+//! token or a lost network at any point resumes on the next run:
+//!
+//! | journal step    | after a crash, the next run...                                   |
+//! |-----------------|------------------------------------------------------------------|
+//! | `generating-key`| adopts the key pair with the candidate label if one exists, else generates |
+//! | `key-ready`     | builds the CSR with the journalled candidate key                  |
+//! | `csr-ready`     | sends the journalled CSR again, byte for byte (same key)          |
+//! | `issued`        | checks the journalled certificate again and installs it           |
+//! | `installing`    | writes the certificate unless it is already on the token          |
+//! | `installed`     | test-signs with the new key                                       |
+//! | `retiring-old`  | removes the old certificate and key, if they are still the journal's |
+//!
+//! Resume trusts nothing it does not check: the issued certificate is
+//! verified again (key, subject, chain, dates) before it is written; the old
+//! id is deleted only while it still holds the journal's old certificate and
+//! key; a candidate is removed only if its public key is the journal's.
+//! A request the bank refuses, or an answer that fails verification, ends
+//! the attempt: the candidate key is removed and the token is as before.
+
+mod journal;
+mod verify;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::cert::{BankIssuers, Cert, TokenCert, TokenCerts, rfc3339};
+use crate::config::BankConfig;
+use crate::est::{EstAnswer, EstClient, EstError};
+use crate::policy::{Policy, State};
+use crate::tls::{TokenCredential, client_config, load_roots};
+use crate::token::{GeneratedKey, KeyKind, Token, TokenError, blocking};
+
+pub use journal::{Entry, Journal, Kind};
+use journal::{b64, crash_point, unb64};
+pub use verify::verify_issued;
+
+/// The longest certagent keeps resending a request the bank answered with 202.
+pub const MAX_PENDING_WAIT: Duration = Duration::from_secs(300);
+/// The label of a bank certificate written by certagent when the old one had none.
+pub const DEFAULT_LABEL: &str = "bank certificate";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenewalError {
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Est(#[from] EstError),
+    #[error("the bank's answer was rejected, and the token is unchanged: {0}")]
+    BadAnswer(String),
+    #[error("cannot build the certificate request: {0}")]
+    Csr(String),
+    #[error("the renewal journal {path}: {reason}")]
+    Journal { path: PathBuf, reason: String },
+    #[error(
+        "the bank has not issued the certificate after {0:?}; run the same command later to collect it (the same request is sent again)"
+    )]
+    StillPending(Duration),
+    /// The pre-check says no (not due, expired, lapsed, nothing to renew,
+    /// another kind of attempt pending): nothing was done.
+    #[error("{0}")]
+    NotNow(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Where a renewal is. Serialised in the journal and reported to callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    Started,
+    GeneratingKey,
+    KeyReady,
+    CsrReady,
+    Issued,
+    Installing,
+    Installed,
+    RetiringOld,
+    Done,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Started => "started",
+            Step::GeneratingKey => "generating-key",
+            Step::KeyReady => "key-ready",
+            Step::CsrReady => "csr-ready",
+            Step::Issued => "issued",
+            Step::Installing => "installing",
+            Step::Installed => "installed",
+            Step::RetiringOld => "retiring-old",
+            Step::Done => "done",
+        }
+    }
+}
+
+/// What the workflow tells its caller as it goes.
+pub trait Progress: Sync {
+    fn step(&self, step: Step, message: &str);
+}
+
+impl<F: Fn(Step, &str) + Sync> Progress for F {
+    fn step(&self, step: Step, message: &str) {
+        self(step, message)
+    }
+}
+
+/// What a new attempt needs to know.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub kind: Kind,
+    /// The certificate being replaced.
+    pub old: Option<TokenCert>,
+    /// Label for the new certificate and key.
+    pub label: String,
+}
+
+/// What a renewal or enrolment will do, decided before the user is asked
+/// anything (the pre-check).
+#[derive(Debug)]
+pub enum Plan {
+    /// The interrupted attempt on this token, resumed where it stopped.
+    Resume(Journal),
+    /// A new attempt.
+    Start(Box<Request>),
+}
+
+impl Plan {
+    /// One sentence for the consent question and the terminal.
+    pub fn describe(&self) -> String {
+        match self {
+            Plan::Resume(j) => {
+                let what = match &j.entry.kind {
+                    Kind::Renew => "renewal".to_string(),
+                    Kind::Enroll { user } => format!("enrolment of user {user}"),
+                };
+                let of = j
+                    .old_cert()
+                    .ok()
+                    .flatten()
+                    .map(|c| format!(" of {}", c.subject))
+                    .unwrap_or_default();
+                format!(
+                    "the {what}{of} interrupted at step {} (started {})",
+                    j.entry.step.as_str(),
+                    j.entry.started
+                )
+            }
+            Plan::Start(r) => match (&r.kind, &r.old) {
+                (Kind::Renew, Some(o)) => format!(
+                    "renewal of {} (id {}), expiring {}",
+                    o.cert.subject,
+                    hex::encode(&o.id),
+                    rfc3339(o.cert.not_after)
+                ),
+                (Kind::Enroll { user }, Some(o)) => format!(
+                    "a new certificate for user {user} to replace {} (id {})",
+                    o.cert.subject,
+                    hex::encode(&o.id)
+                ),
+                (Kind::Enroll { user }, None) => format!("a first certificate for user {user}"),
+                (Kind::Renew, None) => "renewal".to_string(),
+            },
+        }
+    }
+
+    pub fn kind(&self) -> &Kind {
+        match self {
+            Plan::Resume(j) => &j.entry.kind,
+            Plan::Start(r) => &r.kind,
+        }
+    }
+}
+
+/// The label to give the new certificate: the replaced one's, else the default.
+fn label_for(old: Option<&TokenCert>) -> String {
+    old.map(|o| o.label.clone())
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| DEFAULT_LABEL.to_string())
+}
+
+/// The pre-check of a renewal: an interrupted renewal on this token is
+/// resumed; otherwise the one bank certificate in its renewal window (or
+/// the one `want` names) is renewed if the bank's rules allow it now.
+pub fn plan_renewal(
+    state_dir: &Path,
+    token_serial: &str,
+    certs: &TokenCerts,
+    policy: &Policy,
+    want: Option<&[u8]>,
+    now: OffsetDateTime,
+) -> Result<Plan, RenewalError> {
+    if let Some(journal) = Journal::load(state_dir, token_serial)? {
+        return match &journal.entry.kind {
+            Kind::Renew => Ok(Plan::Resume(journal)),
+            Kind::Enroll { user } => Err(RenewalError::NotNow(format!(
+                "an interrupted enrolment for user {user} is pending on this token; finish it with `certagent enroll --user {user}`"
+            ))),
+        };
+    }
+    let target = match want {
+        Some(id) => pick(certs, id)?,
+        None => {
+            let due: Vec<&TokenCert> = certs
+                .bank
+                .iter()
+                .filter(|c| {
+                    policy
+                        .assess(c.cert.not_before, c.cert.not_after, now)
+                        .state
+                        == State::RenewalDue
+                })
+                .collect();
+            match due.as_slice() {
+                [one] => *one,
+                [] => only_one(certs)?,
+                _ => {
+                    return Err(RenewalError::NotNow(format!(
+                        "{} certificates are due for renewal; choose one with --id",
+                        due.len()
+                    )));
+                }
+            }
+        }
+    };
+    let a = policy.assess(target.cert.not_before, target.cert.not_after, now);
+    let subject = &target.cert.subject;
+    let refusal = match a.state {
+        State::RenewalDue => None,
+        State::Valid => Some(format!(
+            "the certificate {subject} is valid for {} more days; renewal opens on {} (in {} days)",
+            a.days_left,
+            rfc3339(a.renewal_opens),
+            crate::policy::days_left(a.renewal_opens, now)
+        )),
+        State::Expired => Some(format!(
+            "the certificate {subject} expired on {}; it cannot be renewed, but a new one can be obtained until {} with `certagent enroll --user ID` and the bank's one-time password",
+            rfc3339(target.cert.not_after),
+            rfc3339(a.grace_ends)
+        )),
+        State::Lapsed => Some(format!(
+            "the certificate {subject} expired on {} and the grace period ended on {}: contact your bank to re-issue it",
+            rfc3339(target.cert.not_after),
+            rfc3339(a.grace_ends)
+        )),
+        State::NotYetValid => Some(format!(
+            "the certificate {subject} is not valid before {}; check the computer's clock",
+            rfc3339(target.cert.not_before)
+        )),
+    };
+    if let Some(r) = refusal {
+        return Err(RenewalError::NotNow(r));
+    }
+    Ok(Plan::Start(Box::new(Request {
+        kind: Kind::Renew,
+        old: Some(target.clone()),
+        label: label_for(Some(target)),
+    })))
+}
+
+/// The pre-check of an enrolment (first certificate, or after expiry with
+/// the bank's ID and one-time password): an interrupted enrolment for the
+/// same user is resumed; a certificate that can still be renewed is not
+/// replaced this way.
+pub fn plan_enrollment(
+    state_dir: &Path,
+    token_serial: &str,
+    certs: &TokenCerts,
+    policy: &Policy,
+    user: &str,
+    want: Option<&[u8]>,
+    now: OffsetDateTime,
+) -> Result<Plan, RenewalError> {
+    let wanted = Kind::Enroll {
+        user: user.to_string(),
+    };
+    if let Some(journal) = Journal::load(state_dir, token_serial)? {
+        if journal.entry.kind == wanted {
+            return Ok(Plan::Resume(journal));
+        }
+        return Err(RenewalError::NotNow(match &journal.entry.kind {
+            Kind::Renew => {
+                "an interrupted renewal is pending on this token; finish it with `certagent renew`"
+                    .into()
+            }
+            Kind::Enroll { user } => format!(
+                "an interrupted enrolment for user {user} is pending on this token; finish it with `certagent enroll --user {user}`"
+            ),
+        }));
+    }
+    let old: Option<&TokenCert> = match want {
+        Some(id) => Some(pick(certs, id)?),
+        None => {
+            let gone: Vec<&TokenCert> = certs
+                .bank
+                .iter()
+                .filter(|c| {
+                    matches!(
+                        policy
+                            .assess(c.cert.not_before, c.cert.not_after, now)
+                            .state,
+                        State::Expired | State::Lapsed
+                    )
+                })
+                .collect();
+            match gone.as_slice() {
+                [] => None,
+                [one] => Some(*one),
+                _ => {
+                    return Err(RenewalError::NotNow(format!(
+                        "{} expired certificates are on the token; choose the one to replace with --id",
+                        gone.len()
+                    )));
+                }
+            }
+        }
+    };
+    if let Some(o) = old {
+        let state = policy
+            .assess(o.cert.not_before, o.cert.not_after, now)
+            .state;
+        if matches!(state, State::Valid | State::RenewalDue) {
+            return Err(RenewalError::NotNow(format!(
+                "the certificate {} is still {state}; use `certagent renew` (enroll is for a first certificate or after expiry)",
+                o.cert.subject
+            )));
+        }
+    }
+    Ok(Plan::Start(Box::new(Request {
+        kind: wanted,
+        old: old.cloned(),
+        label: label_for(old),
+    })))
+}
+
+/// The bank certificate with this CKA_ID.
+fn pick<'a>(certs: &'a TokenCerts, id: &[u8]) -> Result<&'a TokenCert, RenewalError> {
+    if let Some(c) = certs.bank.iter().find(|c| c.id == id) {
+        return Ok(c);
+    }
+    if certs.others.iter().any(|c| c.id == id) {
+        return Err(RenewalError::NotNow(format!(
+            "the certificate with id {} was not issued by the bank; certagent renews only the bank's certificates",
+            hex::encode(id)
+        )));
+    }
+    Err(RenewalError::NotNow(format!(
+        "no bank certificate with id {} on the token",
+        hex::encode(id)
+    )))
+}
+
+fn only_one(certs: &TokenCerts) -> Result<&TokenCert, RenewalError> {
+    match certs.bank.as_slice() {
+        [one] => Ok(one),
+        [] if !certs.issuer_known => Err(RenewalError::NotNow(
+            "the bank's issuing CA is not known yet, so no certificate on the token can be told to be the bank's; set [bank] ca_certs or let certagent reach the bank once".into(),
+        )),
+        [] => Err(RenewalError::NotNow(
+            "no bank certificate on the token; obtain one with `certagent enroll --user ID`".into(),
+        )),
+        _ => Err(RenewalError::NotNow(format!(
+            "{} bank certificates are on the token; choose one with --id",
+            certs.bank.len()
+        ))),
+    }
+}
+
+/// What [`execute`] works with. The caller has done the pre-check, the
+/// consent and the login.
+pub struct Renewal<'a> {
+    pub token: Arc<Token>,
+    pub token_serial: String,
+    pub bank: &'a BankConfig,
+    pub key: KeyKind,
+    pub state_dir: &'a Path,
+    /// The one-time password, for enrolments.
+    pub otp: Option<SecretString>,
+    pub progress: &'a dyn Progress,
+}
+
+/// Run a planned attempt to the end: start a new one (journalled) or resume
+/// the interrupted one. Returns the new certificate, already on the token.
+pub async fn execute(r: Renewal<'_>, plan: Plan) -> Result<Cert, RenewalError> {
+    let journal = match plan {
+        Plan::Resume(j) => {
+            r.progress.step(
+                j.entry.step,
+                &format!(
+                    "resuming the attempt interrupted at step {}",
+                    j.entry.step.as_str()
+                ),
+            );
+            j
+        }
+        Plan::Start(req) => start(r.state_dir, &r.token_serial, &req, r.key)?,
+    };
+    let needs_bank = journal.entry.step <= Step::CsrReady;
+    // The issuing CA is needed to check an answer, and again on resume to
+    // check the journalled certificate before it is installed.
+    let ca_certs = if needs_bank {
+        bank_ca_certs(r.bank, r.state_dir, r.progress).await?
+    } else {
+        match known_ca_certs(r.bank, r.state_dir) {
+            Some(c) => c,
+            None => bank_ca_certs(r.bank, r.state_dir, r.progress).await?,
+        }
+    };
+    let credential = match (&journal.entry.kind, journal.old_id(), journal.old_cert()?) {
+        (Kind::Renew, Some(id), Some(cert)) if needs_bank => Some(
+            TokenCredential::new(r.token.clone(), &id, &cert)
+                .map_err(|e| RenewalError::Other(e.to_string()))?,
+        ),
+        (Kind::Renew, _, _) if needs_bank => {
+            return Err(RenewalError::Other(
+                "the journal of this renewal lacks the certificate being renewed".into(),
+            ));
+        }
+        _ => None,
+    };
+    let label = label_of(&r.token, journal.old_id().as_deref());
+    let wf = Workflow {
+        token: r.token.clone(),
+        est: est_client(r.bank, credential)?,
+        ca_certs,
+        otp: r.otp,
+        progress: r.progress,
+    };
+    wf.run(journal, &label).await
+}
+
+/// The label of the certificate being replaced, else the default.
+fn label_of(token: &Token, old_id: Option<&[u8]>) -> String {
+    old_id
+        .and_then(|id| {
+            blocking(|| token.certificates())
+                .ok()?
+                .into_iter()
+                .find(|c| c.id == id && !c.label.is_empty())
+                .map(|c| c.label)
+        })
+        .unwrap_or_else(|| DEFAULT_LABEL.to_string())
+}
+
+/// Start a new attempt: write its journal (refused if one is pending).
+fn start(
+    state_dir: &Path,
+    token_serial: &str,
+    req: &Request,
+    key: KeyKind,
+) -> Result<Journal, RenewalError> {
+    let now = rfc3339(OffsetDateTime::now_utc());
+    let mut nonce = [0u8; 6];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+        .map_err(|_| RenewalError::Other("no system randomness".into()))?;
+    Journal::create(
+        state_dir,
+        Entry {
+            version: 1,
+            kind: req.kind.clone(),
+            token_serial: token_serial.to_string(),
+            old_id: req.old.as_ref().map(|o| hex::encode(&o.id)),
+            old_cert: req.old.as_ref().map(|o| b64(&o.cert.der)),
+            key,
+            candidate_label: format!("certagent candidate {}", hex::encode(nonce)),
+            candidate_id: None,
+            candidate_spki: None,
+            csr: None,
+            issued: None,
+            step: Step::Started,
+            started: now.clone(),
+            updated: now,
+        },
+    )
+}
+
+/// Everything a run works with.
+struct Workflow<'a> {
+    token: Arc<Token>,
+    /// The bank, for the mode of this attempt (with the client credential for renewals).
+    est: EstClient,
+    /// The issuing CA certificates (DER): pinned, remembered, or from `/cacerts`.
+    ca_certs: Vec<Vec<u8>>,
+    /// The one-time password for enrolments.
+    otp: Option<SecretString>,
+    progress: &'a dyn Progress,
+}
+
+impl Workflow<'_> {
+    /// Run (or resume) the attempt in `journal` to the end. Returns the new
+    /// certificate. On a refusal or a bad answer the candidate is removed.
+    async fn run(&self, mut journal: Journal, label: &str) -> Result<Cert, RenewalError> {
+        let result = self.drive(&mut journal, label).await;
+        match result {
+            Ok(cert) => {
+                journal.remove()?;
+                Ok(cert)
+            }
+            Err(e) if abandons(&e) && journal.entry.step <= Step::CsrReady => {
+                self.abandon(journal);
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Remove the candidate key of an attempt and its journal. A key is
+    /// removed only if its public key is the journalled candidate's (or,
+    /// before that was journalled, if it carries the attempt's unique label).
+    fn abandon(&self, journal: Journal) {
+        let e = &journal.entry;
+        let spki = unb64(&e.candidate_spki, "candidate key").ok();
+        let mut ids: Vec<Vec<u8>> = e
+            .candidate_id
+            .as_deref()
+            .and_then(|h| hex::decode(h).ok())
+            .into_iter()
+            .collect();
+        if let Ok(more) = blocking(|| self.token.private_key_ids_with_label(&e.candidate_label)) {
+            ids.extend(more);
+        }
+        ids.sort();
+        ids.dedup();
+        for id in ids.into_iter().filter(|id| !id.is_empty()) {
+            let theirs = blocking(|| self.token.public_key(&id));
+            let ours = match (&spki, theirs) {
+                (Some(want), Ok(Some(have))) => *want == have,
+                // No public key to compare: only the attempt's own label vouches.
+                (_, Ok(None)) => blocking(|| self.token.private_key_ids_with_label(&e.candidate_label))
+                    .is_ok_and(|l| l.contains(&id)),
+                (None, Ok(Some(_))) => true,
+                (_, Err(_)) => false,
+            };
+            if !ours {
+                log::warn!(
+                    "not removing key {}: it is not this attempt's candidate",
+                    hex::encode(&id)
+                );
+                continue;
+            }
+            match blocking(|| self.token.delete_all(&id)) {
+                Ok(n) if n > 0 => self.progress.step(
+                    e.step,
+                    &format!("removed the unused candidate key {}", hex::encode(&id)),
+                ),
+                Ok(_) => {}
+                Err(err) => {
+                    log::warn!("could not remove candidate key {}: {err}", hex::encode(&id))
+                }
+            }
+        }
+        if let Err(err) = journal.remove() {
+            log::warn!("{err}");
+        }
+    }
+
+    async fn drive(&self, j: &mut Journal, label: &str) -> Result<Cert, RenewalError> {
+        let old_cert = j.old_cert()?;
+        loop {
+            match j.entry.step {
+                Step::Started => j.advance(Step::GeneratingKey)?,
+                Step::GeneratingKey => {
+                    let label_c = j.entry.candidate_label.clone();
+                    let key: GeneratedKey =
+                        match blocking(|| self.token.adopt_key_pair(&label_c))? {
+                            Some(key) => {
+                                self.progress.step(
+                                    Step::GeneratingKey,
+                                    "found the candidate key of the interrupted attempt",
+                                );
+                                key
+                            }
+                            None => {
+                                self.progress.step(
+                                    Step::GeneratingKey,
+                                    &format!(
+                                        "generating a new {} key on the token",
+                                        j.entry.key
+                                    ),
+                                );
+                                let key = blocking(|| {
+                                    self.token.generate_key_pair(j.entry.key, &label_c)
+                                })?;
+                                crash_point("after-keygen");
+                                key
+                            }
+                        };
+                    j.entry.candidate_id = Some(hex::encode(&key.id));
+                    j.entry.candidate_spki = Some(b64(&key.spki_der));
+                    j.advance(Step::KeyReady)?;
+                }
+                Step::KeyReady => {
+                    let id = self.candidate_id(j)?;
+                    let spki = unb64(&j.entry.candidate_spki, "candidate key")?;
+                    self.progress.step(
+                        Step::KeyReady,
+                        "signing the certificate request on the token",
+                    );
+                    let csr = blocking(|| {
+                        crate::csr::build_for(&self.token, &id, &spki, old_cert.as_ref())
+                    })
+                    .map_err(|e| match e {
+                        crate::csr::CsrError::Token(t) => RenewalError::Token(t),
+                        other => RenewalError::Csr(other.to_string()),
+                    })?;
+                    j.entry.csr = Some(b64(&csr));
+                    j.advance(Step::CsrReady)?;
+                }
+                Step::CsrReady => {
+                    let csr = unb64(&j.entry.csr, "certificate request")?;
+                    let certs = self.submit(&j.entry.kind, &csr).await?;
+                    crash_point("after-submit");
+                    let spki = unb64(&j.entry.candidate_spki, "candidate key")?;
+                    self.progress
+                        .step(Step::CsrReady, "checking the certificate the bank issued");
+                    let new = verify_issued(
+                        &certs,
+                        &spki,
+                        old_cert.as_ref(),
+                        &self.ca_certs,
+                        OffsetDateTime::now_utc(),
+                    )?;
+                    j.entry.issued = Some(b64(&new.der));
+                    j.advance(Step::Issued)?;
+                }
+                Step::Issued => j.advance(Step::Installing)?,
+                Step::Installing => {
+                    let id = self.candidate_id(j)?;
+                    let der = unb64(&j.entry.issued, "issued certificate")?;
+                    let spki = unb64(&j.entry.candidate_spki, "candidate key")?;
+                    // The journal is a file: check its certificate again
+                    // (key, subject, chain, dates) before it goes on the token.
+                    verify_issued(
+                        std::slice::from_ref(&der),
+                        &spki,
+                        old_cert.as_ref(),
+                        &self.ca_certs,
+                        OffsetDateTime::now_utc(),
+                    )?;
+                    if blocking(|| self.token.public_key(&id))?.as_deref() != Some(&spki[..]) {
+                        return Err(RenewalError::Other(format!(
+                            "the key {} on the token is not the candidate this attempt generated; nothing was installed and the old certificate is kept",
+                            hex::encode(&id)
+                        )));
+                    }
+                    let present = blocking(|| self.token.certificates())?
+                        .into_iter()
+                        .any(|c| c.der == der && c.id == id);
+                    if !present {
+                        self.progress
+                            .step(Step::Installing, "writing the new certificate to the token");
+                        blocking(|| self.token.write_certificate(&id, label, &der))?;
+                        crash_point("after-install");
+                    }
+                    blocking(|| self.token.set_label(&id, label))?;
+                    j.advance(Step::Installed)?;
+                }
+                Step::Installed => {
+                    let id = self.candidate_id(j)?;
+                    let der = unb64(&j.entry.issued, "issued certificate")?;
+                    self.progress.step(
+                        Step::Installed,
+                        "reading the certificate back and test-signing with the new key",
+                    );
+                    let back = blocking(|| self.token.certificates())?;
+                    if !back.iter().any(|c| c.der == der && c.id == id) {
+                        // Not there after all (token swapped?): write it again.
+                        j.advance(Step::Installing)?;
+                        continue;
+                    }
+                    let cert =
+                        Cert::from_der(&der).map_err(|e| RenewalError::Other(e.to_string()))?;
+                    let scheme = *cert
+                        .schemes()
+                        .first()
+                        .ok_or_else(|| RenewalError::Other("unsupported key type".into()))?;
+                    let mut challenge = [0u8; 32];
+                    ring::rand::SecureRandom::fill(
+                        &ring::rand::SystemRandom::new(),
+                        &mut challenge,
+                    )
+                    .map_err(|_| RenewalError::Other("no system randomness".into()))?;
+                    let sig = blocking(|| self.token.sign(&id, scheme, &challenge))?;
+                    if !crate::cert::verify(&cert.spki_der, scheme, &challenge, &sig) {
+                        return Err(RenewalError::Other(
+                            "the new key's test signature does not verify against the new certificate; the old certificate is kept".into(),
+                        ));
+                    }
+                    j.advance(Step::RetiringOld)?;
+                }
+                Step::RetiringOld => {
+                    let candidate = self.candidate_id(j)?;
+                    if let (Some(old), Some(old_cert)) = (j.old_id(), old_cert.as_ref())
+                        && old != candidate
+                    {
+                        self.retire(&old, old_cert)?;
+                    }
+                    j.advance(Step::Done)?;
+                }
+                Step::Done => {
+                    let der = unb64(&j.entry.issued, "issued certificate")?;
+                    return Cert::from_der(&der).map_err(|e| RenewalError::Other(e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Remove the old certificate and key, but only while the old id still
+    /// holds the journal's old certificate and its key: an id that now holds
+    /// something else is left alone, and the user is told.
+    fn retire(&self, old: &[u8], old_cert: &Cert) -> Result<(), RenewalError> {
+        let certs = blocking(|| self.token.certificates())?;
+        let under_id: Vec<_> = certs.iter().filter(|c| c.id == old).collect();
+        let foreign_cert = under_id.iter().any(|c| c.der != old_cert.der);
+        let public = blocking(|| self.token.public_key(old))?;
+        let foreign_key = public.as_ref().is_some_and(|p| *p != old_cert.spki_der);
+        if foreign_cert || foreign_key {
+            self.progress.step(
+                Step::RetiringOld,
+                &format!(
+                    "left id {} alone: it no longer holds the certificate this renewal replaced",
+                    hex::encode(old)
+                ),
+            );
+            return Ok(());
+        }
+        let n = blocking(|| self.token.delete_all(old))?;
+        crash_point("after-retire");
+        if n > 0 {
+            self.progress.step(
+                Step::RetiringOld,
+                &format!(
+                    "removed the old certificate and key (id {})",
+                    hex::encode(old)
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    fn candidate_id(&self, j: &Journal) -> Result<Vec<u8>, RenewalError> {
+        j.entry
+            .candidate_id
+            .as_deref()
+            .and_then(|h| hex::decode(h).ok())
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| RenewalError::Other("the journal lacks the candidate key id".into()))
+    }
+
+    /// Send the request; on 202 send the identical bytes again after the
+    /// server's Retry-After, within a bounded total wait.
+    async fn submit(&self, kind: &Kind, csr: &[u8]) -> Result<Vec<Vec<u8>>, RenewalError> {
+        let started = std::time::Instant::now();
+        let mut attempt = 1u32;
+        loop {
+            self.progress.step(
+                Step::CsrReady,
+                &if attempt == 1 {
+                    "sending the certificate request to the bank".to_string()
+                } else {
+                    format!("sending the same request again (attempt {attempt})")
+                },
+            );
+            let answer = match kind {
+                Kind::Renew => self.est.simplereenroll(csr).await?,
+                Kind::Enroll { user } => {
+                    let otp = self
+                        .otp
+                        .as_ref()
+                        .ok_or_else(|| RenewalError::Other("no one-time password".into()))?;
+                    self.est
+                        .simpleenroll(csr, user, otp.expose_secret())
+                        .await?
+                }
+            };
+            match answer {
+                EstAnswer::Issued(certs) => return Ok(certs),
+                EstAnswer::Pending(after) => {
+                    let waited = started.elapsed();
+                    if waited.saturating_add(after) > MAX_PENDING_WAIT {
+                        return Err(RenewalError::StillPending(waited));
+                    }
+                    self.progress.step(
+                        Step::CsrReady,
+                        &format!(
+                            "the bank is processing the request; asking again in {}s",
+                            after.as_secs()
+                        ),
+                    );
+                    tokio::time::sleep(after).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Errors after which the attempt is given up (and its candidate removed):
+/// the bank said no, or said something unusable. Network trouble and a
+/// pending request keep the journal for a later resume.
+fn abandons(e: &RenewalError) -> bool {
+    matches!(
+        e,
+        RenewalError::BadAnswer(_)
+            | RenewalError::Est(EstError::Refused { .. })
+            | RenewalError::Est(EstError::Answer(_))
+    )
+}
+
+/// An EST client for the configured bank, authenticating with `credential`
+/// (renewal) or with TLS server authentication only (enrolment, /cacerts).
+pub fn est_client(
+    bank: &BankConfig,
+    credential: Option<TokenCredential>,
+) -> Result<EstClient, RenewalError> {
+    let roots = load_roots(&bank.server_roots).map_err(|e| RenewalError::Other(e.to_string()))?;
+    let tls = client_config(roots, credential).map_err(|e| RenewalError::Other(e.to_string()))?;
+    Ok(EstClient::new(&bank.est_url, tls)?)
+}
+
+/// The file where `/cacerts` of this bank is remembered.
+fn cacerts_file(bank: &BankConfig, state_dir: &Path) -> PathBuf {
+    use sha2::Digest;
+    let tag = hex::encode(&sha2::Sha256::digest(bank.est_url.as_bytes())[..8]);
+    state_dir.join(format!("bank-cacerts-{tag}.json"))
+}
+
+fn read_pinned(path: &Path) -> Result<Vec<Vec<u8>>, RenewalError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let bad = |e: String| RenewalError::Other(format!("[bank] ca_certs {}: {e}", path.display()));
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| bad(e.to_string()))?
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("holds no certificate".into()));
+    }
+    Ok(certs)
+}
+
+/// The bank's issuing CA as known without the network: the `ca_certs` pin,
+/// else `/cacerts` remembered from the last contact.
+pub fn known_ca_certs(bank: &BankConfig, state_dir: &Path) -> Option<Vec<Vec<u8>>> {
+    if let Some(path) = &bank.ca_certs {
+        return read_pinned(path).ok();
+    }
+    let text = std::fs::read(cacerts_file(bank, state_dir)).ok()?;
+    let list: Vec<String> = serde_json::from_slice(&text).ok()?;
+    let certs: Vec<Vec<u8>> = list
+        .iter()
+        .filter_map(|b| {
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b).ok()
+        })
+        .filter(|d| Cert::from_der(d).is_ok())
+        .collect();
+    (!certs.is_empty()).then_some(certs)
+}
+
+/// Remember `/cacerts` (fetched over server-authenticated TLS) for the next
+/// start, when the bank may not be reachable.
+fn remember_cacerts(bank: &BankConfig, state_dir: &Path, certs: &[Vec<u8>]) {
+    let list: Vec<String> = certs.iter().map(|c| b64(c)).collect();
+    let path = cacerts_file(bank, state_dir);
+    let write = || -> std::io::Result<()> {
+        crate::config::ensure_state_dir(state_dir)?;
+        let tmp = path.with_extension("json.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.mode(0o600);
+        }
+        let mut f = o.open(&tmp)?;
+        use std::io::Write;
+        f.write_all(&serde_json::to_vec(&list).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    };
+    if let Err(e) = write() {
+        log::warn!("cannot remember the bank's CA in {}: {e}", path.display());
+    }
+}
+
+/// What tells the bank's certificates apart, without the network.
+pub fn known_issuers(bank: Option<&BankConfig>, state_dir: Option<&Path>) -> BankIssuers {
+    let Some(bank) = bank else {
+        return BankIssuers::default();
+    };
+    BankIssuers {
+        ca_certs: state_dir
+            .and_then(|d| known_ca_certs(bank, d))
+            .or_else(|| bank.ca_certs.as_deref().and_then(|p| read_pinned(p).ok()))
+            .unwrap_or_default(),
+        issuer_name: bank.issuer.clone(),
+        any: false,
+    }
+}
+
+/// The issuing CA: the `ca_certs` pin, else `/cacerts` over
+/// server-authenticated TLS (remembered for later).
+pub async fn bank_ca_certs(
+    bank: &BankConfig,
+    state_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<Vec<Vec<u8>>, RenewalError> {
+    if let Some(path) = &bank.ca_certs {
+        return read_pinned(path);
+    }
+    progress.step(
+        Step::Started,
+        "fetching the bank's CA certificates (/cacerts)",
+    );
+    let certs = est_client(bank, None)?.cacerts().await?;
+    remember_cacerts(bank, state_dir, &certs);
+    Ok(certs)
+}
