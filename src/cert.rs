@@ -15,8 +15,8 @@ use x509_cert::Certificate;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, SubjectAltName};
 
-pub use crate::rawcert::raw_issuer_subject;
 use crate::policy::Policy;
+pub use crate::rawcert::raw_issuer_subject;
 use crate::token::{PublicKeyAlg, SignScheme, Token, TokenError, spki_alg};
 
 #[derive(Debug, thiserror::Error)]
@@ -253,7 +253,10 @@ fn names_equal(a: &str, b: &str) -> bool {
 /// issuer (raw bytes). Checked with ring for the algorithms CAs use.
 pub fn signed_by(cert_der: &[u8], ca_der: &[u8]) -> bool {
     use ring::signature as sig;
-    let (Ok(cert), Ok(ca)) = (Certificate::from_der(cert_der), Certificate::from_der(ca_der)) else {
+    let (Ok(cert), Ok(ca)) = (
+        Certificate::from_der(cert_der),
+        Certificate::from_der(ca_der),
+    ) else {
         return false;
     };
     let (Some((issuer, _)), Some((_, ca_subject))) =

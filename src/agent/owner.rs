@@ -126,15 +126,16 @@ impl Owner {
     fn look_with(&self, token: &Token) -> Result<Look, TokenError> {
         let info = token.info()?;
         let certs = crate::cert::token_certificates(token, &self.issuers())?;
-        let pending = self.state_dir.as_deref().and_then(|d| {
-            match Journal::load(d, &info.serial) {
-                Ok(j) => j.map(|j| j.entry.step),
-                Err(e) => {
-                    log::warn!("{e}");
-                    Some(Step::Started)
-                }
-            }
-        });
+        let pending =
+            self.state_dir
+                .as_deref()
+                .and_then(|d| match Journal::load(d, &info.serial) {
+                    Ok(j) => j.map(|j| j.entry.step),
+                    Err(e) => {
+                        log::warn!("{e}");
+                        Some(Step::Started)
+                    }
+                });
         Ok(Look {
             info,
             certs,

@@ -135,7 +135,9 @@ impl App {
     }
 
     /// Log in with the PIN from the prompt, or the PIN pad. Never retries.
+    /// The token is logged out first, so the token checks this PIN.
     pub fn login(&self, token: &Token, purpose: &str) -> Result<(), Error> {
+        token.logout()?;
         let info = token.info()?;
         if info.pin_locked {
             return Err(crate::token::TokenError::PinLocked.into());

@@ -147,7 +147,9 @@ impl Journal {
         if j.path.symlink_metadata().is_ok() {
             return Err(RenewalError::Journal {
                 path: j.path,
-                reason: "an interrupted attempt is pending on this token; it is resumed, not replaced".into(),
+                reason:
+                    "an interrupted attempt is pending on this token; it is resumed, not replaced"
+                        .into(),
             });
         }
         crate::config::ensure_state_dir(state_dir).map_err(|e| RenewalError::Journal {
@@ -224,9 +226,11 @@ impl Journal {
     pub fn old_cert(&self) -> Result<Option<crate::cert::Cert>, RenewalError> {
         match &self.entry.old_cert {
             None => Ok(None),
-            Some(_) => crate::cert::Cert::from_der(&unb64(&self.entry.old_cert, "old certificate")?)
-                .map(Some)
-                .map_err(|e| RenewalError::Other(format!("the journal's old certificate: {e}"))),
+            Some(_) => {
+                crate::cert::Cert::from_der(&unb64(&self.entry.old_cert, "old certificate")?)
+                    .map(Some)
+                    .map_err(|e| RenewalError::Other(format!("the journal's old certificate: {e}")))
+            }
         }
     }
 }

@@ -135,7 +135,7 @@ pub struct Request {
 #[derive(Debug)]
 pub enum Plan {
     /// The interrupted attempt on this token, resumed where it stopped.
-    Resume(Journal),
+    Resume(Box<Journal>),
     /// A new attempt.
     Start(Box<Request>),
 }
@@ -207,7 +207,7 @@ pub fn plan_renewal(
 ) -> Result<Plan, RenewalError> {
     if let Some(journal) = Journal::load(state_dir, token_serial)? {
         return match &journal.entry.kind {
-            Kind::Renew => Ok(Plan::Resume(journal)),
+            Kind::Renew => Ok(Plan::Resume(Box::new(journal))),
             Kind::Enroll { user } => Err(RenewalError::NotNow(format!(
                 "an interrupted enrolment for user {user} is pending on this token; finish it with `certagent enroll --user {user}`"
             ))),
@@ -291,7 +291,7 @@ pub fn plan_enrollment(
     };
     if let Some(journal) = Journal::load(state_dir, token_serial)? {
         if journal.entry.kind == wanted {
-            return Ok(Plan::Resume(journal));
+            return Ok(Plan::Resume(Box::new(journal)));
         }
         return Err(RenewalError::NotNow(match &journal.entry.kind {
             Kind::Renew => {
@@ -399,6 +399,7 @@ pub struct Renewal<'a> {
 pub async fn execute(r: Renewal<'_>, plan: Plan) -> Result<Cert, RenewalError> {
     let journal = match plan {
         Plan::Resume(j) => {
+            let j = *j;
             r.progress.step(
                 j.entry.step,
                 &format!(
@@ -541,8 +542,10 @@ impl Workflow<'_> {
             let ours = match (&spki, theirs) {
                 (Some(want), Ok(Some(have))) => *want == have,
                 // No public key to compare: only the attempt's own label vouches.
-                (_, Ok(None)) => blocking(|| self.token.private_key_ids_with_label(&e.candidate_label))
-                    .is_ok_and(|l| l.contains(&id)),
+                (_, Ok(None)) => {
+                    blocking(|| self.token.private_key_ids_with_label(&e.candidate_label))
+                        .is_ok_and(|l| l.contains(&id))
+                }
                 (None, Ok(Some(_))) => true,
                 (_, Err(_)) => false,
             };
@@ -576,30 +579,26 @@ impl Workflow<'_> {
                 Step::Started => j.advance(Step::GeneratingKey)?,
                 Step::GeneratingKey => {
                     let label_c = j.entry.candidate_label.clone();
-                    let key: GeneratedKey =
-                        match blocking(|| self.token.adopt_key_pair(&label_c))? {
-                            Some(key) => {
-                                self.progress.step(
-                                    Step::GeneratingKey,
-                                    "found the candidate key of the interrupted attempt",
-                                );
-                                key
-                            }
-                            None => {
-                                self.progress.step(
-                                    Step::GeneratingKey,
-                                    &format!(
-                                        "generating a new {} key on the token",
-                                        j.entry.key
-                                    ),
-                                );
-                                let key = blocking(|| {
-                                    self.token.generate_key_pair(j.entry.key, &label_c)
-                                })?;
-                                crash_point("after-keygen");
-                                key
-                            }
-                        };
+                    let key: GeneratedKey = match blocking(|| self.token.adopt_key_pair(&label_c))?
+                    {
+                        Some(key) => {
+                            self.progress.step(
+                                Step::GeneratingKey,
+                                "found the candidate key of the interrupted attempt",
+                            );
+                            key
+                        }
+                        None => {
+                            self.progress.step(
+                                Step::GeneratingKey,
+                                &format!("generating a new {} key on the token", j.entry.key),
+                            );
+                            let key =
+                                blocking(|| self.token.generate_key_pair(j.entry.key, &label_c))?;
+                            crash_point("after-keygen");
+                            key
+                        }
+                    };
                     j.entry.candidate_id = Some(hex::encode(&key.id));
                     j.entry.candidate_spki = Some(b64(&key.spki_der));
                     j.advance(Step::KeyReady)?;
@@ -865,9 +864,7 @@ pub fn known_ca_certs(bank: &BankConfig, state_dir: &Path) -> Option<Vec<Vec<u8>
     let list: Vec<String> = serde_json::from_slice(&text).ok()?;
     let certs: Vec<Vec<u8>> = list
         .iter()
-        .filter_map(|b| {
-            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b).ok()
-        })
+        .filter_map(|b| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b).ok())
         .filter(|d| Cert::from_der(d).is_ok())
         .collect();
     (!certs.is_empty()).then_some(certs)

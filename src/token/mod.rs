@@ -429,7 +429,9 @@ impl Token {
         let result = self.session().login(UserType::User, pin);
         match result {
             Ok(()) => Ok(()),
-            Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Err(TokenError::AlreadyLoggedIn),
+            Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
+                Err(TokenError::AlreadyLoggedIn)
+            }
             Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
                 let after = self.info().ok();
                 Err(TokenError::PinIncorrect {

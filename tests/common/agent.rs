@@ -130,6 +130,34 @@ impl Agent {
         }
     }
 
+    /// `certagent` on the command line, with the agent's configuration,
+    /// token store and state directory (as the same user would run it).
+    pub fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_certagent"));
+        cmd.env("SOFTHSM2_CONF", self.hsm.conf())
+            .env("PKCS11SPY", super::softhsm_module())
+            .env("PKCS11SPY_OUTPUT", self.hsm.path().join("spy-cli.log"))
+            .env("XDG_STATE_HOME", self.hsm.path().join("state"))
+            .env_remove("CERTAGENT_PIN")
+            .arg("--config")
+            .arg(self.hsm.path().join("agent.toml"))
+            .args(args)
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("certagent runs")
+    }
+
+    /// The lines the scripted pinentry received, Assuan-escaped as sent.
+    pub fn prompt_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(self.prompt_dir.join("lines"))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }

@@ -337,13 +337,15 @@ pub fn bank_cert_on_token(
 /// An Assuan pinentry for tests: the PIN comes from `pin` and consent from
 /// `confirm` ("yes", the default, or anything else to decline) in
 /// $PINENTRY_TEST_DIR; with a file `slow` there, CONFIRM takes three
-/// seconds. Every command's verb is appended to `log`.
+/// seconds. Every command's verb is appended to `log`, and every line as
+/// received (Assuan-escaped) to `lines`.
 const PINENTRY: &str = r#"#!/bin/sh
 d="$PINENTRY_TEST_DIR"
 echo "OK Pleased to meet you"
 while IFS= read -r line; do
   verb=${line%% *}
   echo "$verb" >> "$d/log"
+  printf '%s\n' "$line" >> "$d/lines"
   case "$verb" in
     GETPIN) printf 'D %s\nOK\n' "$(cat "$d/pin")" ;;
     CONFIRM)

@@ -90,7 +90,11 @@ pub(super) fn failure(f: Failure, origin: Option<&str>) -> Response<Full<Bytes>>
 }
 
 /// Host and Origin, checked before anything else. Returns the allowed origin.
-pub(super) fn gate<'a>(agent: &'a Agent, addr: SocketAddr, headers: &HeaderMap) -> Result<&'a str, Failure> {
+pub(super) fn gate<'a>(
+    agent: &'a Agent,
+    addr: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<&'a str, Failure> {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -162,7 +166,9 @@ pub(super) fn preflight(headers: &HeaderMap, origin: &str) -> Response<Full<Byte
     resp
 }
 
-pub(super) async fn read_json<T: for<'de> Deserialize<'de>>(req: Request<Incoming>) -> Result<T, Failure> {
+pub(super) async fn read_json<T: for<'de> Deserialize<'de>>(
+    req: Request<Incoming>,
+) -> Result<T, Failure> {
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -212,4 +218,3 @@ pub(super) async fn read_json<T: for<'de> Deserialize<'de>>(req: Request<Incomin
     serde_json::from_slice(&body)
         .map_err(|e| Failure::new(400, "json", format!("malformed JSON: {e}")))
 }
-

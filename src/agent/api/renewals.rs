@@ -99,7 +99,10 @@ async fn start(
         Requester::Page(origin) => Some(origin.to_string()),
         Requester::Desktop => None,
     };
-    if let Some(wait) = cool_key.as_deref().and_then(|k| agent.prompts.cooling_down(k)) {
+    if let Some(wait) = cool_key
+        .as_deref()
+        .and_then(|k| agent.prompts.cooling_down(k))
+    {
         return Err(cooling_failure(wait));
     }
     let who = match requester {
