@@ -446,3 +446,69 @@ fn at_9_days_the_10_day_notice_once_and_none_without_a_tray() {
         "{names:?}"
     );
 }
+
+#[test]
+fn the_tray_resumes_an_interrupted_renewal_and_says_it_waits() {
+    let s = Setup::new(20);
+    // `certagent renew` dies after the bank issued the new certificate.
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_certagent"));
+    let out = cli
+        .env("SOFTHSM2_CONF", s.hsm.conf())
+        .env("XDG_STATE_HOME", s.hsm.path().join("state"))
+        .env("CERTAGENT_PIN", common::PIN)
+        .env("CERTAGENT_TEST_CRASH_AT", "issued")
+        .args([
+            "--config",
+            &s.config.display().to_string(),
+            "renew",
+            "--yes",
+        ])
+        .output()
+        .expect("certagent renew");
+    assert!(!out.status.success(), "{}", common::text(&out));
+
+    let bus = Bus::start();
+    let (notes, _server) = Notifications::serve(&bus);
+    let conn = bus.connect();
+    let agent = AgentProcess::start(&s, &bus, true);
+    agent.wait_for("an interrupted renewal", Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !notes
+        .summaries()
+        .iter()
+        .any(|n| n == "An interrupted renewal waits")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no notice of the interrupted renewal: {:?}",
+            notes.summaries()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let item = tray_item(&conn);
+    let (menu, items) = menu_items(&conn, &item);
+    let renew = items
+        .iter()
+        .find(|(_, l, _)| l == "Renew certificate…")
+        .expect("renew item");
+    assert!(renew.2, "renew resumes: it is enabled");
+    conn.call_method(
+        Some(item.as_str()),
+        menu.as_str(),
+        Some("com.canonical.dbusmenu"),
+        "Event",
+        &(renew.0, "clicked", Value::from(0i32), 0u32),
+    )
+    .expect("Event");
+    let done = agent.wait_for_any(
+        &["renewal done", "renewal failed", "renewal not started"],
+        Duration::from_secs(60),
+    );
+    assert!(done.contains("renewal done"), "{done}");
+    let status = s.hsm.certagent(&s.config, &["status", "--json"], None);
+    let j: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+    let certs = j["certificates"].as_array().expect("list");
+    assert_eq!(certs.len(), 1, "one certificate left: {j}");
+    assert_eq!(certs[0]["state"], "valid", "{j}");
+    drop(s.bank);
+}

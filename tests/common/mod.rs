@@ -182,6 +182,7 @@ impl SoftHsm {
             .env_remove("CERTAGENT_CONFIG")
             .env_remove("CERTAGENT_PIN")
             .env("XDG_CONFIG_HOME", self.path().join("xdg"))
+            .env("XDG_STATE_HOME", self.path().join("state"))
             .arg("--config")
             .arg(config)
             .args(args);
