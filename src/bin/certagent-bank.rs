@@ -197,7 +197,8 @@ fn serve(dir: &Path, opts: ServeOptions) -> Result<(), String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
         let running = bank::serve(dir, opts).await.map_err(|e| e.to_string())?;
-        // Scripts read the real address from this line (useful with port 0).
+        // Scripts, and `certagent demo`, read the real address from this line
+        // (useful with port 0): keep its form.
         println!("listening on https://{}/.well-known/est/", running.addr());
         println!("logon page at {}/", running.origin());
         use std::io::Write;
