@@ -9,7 +9,6 @@
 //! the person; [`cli`] ties them into commands.
 
 pub mod api;
-pub mod bank;
 pub mod cert;
 pub mod cli;
 pub mod config;

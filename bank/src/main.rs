@@ -1,5 +1,5 @@
 //! `certagent-bank`: the reference bank's command line, for testers.
-//! Every command is a thin wrapper over `certagent::bank`.
+//! Every command is a thin wrapper over the `certagent_bank` library.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand};
 use rustls_pki_types::SubjectPublicKeyInfoDer;
 use rustls_pki_types::pem::PemObject;
 
-use certagent::bank::{self, ServeOptions};
 use certagent::policy::Policy;
+use certagent_bank::{self as bank, ServeOptions};
 
 #[derive(Parser)]
 #[command(
