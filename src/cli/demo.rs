@@ -302,10 +302,11 @@ impl BankProgram {
         spki_der: &[u8],
         days_left: i64,
     ) -> Result<Vec<u8>, Error> {
+        // In the demo's directory, beside (not in) the bank's.
         let pubkey = tempfile::Builder::new()
             .prefix("pubkey-")
             .suffix(".der")
-            .tempfile_in(dir)
+            .tempfile_in(dir.parent().unwrap_or(dir))
             .map_err(Error::Io)?;
         std::fs::write(pubkey.path(), spki_der).map_err(Error::Io)?;
         let pem = self.run(&[
