@@ -98,6 +98,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Both programs, whatever the installed cargo-deb builds by itself: the
+# certagent-bank asset is the binary of another workspace package (bank/).
+say "building certagent and certagent-bank (profile $profile)"
+cargo build --locked --profile "$profile" --workspace --bins >"$work/cargo-build.log" 2>&1 || {
+    cat "$work/cargo-build.log" >&2
+    die "cargo build failed"
+}
 say "building the .deb (profile $profile)"
 deb_args=(--locked --output "$work/")
 if [ "$profile" != release ]; then

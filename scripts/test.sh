@@ -15,7 +15,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
 fi
 
+# The whole workspace: the agent (root package) and the reference bank (bank/).
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
-cargo nextest run --locked --no-fail-fast --profile ci
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo nextest run --workspace --locked --no-fail-fast --profile ci
 scripts/package-test.sh

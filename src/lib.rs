@@ -12,7 +12,6 @@
 
 pub mod agent;
 pub mod alg;
-pub mod bank;
 pub mod cert;
 pub mod cli;
 pub mod config;

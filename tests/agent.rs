@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use certagent::bank::ServeOptions;
+use certagent_bank::ServeOptions;
 use common::agent::{ANA, Agent, ORIGIN};
 use common::{PIN, bank_cert_on_token, text};
 
@@ -268,7 +268,7 @@ fn hostile_subjects_are_shortened_and_cleaned_in_the_dialog() {
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let spki = std::fs::read(&spki_file).expect("public key");
-    let der = certagent::bank::issue(&agent.bank_dir, &long, &spki, 200).expect("issued");
+    let der = certagent_bank::issue(&agent.bank_dir, &long, &spki, 200).expect("issued");
     let pem = agent.hsm.path().join("long.pem");
     std::fs::write(
         &pem,
@@ -310,7 +310,7 @@ fn hostile_subjects_are_shortened_and_cleaned_in_the_dialog() {
 fn a_certificate_of_another_issuer_is_never_offered_to_the_page() {
     let agent = Agent::start(20);
     let other = agent.hsm.path().join("national-eid");
-    certagent::bank::init(&other).expect("another CA");
+    certagent_bank::init(&other).expect("another CA");
     bank_cert_on_token(
         &agent.hsm,
         &other,

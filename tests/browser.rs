@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
-use certagent::bank::ServeOptions;
+use certagent_bank::ServeOptions;
 use common::agent::{ANA, Agent};
 use common::webdriver::Browser;
 use sha2::{Digest, Sha256};
@@ -49,14 +49,14 @@ fn logon_notice_and_renewal_in_a_real_browser_and_refusal_for_another_origin() {
     // A second site with the same pages, calling the same agent, at an
     // origin the agent does not allow (another port is another origin).
     let other_dir = agent.hsm.path().join("other-site");
-    certagent::bank::init(&other_dir).expect("other site");
+    certagent_bank::init(&other_dir).expect("other site");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("rt");
     let other = rt
-        .block_on(certagent::bank::serve(
+        .block_on(certagent_bank::serve(
             &other_dir,
             ServeOptions {
                 listen: "127.0.0.1:0".parse().expect("addr"),

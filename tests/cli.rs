@@ -382,3 +382,35 @@ fn demo_tells_the_whole_story_and_cleans_up() {
         .expect("temp dir named");
     assert!(!std::path::Path::new(dir).exists(), "{dir} left behind");
 }
+
+#[test]
+fn demo_without_the_bank_program_says_where_it_looked() {
+    // A certagent with no certagent-bank beside it: a hard link (a copy
+    // where linking fails) in a directory of its own.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+    let lone = dir.path().join("certagent");
+    std::fs::hard_link(env!("CARGO_BIN_EXE_certagent"), &lone)
+        .or_else(|_| std::fs::copy(env!("CARGO_BIN_EXE_certagent"), &lone).map(drop))
+        .expect("certagent alone");
+    let out = Command::new(&lone)
+        .arg("demo")
+        .env_remove("SOFTHSM2_CONF")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("certagent demo");
+    assert!(!out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out), "", "nothing is started");
+    let e = stderr(&out);
+    let looked = dir
+        .path()
+        .canonicalize()
+        .expect("dir")
+        .join("certagent-bank");
+    assert_eq!(
+        e.trim_end(),
+        format!(
+            "certagent: certagent demo needs the certagent-bank program next to certagent (looked for {}); build it with `cargo build` or install the certagent package",
+            looked.display()
+        ),
+    );
+}

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use certagent::bank::{self, RunningBank, ServeOptions};
+use certagent_bank::{self as bank, RunningBank, ServeOptions};
 use common::SoftHsm;
 use zbus::zvariant::{OwnedValue, Value};
 

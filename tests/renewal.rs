@@ -8,8 +8,8 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use certagent::bank::{self, RunningBank, ServeOptions};
 use certagent::policy::Policy;
+use certagent_bank::{self as bank, RunningBank, ServeOptions};
 use common::{PIN, SoftHsm, text};
 
 const ANA: &str = "CN=Ana Novak,O=Demo Company d.o.o.,C=SI";

@@ -81,7 +81,7 @@ pub enum Command {
         #[arg(long)]
         no_tray: bool,
     },
-    /// The whole story on a fresh SoftHSM token and an in-process reference bank
+    /// The whole story on a fresh SoftHSM token and the reference bank (certagent-bank beside certagent)
     Demo,
 }
 

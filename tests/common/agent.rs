@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use certagent::bank::{self, RunningBank, ServeOptions};
+use certagent_bank::{self as bank, RunningBank, ServeOptions};
 
 use super::SoftHsm;
 

@@ -9,7 +9,6 @@
 #![allow(dead_code)]
 
 pub mod agent;
-pub mod https;
 pub mod webdriver;
 
 use std::path::{Path, PathBuf};
@@ -312,7 +311,7 @@ pub fn bank_cert_on_token(
         &pubname,
     ]));
     let spki = std::fs::read(&pubfile).expect("public key");
-    let der = certagent::bank::issue(bank_dir, subject, &spki, days_left).expect("bank issues");
+    let der = certagent_bank::issue(bank_dir, subject, &spki, days_left).expect("bank issues");
     let certfile = hsm.path().join(format!("cert-{id}.der"));
     std::fs::write(&certfile, &der).expect("write cert");
     let certname = certfile.display().to_string();
@@ -384,17 +383,17 @@ pub fn prompts_seen(data: &Path) -> Vec<String> {
 /// The reference bank serving on loopback (port 0) from its own runtime.
 pub fn serve_bank(
     bank_dir: &Path,
-    opts: certagent::bank::ServeOptions,
-) -> (tokio::runtime::Runtime, certagent::bank::RunningBank) {
+    opts: certagent_bank::ServeOptions,
+) -> (tokio::runtime::Runtime, certagent_bank::RunningBank) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime");
     let bank = rt
-        .block_on(certagent::bank::serve(
+        .block_on(certagent_bank::serve(
             bank_dir,
-            certagent::bank::ServeOptions {
+            certagent_bank::ServeOptions {
                 listen: "127.0.0.1:0".parse().expect("addr"),
                 ..opts
             },

@@ -38,8 +38,8 @@ use tokio_rustls::TlsAcceptor;
 use der::Decode;
 use x509_cert::name::Name;
 
-use crate::cert::Cert;
-use crate::policy::Policy;
+use certagent::cert::Cert;
+use certagent::policy::Policy;
 
 use super::BankError;
 use super::ca::{Ca, ClientCert, random_serial};
@@ -143,7 +143,7 @@ pub async fn serve(dir: &std::path::Path, opts: ServeOptions) -> Result<RunningB
     let paths = Paths::new(dir);
     paths.require_bank()?;
     let ca = super::load_issuing_ca(&paths)?;
-    let cacerts = crate::pkcs7::encode_certs_only(std::slice::from_ref(&ca.cert_der))
+    let cacerts = certagent::pkcs7::encode_certs_only(std::slice::from_ref(&ca.cert_der))
         .map_err(|e| BankError::Build(e.to_string()))?;
     let tls = tls_config(&paths, &ca.cert_der)?;
     let url = |what: &'static str, value: &str| {
@@ -325,7 +325,7 @@ fn pkcs7_answer(der: &[u8], content_type: &'static str, one_line: bool, reason: 
     let text = if one_line {
         base64::engine::general_purpose::STANDARD.encode(der)
     } else {
-        crate::pkcs7::encode_base64_lines(der)
+        certagent::pkcs7::encode_base64_lines(der)
     };
     Answer {
         status: 200,
@@ -397,7 +397,7 @@ fn parse_csr(body: &[u8]) -> Result<CheckedCsr, Refusal> {
             "the body is empty: send a base64 PKCS#10 request",
         ));
     }
-    let der = crate::pkcs7::decode_base64(body)
+    let der = certagent::pkcs7::decode_base64(body)
         .map_err(|_| Refusal::bad_request("the body is not base64 of a PKCS#10 request"))?;
     csr::check(&der).map_err(|e| Refusal::bad_request(e.0))
 }
@@ -538,7 +538,7 @@ impl Bank {
             ),
         };
         match result {
-            Ok(Done::Issued { der, serial }) => match crate::pkcs7::encode_certs_only(&[der]) {
+            Ok(Done::Issued { der, serial }) => match certagent::pkcs7::encode_certs_only(&[der]) {
                 Ok(p7) => pkcs7_answer(
                     &p7,
                     "application/pkcs7-mime; smime-type=certs-only",
@@ -661,7 +661,8 @@ impl Bank {
             cert.not_after,
             now,
         )?;
-        let (_, cert_subject) = crate::cert::raw_issuer_subject(cert_der).ok_or_else(not_ours)?;
+        let (_, cert_subject) =
+            certagent::cert::raw_issuer_subject(cert_der).ok_or_else(not_ours)?;
         if cert_subject != csr.subject_der {
             return Err(Refusal::forbidden(format!(
                 "the request's subject \"{}\" is not the certificate's subject \"{}\"",
@@ -742,7 +743,7 @@ impl Bank {
         answer: &Answer,
     ) {
         let line = LogLine {
-            time: crate::cert::rfc3339(OffsetDateTime::now_utc()),
+            time: certagent::cert::rfc3339(OffsetDateTime::now_utc()),
             method: method.as_str(),
             path,
             tls,

@@ -4,7 +4,7 @@
 //! implementation independent of the ring code that verifies them).
 //!
 //! Each test has its own bank directory and port. Run with
-//! `cargo nextest run --test bank_logon`.
+//! `cargo nextest run -p certagent-bank --test bank_logon`.
 
 mod common;
 
@@ -19,7 +19,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use certagent::bank::{self, ServeOptions};
+use certagent_bank::{self as bank, ServeOptions};
 use common::https::{self, Key, Reply, Target, TestBank};
 use common::{openssl, run_bytes as run};
 

@@ -100,7 +100,7 @@ pub struct User {
 /// One certificate the bank issued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
-    /// Upper-case hex, as `openssl x509 -serial` and [`crate::cert::Cert`] print it.
+    /// Upper-case hex, as `openssl x509 -serial` and [`certagent::cert::Cert`] print it.
     pub serial: String,
     pub subject: String,
     pub subject_der: String,
@@ -247,7 +247,7 @@ impl State {
 /// A record for a certificate just built.
 pub fn record_for(cert_der: &[u8], how: &str, user: Option<&str>) -> Result<Record, BankError> {
     let cert =
-        crate::cert::Cert::from_der(cert_der).map_err(|e| BankError::Build(e.to_string()))?;
+        certagent::cert::Cert::from_der(cert_der).map_err(|e| BankError::Build(e.to_string()))?;
     let subject_der = cert
         .cert
         .tbs_certificate()
@@ -260,9 +260,9 @@ pub fn record_for(cert_der: &[u8], how: &str, user: Option<&str>) -> Result<Reco
         subject_der: hex::encode(subject_der),
         spki_sha256: sha256_hex(&cert.spki_der),
         cert_sha256: sha256_hex(cert_der),
-        not_before: crate::cert::rfc3339(cert.not_before),
-        not_after: crate::cert::rfc3339(cert.not_after),
-        issued_at: crate::cert::rfc3339(OffsetDateTime::now_utc()),
+        not_before: certagent::cert::rfc3339(cert.not_before),
+        not_after: certagent::cert::rfc3339(cert.not_after),
+        issued_at: certagent::cert::rfc3339(OffsetDateTime::now_utc()),
         how: how.to_string(),
         user: user.map(str::to_string),
         replaced_by: None,

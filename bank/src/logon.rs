@@ -31,9 +31,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::cert::{Cert, rfc3339};
-use crate::policy::{Policy, State as Lifecycle};
-use crate::token::SignScheme;
+use certagent::cert::{Cert, rfc3339};
+use certagent::policy::{Policy, State as Lifecycle};
+use certagent::token::SignScheme;
 
 use super::http::{self, Answer};
 use super::store::{self, Paths, State, sha256_hex};
@@ -437,7 +437,7 @@ fn check(
 ) -> Result<LoggedOn, LogonError> {
     let cert = &presented.cert;
     let msg = signed_message(origin, challenge);
-    if !crate::cert::verify(&cert.spki_der, presented.scheme, &msg, &presented.signature) {
+    if !certagent::cert::verify(&cert.spki_der, presented.scheme, &msg, &presented.signature) {
         return Err(LogonError::BadSignature);
     }
     // Path validation at a moment inside the certificate's validity: an

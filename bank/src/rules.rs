@@ -2,12 +2,12 @@
 //! state, the request and the time, so every rule is tested without TLS.
 //!
 //! The lifecycle itself (renewal window, grace period) is
-//! [`crate::policy::Policy`]: the bank uses the very judgement the client
+//! [`certagent::policy::Policy`]: the bank uses the very judgement the client
 //! shows its user, so the two cannot disagree.
 
 use time::OffsetDateTime;
 
-use crate::policy::{Policy, State};
+use certagent::policy::{Policy, State};
 
 use super::store::{Record, User, sha256_hex};
 
@@ -102,7 +102,7 @@ pub fn may_reenroll(
         State::RenewalDue => Ok(()),
         State::Valid => Err(Refusal::forbidden(format!(
             "renewal opens on {}",
-            crate::cert::rfc3339(a.renewal_opens)
+            certagent::cert::rfc3339(a.renewal_opens)
         ))),
         State::NotYetValid => Err(Refusal::forbidden("the certificate is not valid yet")),
         State::Expired | State::Lapsed => Err(Refusal::forbidden(

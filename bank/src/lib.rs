@@ -2,6 +2,14 @@
 //! and the project's own tests. It enforces the bank's rules on its side too,
 //! so the client is tested against refusals, not only against successes.
 //!
+//! It is a package of its own (`certagent-bank`: this library and the
+//! program of that name), apart from the agent. It uses the agent's library
+//! for what client and bank must agree on: PKCS#7 certs-only
+//! ([`certagent::pkcs7`]), certificate facts and signature checks
+//! ([`certagent::cert`]), the lifecycle rules ([`certagent::policy`]) and the
+//! key and signature types ([`certagent::token`]); the agent never links
+//! the bank (`certagent demo` runs the program).
+//!
 //! A bank is a directory (see [`store::Paths`]):
 //! `ca.pem` is the issuing CA, `tls-roots.pem` the TLS trust anchor an EST
 //! client pins, `users.json` and `issued.json` the state, `requests.log`
@@ -34,7 +42,7 @@ use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use spki::SubjectPublicKeyInfoOwned;
 use time::{Duration, OffsetDateTime};
 
-use crate::token::PublicKeyAlg;
+use certagent::token::PublicKeyAlg;
 
 pub use error::BankError;
 pub use est::{DEFAULT_AGENT_URL, RunningBank, ServeOptions, serve};
@@ -181,7 +189,7 @@ pub fn issue(
 fn checked_spki(der: &[u8]) -> Result<SubjectPublicKeyInfoOwned, BankError> {
     let spki = SubjectPublicKeyInfoOwned::from_der(der)
         .map_err(|e| BankError::BadKey(format!("not a DER SubjectPublicKeyInfo: {e}")))?;
-    match crate::token::spki_alg(&spki) {
+    match certagent::token::spki_alg(&spki) {
         PublicKeyAlg::Rsa { bits } if bits >= 2048 => Ok(spki),
         PublicKeyAlg::EcP256 => Ok(spki),
         other => Err(BankError::BadKey(format!(

@@ -3,7 +3,7 @@
 //! strongSwan's `pki --est` as an EST client this project did not write.
 //!
 //! Each test has its own bank directory and port. Run with
-//! `cargo nextest run --test bank`.
+//! `cargo nextest run -p certagent-bank --test bank`.
 
 mod common;
 
@@ -15,9 +15,9 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use time::OffsetDateTime;
 
-use certagent::bank::{self, ServeOptions};
 use certagent::cert::Cert;
 use certagent::policy::Policy;
+use certagent_bank::{self as bank, ServeOptions};
 use common::https::{self, Key, Reply, Target, TestBank};
 use common::{openssl, require_with as require, run_bytes as run};
 

@@ -133,17 +133,17 @@ pub async fn send(
 /// its own. Each test file adds the requests it needs in an `impl` of its own.
 pub struct TestBank {
     dir: tempfile::TempDir,
-    running: Option<certagent::bank::RunningBank>,
+    running: Option<certagent_bank::RunningBank>,
 }
 
 impl TestBank {
-    /// A new bank (`bank::init`) serving with `opts` on 127.0.0.1, port 0.
-    pub async fn serve(opts: certagent::bank::ServeOptions) -> TestBank {
+    /// A new bank (`certagent_bank::init`) serving with `opts` on 127.0.0.1, port 0.
+    pub async fn serve(opts: certagent_bank::ServeOptions) -> TestBank {
         let dir = tempfile::tempdir().expect("temp dir");
-        certagent::bank::init(dir.path()).expect("init");
-        let running = certagent::bank::serve(
+        certagent_bank::init(dir.path()).expect("init");
+        let running = certagent_bank::serve(
             dir.path(),
-            certagent::bank::ServeOptions {
+            certagent_bank::ServeOptions {
                 listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
                 ..opts
             },
@@ -165,7 +165,7 @@ impl TestBank {
         self.dir.path().join(name)
     }
 
-    pub fn running(&self) -> &certagent::bank::RunningBank {
+    pub fn running(&self) -> &certagent_bank::RunningBank {
         self.running.as_ref().expect("running")
     }
 

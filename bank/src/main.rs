@@ -1,5 +1,5 @@
 //! `certagent-bank`: the reference bank's command line, for testers.
-//! Every command is a thin wrapper over `certagent::bank`.
+//! Every command is a thin wrapper over the `certagent_bank` library.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand};
 use rustls_pki_types::SubjectPublicKeyInfoDer;
 use rustls_pki_types::pem::PemObject;
 
-use certagent::bank::{self, ServeOptions};
 use certagent::policy::Policy;
+use certagent_bank::{self as bank, ServeOptions};
 
 #[derive(Parser)]
 #[command(
@@ -197,7 +197,8 @@ fn serve(dir: &Path, opts: ServeOptions) -> Result<(), String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
         let running = bank::serve(dir, opts).await.map_err(|e| e.to_string())?;
-        // Scripts read the real address from this line (useful with port 0).
+        // Scripts, and `certagent demo`, read the real address from this line
+        // (useful with port 0): keep its form.
         println!("listening on https://{}/.well-known/est/", running.addr());
         println!("logon page at {}/", running.origin());
         use std::io::Write;

@@ -406,7 +406,7 @@ pub fn pem(label: &str, der: &[u8]) -> Result<String, BankError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cert::Cert;
+    use certagent::cert::Cert;
 
     #[test]
     fn ca_and_client_certificates_have_the_promised_shape() {
