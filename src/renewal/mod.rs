@@ -318,10 +318,25 @@ pub fn plan_enrollment(
                     )
                 })
                 .collect();
-            match gone.as_slice() {
-                [] => None,
-                [one] => Some(*one),
-                _ => {
+            let usable = certs.bank.iter().find(|c| {
+                matches!(
+                    policy
+                        .assess(c.cert.not_before, c.cert.not_after, now)
+                        .state,
+                    State::Valid | State::RenewalDue
+                )
+            });
+            match (gone.as_slice(), usable) {
+                ([], Some(c)) => {
+                    return Err(RenewalError::NotNow(format!(
+                        "the token already holds a usable bank certificate, {} (valid until {}); enroll is for a first certificate or after expiry (use `certagent renew` in the renewal window)",
+                        c.cert.subject,
+                        rfc3339(c.cert.not_after)
+                    )));
+                }
+                ([], None) => None,
+                ([one], _) => Some(*one),
+                (_, _) => {
                     return Err(RenewalError::NotNow(format!(
                         "{} expired certificates are on the token; choose the one to replace with --id",
                         gone.len()

@@ -733,23 +733,46 @@ impl Token {
             self.destroy_quietly(&[pub_h, priv_h]);
             return Err(TokenError::Malformed("generated public key".into()));
         };
-        let set_id = {
-            let s = self.session();
-            s.update_attributes(pub_h, &[Attribute::Id(id.clone())])
-                .and_then(|()| s.update_attributes(priv_h, &[Attribute::Id(id.clone())]))
+        // Both halves get the derived id, or (on a token that will not
+        // change CKA_ID) both keep the provisional one. Any other failure
+        // is an error: the pair stays under its unique label, and resume
+        // adopts it by that label whatever ids the halves carry by then.
+        let read_only = |e: &CkError| {
+            matches!(
+                e,
+                CkError::Pkcs11(RvError::AttributeReadOnly | RvError::ActionProhibited, _)
+            )
         };
-        match set_id {
-            Ok(()) => Ok(GeneratedKey { id, spki_der }),
-            Err(e) => {
+        let s = self.session();
+        match s.update_attributes(pub_h, &[Attribute::Id(id.clone())]) {
+            Ok(()) => {}
+            Err(e) if read_only(&e) => {
                 log::warn!(
                     "the token would not set CKA_ID to the SHA-1 of the public key ({e}); keeping id {}",
                     hex::encode(&provisional)
                 );
+                return Ok(GeneratedKey {
+                    id: provisional,
+                    spki_der,
+                });
+            }
+            Err(e) => return Err(error::map(e)),
+        }
+        match s.update_attributes(priv_h, &[Attribute::Id(id.clone())]) {
+            Ok(()) => Ok(GeneratedKey { id, spki_der }),
+            Err(e) if read_only(&e) => {
+                log::warn!(
+                    "the token would not set the private key's CKA_ID ({e}); keeping id {}",
+                    hex::encode(&provisional)
+                );
+                s.update_attributes(pub_h, &[Attribute::Id(provisional.clone())])
+                    .map_err(error::map)?;
                 Ok(GeneratedKey {
                     id: provisional,
                     spki_der,
                 })
             }
+            Err(e) => Err(error::map(e)),
         }
     }
 

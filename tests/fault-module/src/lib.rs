@@ -1,0 +1,213 @@
+//! A PKCS#11 module for certagent's reliability tests.
+//!
+//! It forwards every call to a real module and counts them; at call N
+//! (counted over the whole process, 1-based) it injects a fault. Configured
+//! by the environment of the process that loads it:
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `FAULT_PKCS11_MODULE` | the real module (default: SoftHSM's usual paths) |
+//! | `FAULT_PKCS11_AT` | the call index N at which the fault happens (none: only count) |
+//! | `FAULT_PKCS11_MODE` | `pulled` (N and every later call fail with CKR_DEVICE_REMOVED), `kill` (SIGKILL at N, before the call), `once:0xRV` (N returns RV, later calls go through), `sleep:MS` (N waits MS milliseconds, then goes through) |
+//! | `FAULT_PKCS11_LOG` | a file that gets one line per call: `N C_Function` |
+//!
+//! The forwarding table is generated from cryptoki-sys's `CK_FUNCTION_LIST`
+//! (see build.rs): each entry gets a trampoline whose argument types are
+//! inferred from that entry's type, so no signature is written by hand.
+
+#![allow(non_snake_case)]
+
+use std::io::Write;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use cryptoki_sys::{CK_FUNCTION_LIST, CK_FUNCTION_LIST_PTR_PTR, CK_RV};
+
+const CKR_OK: CK_RV = 0;
+const CKR_GENERAL_ERROR: CK_RV = 0x05;
+const CKR_DEVICE_REMOVED: CK_RV = 0x32;
+
+include!(concat!(env!("OUT_DIR"), "/functions.rs"));
+
+/// The real module's entries, by index into [`NAMES`].
+static REAL: [AtomicUsize; COUNT] = [const { AtomicUsize::new(0) }; COUNT];
+static CALLS: AtomicU64 = AtomicU64::new(0);
+static PULLED: AtomicBool = AtomicBool::new(false);
+static TABLE: OnceLock<Result<Box<CK_FUNCTION_LIST>, CK_RV>> = OnceLock::new();
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Pulled,
+    Kill,
+    Once(CK_RV),
+    Sleep(u64),
+}
+
+struct Settings {
+    at: Option<u64>,
+    mode: Mode,
+    log: Option<std::sync::Mutex<std::fs::File>>,
+}
+
+fn settings() -> &'static Settings {
+    SETTINGS.get_or_init(|| {
+        let at = std::env::var("FAULT_PKCS11_AT")
+            .ok()
+            .and_then(|v| v.trim().parse().ok());
+        let mode = match std::env::var("FAULT_PKCS11_MODE").as_deref() {
+            Ok("kill") => Mode::Kill,
+            Ok(m) if m.starts_with("once:") => {
+                let v = m.trim_start_matches("once:").trim_start_matches("0x");
+                Mode::Once(CK_RV::from_str_radix(v, 16).unwrap_or(CKR_GENERAL_ERROR))
+            }
+            Ok(m) if m.starts_with("sleep:") => {
+                Mode::Sleep(m.trim_start_matches("sleep:").parse().unwrap_or(1000))
+            }
+            _ => Mode::Pulled,
+        };
+        let log = std::env::var_os("FAULT_PKCS11_LOG").and_then(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .ok()
+                .map(std::sync::Mutex::new)
+        });
+        Settings { at, mode, log }
+    })
+}
+
+/// Before call `i` (an index into [`NAMES`]): count, log, and maybe fault.
+/// `Some(rv)` answers the call without forwarding it.
+fn before(i: usize) -> Option<CK_RV> {
+    let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+    let s = settings();
+    if let Some(log) = &s.log
+        && let Ok(mut f) = log.lock()
+    {
+        let _ = writeln!(f, "{n} {}", NAMES.get(i).copied().unwrap_or("?"));
+    }
+    if s.at == Some(n) {
+        match s.mode {
+            Mode::Kill => {
+                // SAFETY: plain libc calls; the process ends here, as a kill would end it.
+                unsafe {
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                }
+                std::process::abort();
+            }
+            Mode::Pulled => PULLED.store(true, Ordering::SeqCst),
+            Mode::Once(rv) => return Some(rv),
+            Mode::Sleep(ms) => std::thread::sleep(std::time::Duration::from_millis(ms)),
+        }
+    }
+    if PULLED.load(Ordering::SeqCst) {
+        return Some(CKR_DEVICE_REMOVED);
+    }
+    None
+}
+
+/// Puts a trampoline for entry `I` in place of a real function pointer.
+trait Wrap<const I: usize>: Sized {
+    fn wrap(real: Self) -> Self;
+}
+
+macro_rules! trampolines {
+    ($($name:ident($($arg:ident: $ty:ident),*);)*) => {$(
+        unsafe extern "C" fn $name<const I: usize, $($ty),*>($($arg: $ty),*) -> CK_RV {
+            if let Some(rv) = before(I) {
+                return rv;
+            }
+            let p = REAL[I].load(Ordering::SeqCst);
+            if p == 0 {
+                return CKR_GENERAL_ERROR;
+            }
+            // SAFETY: `p` was stored from the real module's entry I, whose
+            // type is exactly this function pointer type (see `Wrap`).
+            let f: unsafe extern "C" fn($($ty),*) -> CK_RV = unsafe { std::mem::transmute_copy(&p) };
+            // SAFETY: forwarding the caller's arguments unchanged.
+            unsafe { f($($arg),*) }
+        }
+
+        impl<const I: usize, $($ty),*> Wrap<I> for Option<unsafe extern "C" fn($($ty),*) -> CK_RV> {
+            fn wrap(_real: Self) -> Self {
+                Some($name::<I, $($ty),*>)
+            }
+        }
+    )*};
+}
+
+trampolines! {
+    t0();
+    t1(a: A);
+    t2(a: A, b: B);
+    t3(a: A, b: B, c: C);
+    t4(a: A, b: B, c: C, d: D);
+    t5(a: A, b: B, c: C, d: D, e: E);
+    t6(a: A, b: B, c: C, d: D, e: E, f: F);
+    t7(a: A, b: B, c: C, d: D, e: E, f: F, g: G);
+    t8(a: A, b: B, c: C, d: D, e: E, f: F, g: G, h: H);
+    t9(a: A, b: B, c: C, d: D, e: E, f: F, g: G, h: H, i: I2);
+    t10(a: A, b: B, c: C, d: D, e: E, f: F, g: G, h: H, i: I2, j: J);
+}
+
+fn real_module() -> String {
+    if let Ok(m) = std::env::var("FAULT_PKCS11_MODULE") {
+        return m;
+    }
+    [
+        "/usr/lib/softhsm/libsofthsm2.so",
+        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+        "/usr/local/lib/softhsm/libsofthsm2.so",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .unwrap_or("libsofthsm2.so")
+    .to_string()
+}
+
+fn build_table() -> Result<Box<CK_FUNCTION_LIST>, CK_RV> {
+    let path = real_module();
+    // SAFETY: loading a PKCS#11 module; it stays loaded for the process's life.
+    let lib = unsafe { libloading::Library::new(&path) }.map_err(|e| {
+        eprintln!("fault module: cannot load {path}: {e}");
+        CKR_GENERAL_ERROR
+    })?;
+    let lib: &'static libloading::Library = Box::leak(Box::new(lib));
+    // SAFETY: the symbol has the PKCS#11 C_GetFunctionList type.
+    let get: libloading::Symbol<'static, unsafe extern "C" fn(CK_FUNCTION_LIST_PTR_PTR) -> CK_RV> =
+        unsafe { lib.get(b"C_GetFunctionList\0") }.map_err(|_| CKR_GENERAL_ERROR)?;
+    let mut real: *mut CK_FUNCTION_LIST = std::ptr::null_mut();
+    // SAFETY: PKCS#11 contract: fills `real` with a static list.
+    let rv = unsafe { get(&mut real) };
+    if rv != CKR_OK || real.is_null() {
+        return Err(if rv == CKR_OK { CKR_GENERAL_ERROR } else { rv });
+    }
+    // SAFETY: checked non-null; the real module keeps it valid.
+    let real = unsafe { &*real };
+    let mut ours = Box::new(*real);
+    hook(real, &mut ours);
+    ours.C_GetFunctionList = Some(C_GetFunctionList);
+    Ok(ours)
+}
+
+/// The module's one entry point.
+///
+/// # Safety
+/// `list` must be a valid pointer to write the list pointer to.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn C_GetFunctionList(list: CK_FUNCTION_LIST_PTR_PTR) -> CK_RV {
+    if list.is_null() {
+        return 0x07; // CKR_ARGUMENTS_BAD
+    }
+    match TABLE.get_or_init(build_table) {
+        Ok(t) => {
+            // SAFETY: checked non-null; the table lives as long as the process.
+            unsafe { *list = (&**t as *const CK_FUNCTION_LIST).cast_mut() };
+            CKR_OK
+        }
+        Err(rv) => *rv,
+    }
+}
