@@ -162,16 +162,32 @@ impl App {
     /// is listed; with one whose CA cannot be learnt, the reason is shown
     /// and every certificate is listed apart as not the bank's.
     pub fn issuers(&self) -> BankIssuers {
+        match self.issuers_or_reason() {
+            Ok(i) => i,
+            Err((known, e)) => {
+                if !known.known() {
+                    eprintln!(
+                        "note: the bank's issuing CA is not known yet ({e}); no certificate is taken for the bank's"
+                    );
+                }
+                known
+            }
+        }
+    }
+
+    /// As [`App::issuers`], but when the CA could not be learnt, the reason
+    /// (with what is known without it).
+    fn issuers_or_reason(&self) -> Result<BankIssuers, (BankIssuers, Error)> {
         let Some(bank) = self.config.bank.as_ref() else {
-            return BankIssuers {
+            return Ok(BankIssuers {
                 any: true,
                 ..BankIssuers::default()
-            };
+            });
         };
         let state = crate::config::state_dir().ok();
         let known = crate::renewal::known_issuers(Some(bank), state.as_deref());
         if !known.ca_certs.is_empty() {
-            return known;
+            return Ok(known);
         }
         let fetched = runtime().and_then(|rt| {
             rt.block_on(async {
@@ -182,16 +198,20 @@ impl App {
             })
         });
         match fetched {
-            Ok(ca_certs) => BankIssuers { ca_certs, ..known },
-            Err(e) => {
-                if !known.known() {
-                    eprintln!(
-                        "note: the bank's issuing CA is not known yet ({e}); no certificate is taken for the bank's"
-                    );
-                }
-                known
-            }
+            Ok(ca_certs) => Ok(BankIssuers { ca_certs, ..known }),
+            Err(e) => Err((known, e)),
         }
+    }
+
+    /// The certificates on the token for an operation with the bank: when
+    /// the bank's CA is not known and cannot be learnt, the reason is the error.
+    pub fn certificates_for_bank(&self, token: &Token) -> Result<TokenCerts, Error> {
+        let issuers = match self.issuers_or_reason() {
+            Ok(i) => i,
+            Err((known, _)) if known.known() => known,
+            Err((_, e)) => return Err(e),
+        };
+        Ok(crate::cert::token_certificates(token, &issuers)?)
     }
 
     /// The certificates on the token, the bank's apart from the others.

@@ -59,7 +59,7 @@ pub(super) fn renew(app: &App, id: Option<&str>, yes: bool) -> Result<(), Error>
         return Err(TokenError::PinLocked.into());
     }
     let state_dir = state_dir()?;
-    let certs = app.certificates(&token)?;
+    let certs = app.certificates_for_bank(&token)?;
     let plan = renewal::plan_renewal(
         &state_dir,
         &info.serial,
@@ -82,6 +82,7 @@ pub(super) fn renew(app: &App, id: Option<&str>, yes: bool) -> Result<(), Error>
             }
         }
     }
+    renewal::check_state_dir(&state_dir).map_err(renewal_error)?;
     app.login(&token, "renew the bank certificate")?;
     let rt = runtime()?;
     let result = rt.block_on(renewal::execute(
@@ -108,7 +109,7 @@ pub(super) fn enroll(app: &App, user: &str, id: Option<&str>, yes: bool) -> Resu
         return Err(TokenError::PinLocked.into());
     }
     let state_dir = state_dir()?;
-    let certs = app.certificates(&token)?;
+    let certs = app.certificates_for_bank(&token)?;
     let plan = renewal::plan_enrollment(
         &state_dir,
         &info.serial,
@@ -132,6 +133,7 @@ pub(super) fn enroll(app: &App, user: &str, id: Option<&str>, yes: bool) -> Resu
             }
         }
     }
+    renewal::check_state_dir(&state_dir).map_err(renewal_error)?;
     let otp = app.prompt.otp(user)?;
     app.login(&token, "obtain a new bank certificate")?;
     let rt = runtime()?;

@@ -396,6 +396,34 @@ fn only_one(certs: &TokenCerts) -> Result<&TokenCert, RenewalError> {
     }
 }
 
+/// Check, before anything touches the token, that the journal can be
+/// written: the state directory exists (or can be made) and takes a file of
+/// a journal's size. A read-only or full disk stops the renewal here, with
+/// the path and the reason, and nothing changed.
+pub fn check_state_dir(state_dir: &Path) -> Result<(), RenewalError> {
+    let fail = |e: std::io::Error| RenewalError::Journal {
+        path: state_dir.to_path_buf(),
+        reason: format!(
+            "cannot be written ({e}); nothing was changed, fix the directory or free space and try again"
+        ),
+    };
+    crate::config::ensure_state_dir(state_dir).map_err(fail)?;
+    let probe = state_dir.join(format!(".write-check-{}", std::process::id()));
+    let _ = std::fs::remove_file(&probe);
+    let result = (|| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)?;
+        // A journal holds two certificates and a CSR in base64: a few KiB.
+        f.write_all(&[b' '; 16 * 1024])?;
+        f.sync_all()
+    })();
+    let _ = std::fs::remove_file(&probe);
+    result.map_err(fail)
+}
+
 /// What [`execute`] works with. The caller has done the pre-check, the
 /// consent and the login.
 pub struct Renewal<'a> {

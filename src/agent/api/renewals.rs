@@ -112,6 +112,7 @@ async fn start(
         ),
         Requester::Desktop => "Renew your bank certificate".to_string(),
     };
+    renewal::check_state_dir(&state_dir).map_err(|e| Failure::new(503, "state", e.to_string()))?;
     agent.owner.learn_issuers().await;
     let mut lease = agent.owner.lease(Use::Renewal).map_err(busy_failure)?;
     let turn = agent.prompts.turn().map_err(occupied_failure)?;
