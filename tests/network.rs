@@ -37,7 +37,7 @@ enum Cut {
     /// Forward the server's bytes up to this many, then stall (connection open, silent).
     Silence(usize),
     /// Forward the server's bytes up to this many, then close.
-    AnswerCut(usize),
+    AnswerBroken(usize),
     /// Once the client has sent this many bytes (the whole request), read
     /// the whole answer and close without sending it.
     AnswerLost(usize),
@@ -151,7 +151,7 @@ async fn relay(mut client: TcpStream, upstream: std::net::SocketAddr, mode: Cut)
                         let _ = c_write.write_all(&sbuf[..n.min(100)]).await;
                         break;
                     }
-                    Cut::Silence(limit) | Cut::AnswerCut(limit) if down + n > limit => {
+                    Cut::Silence(limit) | Cut::AnswerBroken(limit) if down + n > limit => {
                         let take = limit.saturating_sub(down);
                         let _ = c_write.write_all(&sbuf[..take]).await;
                         down += take;
@@ -323,7 +323,7 @@ fn the_network_cut_at_every_stage_recovers_with_the_same_certificate() {
         ("handshake cut", Cut::Handshake),
         ("request cut mid-body", Cut::RequestBody(req_up - 200)),
         ("answer begun, then silence", Cut::Silence(req_down - 400)),
-        ("answer cut", Cut::AnswerCut(req_down - 200)),
+        ("answer cut", Cut::AnswerBroken(req_down - 200)),
         (
             "answer lost after the bank issued",
             Cut::AnswerLost(req_up - 60),

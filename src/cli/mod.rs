@@ -164,7 +164,8 @@ impl App {
     pub fn issuers(&self) -> BankIssuers {
         match self.issuers_or_reason() {
             Ok(i) => i,
-            Err((known, e)) => {
+            Err(unlearnt) => {
+                let (known, e) = *unlearnt;
                 if !known.known() {
                     eprintln!(
                         "note: the bank's issuing CA is not known yet ({e}); no certificate is taken for the bank's"
@@ -177,7 +178,7 @@ impl App {
 
     /// As [`App::issuers`], but when the CA could not be learnt, the reason
     /// (with what is known without it).
-    fn issuers_or_reason(&self) -> Result<BankIssuers, (BankIssuers, Error)> {
+    fn issuers_or_reason(&self) -> Result<BankIssuers, Box<(BankIssuers, Error)>> {
         let Some(bank) = self.config.bank.as_ref() else {
             return Ok(BankIssuers {
                 any: true,
@@ -199,7 +200,7 @@ impl App {
         });
         match fetched {
             Ok(ca_certs) => Ok(BankIssuers { ca_certs, ..known }),
-            Err(e) => Err((known, e)),
+            Err(e) => Err(Box::new((known, e))),
         }
     }
 
@@ -208,8 +209,8 @@ impl App {
     pub fn certificates_for_bank(&self, token: &Token) -> Result<TokenCerts, Error> {
         let issuers = match self.issuers_or_reason() {
             Ok(i) => i,
-            Err((known, _)) if known.known() => known,
-            Err((_, e)) => return Err(e),
+            Err(unlearnt) if unlearnt.0.known() => unlearnt.0,
+            Err(unlearnt) => return Err(unlearnt.1),
         };
         Ok(crate::cert::token_certificates(token, &issuers)?)
     }
