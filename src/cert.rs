@@ -113,20 +113,17 @@ fn general_name(n: &GeneralName) -> String {
         GeneralName::DnsName(s) => format!("DNS:{}", s.as_str()),
         GeneralName::UniformResourceIdentifier(s) => format!("URI:{}", s.as_str()),
         GeneralName::DirectoryName(d) => format!("DirName:{d}"),
-        GeneralName::IpAddress(ip) => match ip.as_bytes().len() {
-            4 | 16 => {
-                let b = ip.as_bytes();
-                let addr: std::net::IpAddr = if b.len() == 4 {
-                    std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).into()
-                } else {
-                    let mut a = [0u8; 16];
-                    a.copy_from_slice(b);
-                    std::net::Ipv6Addr::from(a).into()
-                };
-                format!("IP:{addr}")
+        GeneralName::IpAddress(ip) => {
+            let b = ip.as_bytes();
+            let addr: Option<std::net::IpAddr> = <[u8; 4]>::try_from(b)
+                .map(|a| std::net::Ipv4Addr::from(a).into())
+                .or_else(|_| <[u8; 16]>::try_from(b).map(|a| std::net::Ipv6Addr::from(a).into()))
+                .ok();
+            match addr {
+                Some(addr) => format!("IP:{addr}"),
+                None => format!("IP:{}", hex::encode(b)),
             }
-            _ => format!("IP:{}", hex::encode(ip.as_bytes())),
-        },
+        }
         GeneralName::OtherName(o) => format!("othername:{}", o.type_id),
         GeneralName::RegisteredId(o) => format!("RID:{o}"),
         GeneralName::EdiPartyName(_) => "EdiPartyName".to_string(),

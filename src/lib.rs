@@ -10,6 +10,16 @@
 //! person; [`agent`] is the running agent (the token's one owner, the local
 //! API, the tray); [`cli`] parses commands, asks on the terminal and prints.
 
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 pub mod agent;
 pub mod alg;
 pub mod cert;

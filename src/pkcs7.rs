@@ -29,10 +29,11 @@ pub fn decode_base64(body: &[u8]) -> Result<Vec<u8>, Pkcs7Error> {
         .copied()
         .filter(|b| !b.is_ascii_whitespace())
         .collect();
-    let trimmed = compact
+    let kept = compact
         .iter()
         .rposition(|&b| b != b'=')
-        .map_or(&compact[..0], |end| &compact[..=end]);
+        .map_or(0, |end| end.saturating_add(1));
+    let trimmed = compact.get(..kept).unwrap_or_default();
     base64::engine::general_purpose::STANDARD_NO_PAD
         .decode(trimmed)
         .map_err(|e| Pkcs7Error::Base64(e.to_string()))

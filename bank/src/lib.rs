@@ -24,6 +24,16 @@
 //! first certificate, after expiry within the grace period, or after the
 //! operator's [`reissue`]; never the same key twice.
 
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 pub mod ca;
 pub mod csr;
 mod error;

@@ -297,7 +297,10 @@ pub fn new_otp() -> Result<String, BankError> {
             .map_err(|_| BankError::Crypto("the random generator failed".into()))?;
         // 31 usable symbols: drop the last (the '#' filler) to stay unbiased.
         for b in bytes {
-            let c = OTP_ALPHABET[usize::from(b & 31)];
+            let c = OTP_ALPHABET
+                .get(usize::from(b & 31))
+                .copied()
+                .unwrap_or(b'#');
             if c != b'#' && out.len() < OTP_LEN {
                 out.push(char::from(c));
             }

@@ -77,7 +77,7 @@ impl Ledger {
             .position(|n| n.kind == kind)
             .unwrap_or(notices.len());
         let entry = self.sent.entry(fingerprint.to_string()).or_default();
-        for n in &notices[..=upto.min(notices.len().saturating_sub(1))] {
+        for n in notices.iter().take(upto.saturating_add(1)) {
             if !entry.contains(&n.kind) {
                 entry.push(n.kind);
             }

@@ -357,10 +357,12 @@ impl BankProgram {
         };
         // Every line of its standard output, read to the end so the bank
         // never writes into a closed pipe.
-        let stdout = serving.child.stdout.take();
+        let Some(stdout) = serving.child.stdout.take() else {
+            return Err(bank_error("the bank's output is not readable"));
+        };
         let (lines_tx, lines) = mpsc::channel();
         serving.readers.push(std::thread::spawn(move || {
-            for line in BufReader::new(stdout.expect("piped")).lines() {
+            for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 let _ = lines_tx.send(line);
             }

@@ -878,7 +878,8 @@ pub fn est_client(
 /// The file where `/cacerts` of this bank is remembered.
 fn cacerts_file(bank: &BankConfig, state_dir: &Path) -> PathBuf {
     use sha2::Digest;
-    let tag = hex::encode(&sha2::Sha256::digest(bank.est_url.as_bytes())[..8]);
+    let digest = sha2::Sha256::digest(bank.est_url.as_bytes());
+    let tag = hex::encode(digest.get(..8).unwrap_or_default());
     state_dir.join(format!("bank-cacerts-{tag}.json"))
 }
 

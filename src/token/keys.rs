@@ -53,12 +53,12 @@ pub fn ec_p256_spki(point: &[u8]) -> Result<Vec<u8>, der::Error> {
 /// CKA_EC_POINT is a DER OCTET STRING around the point in PKCS#11, but some
 /// modules return the bare point; accept both, and only uncompressed P-256.
 pub fn ec_point_from_attribute(raw: &[u8]) -> Option<Vec<u8>> {
-    let point = if raw.len() == 65 && raw[0] == 0x04 {
+    let point = if raw.len() == 65 && raw.first() == Some(&0x04) {
         raw.to_vec()
     } else {
         OctetString::from_der(raw).ok()?.as_bytes().to_vec()
     };
-    (point.len() == 65 && point[0] == 0x04).then_some(point)
+    (point.len() == 65 && point.first() == Some(&0x04)).then_some(point)
 }
 
 /// The CKA_ID rule NSS and OpenSC use: SHA-1 of the RSA modulus (unsigned,
@@ -122,7 +122,7 @@ fn bit_length(be: &[u8]) -> usize {
 
 fn strip_zeros(b: &[u8]) -> &[u8] {
     let start = b.iter().position(|&x| x != 0).unwrap_or(b.len());
-    &b[start..]
+    b.get(start..).unwrap_or_default()
 }
 
 /// r||s (as a token gives it) to the DER `ECDSA-Sig-Value` X.509 wants.

@@ -137,14 +137,14 @@ fn percent_decode(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            let hex = s.get(i.saturating_add(1)..i.saturating_add(3))?;
             out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
+            i = i.saturating_add(3);
         } else {
-            out.push(b[i]);
-            i += 1;
+            out.push(c);
+            i = i.saturating_add(1);
         }
     }
     Some(out)
