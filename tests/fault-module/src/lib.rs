@@ -10,6 +10,8 @@
 //! | `FAULT_PKCS11_AT` | the call index N at which the fault happens (none: only count) |
 //! | `FAULT_PKCS11_MODE` | `pulled` (N and every later call fail with CKR_DEVICE_REMOVED), `kill` (SIGKILL at N, before the call), `once:0xRV` (N returns RV, later calls go through), `sleep:MS` (N waits MS milliseconds, then goes through) |
 //! | `FAULT_PKCS11_LOG` | a file that gets one line per call: `N C_Function` |
+//! | `FAULT_PKCS11_DELAY_MS` | every call waits this long first (a USB token's round trip) |
+//! | `FAULT_PKCS11_KEYGEN_MS` | C_GenerateKeyPair waits this long first (a card generating a key) |
 //!
 //! The forwarding table is generated from cryptoki-sys's `CK_FUNCTION_LIST`
 //! (see build.rs): each entry gets a trampoline whose argument types are
@@ -48,6 +50,8 @@ struct Settings {
     at: Option<u64>,
     mode: Mode,
     log: Option<std::sync::Mutex<std::fs::File>>,
+    delay: Option<std::time::Duration>,
+    keygen: Option<std::time::Duration>,
 }
 
 fn settings() -> &'static Settings {
@@ -74,7 +78,20 @@ fn settings() -> &'static Settings {
                 .ok()
                 .map(std::sync::Mutex::new)
         });
-        Settings { at, mode, log }
+        let ms = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|&v| v > 0)
+                .map(std::time::Duration::from_millis)
+        };
+        Settings {
+            at,
+            mode,
+            log,
+            delay: ms("FAULT_PKCS11_DELAY_MS"),
+            keygen: ms("FAULT_PKCS11_KEYGEN_MS"),
+        }
     })
 }
 
@@ -87,6 +104,14 @@ fn before(i: usize) -> Option<CK_RV> {
         && let Ok(mut f) = log.lock()
     {
         let _ = writeln!(f, "{n} {}", NAMES.get(i).copied().unwrap_or("?"));
+    }
+    if let Some(d) = s.delay {
+        std::thread::sleep(d);
+    }
+    if let Some(d) = s.keygen
+        && NAMES.get(i) == Some(&"C_GenerateKeyPair")
+    {
+        std::thread::sleep(d);
     }
     if s.at == Some(n) {
         match s.mode {
