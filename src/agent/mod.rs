@@ -138,6 +138,12 @@ pub fn run(config: Config, drivers: Drivers, no_tray: bool) -> Result<(), Error>
         .map_err(Error::Io)?;
     let (actions, inbox) = mpsc::channel::<Action>();
     rt.block_on(agent.owner.learn_issuers());
+    {
+        let changed = actions.clone();
+        agent.owner.start_watch(move |present| {
+            let _ = changed.send(Action::TokenChanged(present));
+        });
+    }
 
     let api = if agent
         .config
@@ -202,6 +208,12 @@ pub fn run(config: Config, drivers: Drivers, no_tray: bool) -> Result<(), Error>
             Ok(Action::Renew) => desk.renew(&rt),
             Ok(Action::ShowCertificate) => desk.show_certificate(),
             Ok(Action::OpenBankSite) => open_site(bank_site.as_deref()),
+            Ok(Action::TokenChanged(present)) => {
+                say!(
+                    "certagent: token {}",
+                    if present { "inserted" } else { "removed" }
+                );
+            }
             Err(RecvTimeoutError::Timeout) => {}
         }
         let view = desk.check();
@@ -234,7 +246,8 @@ impl Desk {
     fn check(&mut self) -> View {
         let now = OffsetDateTime::now_utc();
         let policy = self.agent.config.policy.clone();
-        let look = match self.agent.owner.look_now() {
+        // The watch's view: no round trip unless the token came or went.
+        let look = match self.agent.owner.cached_look() {
             Ok(l) => l,
             Err(e) => {
                 self.certs.clear();
