@@ -472,6 +472,8 @@ pub struct Token {
     handles: Mutex<Handles>,
 }
 
+// CK_OBJECT_CLASS is a CK_ULONG: u64 here, u32 on Windows.
+#[allow(clippy::useless_conversion)]
 fn class_key(class: ObjectClass) -> u64 {
     u64::from(cryptoki_sys::CK_OBJECT_CLASS::from(class))
 }
