@@ -104,11 +104,12 @@ impl Agent {
     }
 }
 
-/// The longest the agent sleeps between looks at the token and the wall
-/// clock. Waking re-reads the wall clock, so a suspend or a clock change is
-/// noticed within this time; it is the only periodic work, and it is cheap
-/// (a slot listing and a few attribute reads).
-const TICK: Duration = Duration::from_secs(15);
+/// The longest the desk sleeps between looks at the wall clock (the token
+/// is the watch's: this look reads the owner's remembered view, no round
+/// trip). Waking re-reads the wall clock, so a suspend or a clock change is
+/// noticed within this time; once a minute keeps an idle agent at one
+/// wake-up a minute.
+const TICK: Duration = Duration::from_secs(60);
 /// While a renewal runs, its progress is shown this often.
 const WORKING_TICK: Duration = Duration::from_millis(500);
 
