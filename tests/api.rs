@@ -418,3 +418,52 @@ fn a_renewal_started_by_the_page_runs_to_the_end() {
     assert_eq!(s["certificates"][0]["state"], "valid", "{s}");
     assert_eq!(agent.page("GET", "/v1/renewals/ffff", "").status, 404);
 }
+
+#[test]
+fn another_os_users_request_is_refused_before_anything_else() {
+    common::require_with("setpriv", "apt-get install util-linux");
+    common::require_with("curl", "apt-get install curl");
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc_geteuid() } == 0;
+    assert!(
+        root,
+        "this test acts as another OS user (nobody) and needs root, as CI runs it"
+    );
+    let agent = Agent::start(20);
+    let url = format!("http://127.0.0.1:{}/v1/status", agent.port);
+    let host = format!("Host: {}", agent.host());
+    let curl = |as_nobody: bool| -> String {
+        let mut cmd = if as_nobody {
+            let mut c = std::process::Command::new("setpriv");
+            c.args([
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "curl",
+            ]);
+            c
+        } else {
+            std::process::Command::new("curl")
+        };
+        let out = cmd
+            .args(["-s", "-w", "\n%{http_code}", "-H", &host])
+            .args(["-H", &format!("Origin: {ORIGIN}"), &url])
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let theirs = curl(true);
+    assert!(theirs.ends_with("403"), "{theirs}");
+    assert!(
+        theirs.contains("\"user\"") && !theirs.contains("Ana"),
+        "{theirs}"
+    );
+    let ours = curl(false);
+    assert!(ours.ends_with("200") && ours.contains("Ana"), "{ours}");
+    assert!(agent.prompts().is_empty());
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
