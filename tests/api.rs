@@ -467,3 +467,57 @@ unsafe extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;
 }
+
+#[test]
+fn a_port_taken_by_another_user_names_that_user() {
+    common::require_with("setpriv", "apt-get install util-linux");
+    assert!(
+        std::path::Path::new("/usr/bin/python3").exists(),
+        "/usr/bin/python3 is missing: apt-get install python3"
+    );
+    // SAFETY: geteuid has no preconditions.
+    assert!(
+        unsafe { libc_geteuid() } == 0,
+        "this test listens as another OS user (nobody) and needs root, as CI runs it"
+    );
+    let hsm = common::SoftHsm::new();
+    let port = common::agent::free_port();
+    let mut holder = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+        ])
+        .arg(format!(
+            "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',{port}))\ns.listen()\ntime.sleep(30)"
+        ))
+        .spawn()
+        .expect("python3 as nobody");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the other user's listener did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(hsm.path().join("roots.pem"), "").expect("roots");
+    let config = hsm.config(
+        "softhsm2",
+        &format!(
+            "[bank]\nest_url = \"https://127.0.0.1:1/.well-known/est\"\nserver_roots = \"roots.pem\"\norigins = [\"{ORIGIN}\"]\n[agent]\nlisten = \"127.0.0.1:{port}\"\n"
+        ),
+    );
+    let out = hsm.certagent(&config, &["run", "--no-tray"], None);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("taken by nobody's program"),
+        "{}",
+        common::text(&out)
+    );
+}

@@ -87,7 +87,17 @@ pub async fn serve(agent: Arc<Agent>) -> Result<RunningApi, ApiError> {
         .await
         .map_err(|e| ApiError::Bind {
             addr: listen,
-            reason: e.to_string(),
+            reason: match (e.kind(), peer::listener(listen)) {
+                (std::io::ErrorKind::AddrInUse, Some(uid)) if uid == peer::me() => {
+                    "another program of yours listens there (is certagent running already?)"
+                        .to_string()
+                }
+                (std::io::ErrorKind::AddrInUse, Some(uid)) => format!(
+                    "it is taken by {}'s program (on a shared computer each user needs [agent] listen on a port of their own)",
+                    peer::user_name(uid)
+                ),
+                _ => e.to_string(),
+            },
         })?;
     let addr = listener.local_addr().map_err(|e| ApiError::Bind {
         addr: listen,

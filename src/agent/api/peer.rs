@@ -37,6 +37,45 @@ pub fn owner(_peer: SocketAddr, _local: SocketAddr) -> Option<u32> {
     None
 }
 
+/// The OS user whose socket listens on `addr` (when binding it failed).
+#[cfg(target_os = "linux")]
+pub fn listener(addr: SocketAddr) -> Option<u32> {
+    let table = match addr.ip() {
+        IpAddr::V4(_) => "/proc/net/tcp",
+        IpAddr::V6(_) => "/proc/net/tcp6",
+    };
+    let text = std::fs::read_to_string(table).ok()?;
+    text.lines().skip(1).find_map(|line| {
+        let mut cols = line.split_whitespace();
+        let _slot = cols.next()?;
+        let l = parse_addr(cols.next()?)?;
+        let _remote = cols.next()?;
+        let listening = cols.next()? == "0A";
+        let uid = cols.nth(3)?.parse().ok()?;
+        (listening && l == addr).then_some(uid)
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn listener(_addr: SocketAddr) -> Option<u32> {
+    None
+}
+
+/// A user's name from the password database, else the number.
+pub fn user_name(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                let id: u32 = f.nth(1)?.parse().ok()?;
+                (id == uid).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
 /// The agent's own user.
 #[cfg(unix)]
 pub fn me() -> u32 {
