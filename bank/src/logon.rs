@@ -395,6 +395,13 @@ fn decode_token(token: &TokenJson) -> Result<Presented, LogonError> {
         .decode(token.certificate.trim())
         .map_err(|_| LogonError::BadBase64("certificate"))?;
     let cert = Cert::from_der(&der).map_err(|e| LogonError::BadCertificate(e.0))?;
+    if cert.not_before > cert.not_after {
+        return Err(LogonError::BadCertificate(format!(
+            "its validity ends before it begins (not before {}, not after {})",
+            rfc3339(cert.not_before),
+            rfc3339(cert.not_after)
+        )));
+    }
     let signature = STANDARD
         .decode(token.signature.trim())
         .map_err(|_| LogonError::BadBase64("signature"))?;
@@ -444,7 +451,9 @@ fn check(
     // expired certificate of this bank must be refused as expired (below),
     // not as untrusted. On success the lifecycle check puts `now` inside
     // the validity, so then this moment is `now` itself.
-    let at = now.clamp(cert.not_before, cert.not_after);
+    // (Not `Ord::clamp`, which panics on a reversed validity; those are
+    // refused when the token is decoded, and this stays safe regardless.)
+    let at = now.min(cert.not_after).max(cert.not_before);
     chain_to_ca(&cert.der, ca_der, at).map_err(LogonError::Untrusted)?;
     let record = state
         .record(&cert.serial)
