@@ -789,7 +789,18 @@ pub fn web_origin(s: &str) -> Result<String, String> {
         && rest
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
-    if !host_ok {
+    // A host (a bracketed IPv6 literal, or up to the first ':'), then
+    // nothing or `:port`.
+    let (host, port) = if rest.starts_with('[') {
+        rest.split_at(rest.find(']').map_or(rest.len(), |i| i + 1))
+    } else {
+        rest.split_at(rest.find(':').unwrap_or(rest.len()))
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    if !host_ok || host.is_empty() || host == "[]" || !port_ok {
         return Err("write it as scheme://host[:port], without a path, user or query".into());
     }
     let rest = rest.strip_suffix(default_port).unwrap_or(rest);
@@ -867,8 +878,21 @@ mod tests {
             "https://u@x",
             "https://x y",
             "https://x'; script-src *",
+            // Found by fuzzing (fuzz/ bank_logon): no host at all, once the
+            // default port was dropped "https://" was accepted.
+            "https://:443",
+            "https://:8443",
+            "http://:80",
+            "https://[]:443",
+            "https://x:",
+            "https://x:44a3",
         ] {
             assert!(web_origin(bad).is_err(), "{bad}");
+        }
+        // What it returns is already normalised.
+        for good in ["https://IB.Bank.example:443/", "http://[::1]:31270"] {
+            let once = web_origin(good).unwrap();
+            assert_eq!(web_origin(&once).as_deref(), Ok(once.as_str()));
         }
     }
 
