@@ -114,10 +114,15 @@ pub(super) fn run(json: bool) -> Result<(), Error> {
     notice(&token, &ana_id, &policy)?;
 
     heading("Renewal: new key on the token, CSR, EST simplereenroll over mutual TLS");
+    // The renewal logs in with its own PIN prompt (a login already in
+    // place would not let the token check that PIN): the demo's ends here.
+    token.logout()?;
     renew::renew(&app, Some(&hex::encode(&ana_id)), true)?;
 
     heading("Bor's certificate expired 5 days ago: a new one with the bank's one-time password");
+    token.login(Some(&AuthPin::from(PIN.to_string())))?;
     let bor_id = issue_onto_token(&token, &bank, &bank_dir, BOR, -5, "Bor's bank certificate")?;
+    token.logout()?;
     status::status(&app)?;
     let app = App {
         prompt: Box::new(ScriptedPrompt {

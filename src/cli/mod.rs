@@ -134,10 +134,10 @@ impl App {
         Ok(())
     }
 
-    /// Log in with the PIN from the prompt, or the PIN pad. Never retries.
-    /// The token is logged out first, so the token checks this PIN.
+    /// Log in with the PIN from the prompt, or the PIN pad. Never retries;
+    /// a token already logged in by this process is an error, not a
+    /// success, so the token checks this PIN.
     pub fn login(&self, token: &Token, purpose: &str) -> Result<(), Error> {
-        token.logout()?;
         let info = token.info()?;
         if info.pin_locked {
             return Err(crate::token::TokenError::PinLocked.into());

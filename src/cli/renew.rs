@@ -10,11 +10,10 @@ use time::OffsetDateTime;
 use super::status::print_certificate;
 use super::{App, TokenCert, runtime};
 use crate::Error;
-use crate::cert::Cert;
 use crate::config::BankConfig;
 use crate::est::EstClient;
 use crate::renewal::{self, Plan, Renewal, Step};
-use crate::token::{Token, TokenError};
+use crate::token::TokenError;
 
 fn bank(app: &App) -> Result<&BankConfig, Error> {
     app.config.bank.as_ref().ok_or_else(|| {
@@ -97,7 +96,12 @@ pub(super) fn renew(app: &App, id: Option<&str>, yes: bool) -> Result<(), Error>
         },
         plan,
     ));
-    finish(app, &token, result)
+    // The login ends with the operation (other sessions of this process
+    // would keep it otherwise).
+    if let Err(e) = token.logout() {
+        log::debug!("logging out: {e}");
+    }
+    finish(app, result)
 }
 
 pub(super) fn enroll(app: &App, user: &str, id: Option<&str>, yes: bool) -> Result<(), Error> {
@@ -149,32 +153,18 @@ pub(super) fn enroll(app: &App, user: &str, id: Option<&str>, yes: bool) -> Resu
         },
         plan,
     ));
-    finish(app, &token, result)
+    // The login ends with the operation (other sessions of this process
+    // would keep it otherwise).
+    if let Err(e) = token.logout() {
+        log::debug!("logging out: {e}");
+    }
+    finish(app, result)
 }
 
-fn finish(
-    app: &App,
-    token: &Token,
-    result: Result<Cert, renewal::RenewalError>,
-) -> Result<(), Error> {
+fn finish(app: &App, result: Result<TokenCert, renewal::RenewalError>) -> Result<(), Error> {
     let new = result.map_err(renewal_error)?;
     eprintln!("[done] the new certificate is on the token:");
-    // The renewal is complete; if the token cannot be read back for the
-    // details now (pulled out at this very moment), show what was installed.
-    let on_token = app.certificates(token).ok().and_then(|certs| {
-        certs
-            .bank
-            .into_iter()
-            .chain(certs.others)
-            .find(|c| c.cert.der == new.der)
-    });
-    let shown = match on_token {
-        Some(c) => c,
-        None => TokenCert {
-            id: crate::token::key_id_for_spki(&new.spki_der).unwrap_or_default(),
-            label: String::new(),
-            cert: new,
-        },
-    };
-    print_certificate(app, &shown)
+    // Shown from what was installed (read back and test-signed by the
+    // renewal): no second pass over the token.
+    print_certificate(app, &new)
 }

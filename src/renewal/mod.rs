@@ -439,8 +439,8 @@ pub struct Renewal<'a> {
 
 /// Run a planned attempt to the end: start a new one (journalled) or resume
 /// the interrupted one. Returns the new certificate, already on the token.
-pub async fn execute(r: Renewal<'_>, plan: Plan) -> Result<Cert, RenewalError> {
-    let journal = match plan {
+pub async fn execute(r: Renewal<'_>, plan: Plan) -> Result<TokenCert, RenewalError> {
+    let (journal, fresh, label) = match plan {
         Plan::Resume(j) => {
             let j = *j;
             r.progress.step(
@@ -450,9 +450,14 @@ pub async fn execute(r: Renewal<'_>, plan: Plan) -> Result<Cert, RenewalError> {
                     j.entry.step.as_str()
                 ),
             );
-            j
+            let label = label_of(&r.token, j.old_id().as_deref());
+            (j, false, label)
         }
-        Plan::Start(req) => start(r.state_dir, &r.token_serial, &req, r.key)?,
+        Plan::Start(req) => (
+            start(r.state_dir, &r.token_serial, &req, r.key)?,
+            true,
+            req.label.clone(),
+        ),
     };
     let needs_bank = journal.entry.step <= Step::CsrReady;
     // The issuing CA is needed to check an answer, and again on resume to
@@ -477,13 +482,13 @@ pub async fn execute(r: Renewal<'_>, plan: Plan) -> Result<Cert, RenewalError> {
         }
         _ => None,
     };
-    let label = label_of(&r.token, journal.old_id().as_deref());
     let wf = Workflow {
         token: r.token.clone(),
         est: est_client(r.bank, credential)?,
         ca_certs,
         otp: r.otp,
         progress: r.progress,
+        fresh,
     };
     wf.run(journal, &label).await
 }
@@ -543,12 +548,15 @@ struct Workflow<'a> {
     /// The one-time password for enrolments.
     otp: Option<SecretString>,
     progress: &'a dyn Progress,
+    /// The attempt was started by this run (nothing of it can be on the
+    /// token from before, so nothing needs to be looked for).
+    fresh: bool,
 }
 
 impl Workflow<'_> {
     /// Run (or resume) the attempt in `journal` to the end. Returns the new
     /// certificate. On a refusal or a bad answer the candidate is removed.
-    async fn run(&self, mut journal: Journal, label: &str) -> Result<Cert, RenewalError> {
+    async fn run(&self, mut journal: Journal, label: &str) -> Result<TokenCert, RenewalError> {
         let result = self.drive(&mut journal, label).await;
         match result {
             Ok(cert) => {
@@ -615,15 +623,24 @@ impl Workflow<'_> {
         }
     }
 
-    async fn drive(&self, j: &mut Journal, label: &str) -> Result<Cert, RenewalError> {
+    async fn drive(&self, j: &mut Journal, label: &str) -> Result<TokenCert, RenewalError> {
         let old_cert = j.old_cert()?;
+        // What this run did itself, so it need not look again: a key it
+        // generated has its handles known, a certificate it wrote is there.
+        let mut generated_here = false;
+        let mut written_here = false;
         loop {
             match j.entry.step {
                 Step::Started => j.advance(Step::GeneratingKey)?,
                 Step::GeneratingKey => {
                     let label_c = j.entry.candidate_label.clone();
-                    let key: GeneratedKey = match blocking(|| self.token.adopt_key_pair(&label_c))?
-                    {
+                    // A fresh attempt's label is new: nothing to adopt.
+                    let adopted = if self.fresh {
+                        None
+                    } else {
+                        blocking(|| self.token.adopt_key_pair(&label_c))?
+                    };
+                    let key: GeneratedKey = match adopted {
                         Some(key) => {
                             self.progress.step(
                                 Step::GeneratingKey,
@@ -639,6 +656,7 @@ impl Workflow<'_> {
                             let key =
                                 blocking(|| self.token.generate_key_pair(j.entry.key, &label_c))?;
                             crash_point("after-keygen");
+                            generated_here = true;
                             key
                         }
                     };
@@ -694,22 +712,27 @@ impl Workflow<'_> {
                         &self.ca_certs,
                         OffsetDateTime::now_utc(),
                     )?;
-                    if blocking(|| self.token.public_key(&id))?.as_deref() != Some(&spki[..]) {
+                    if !generated_here
+                        && blocking(|| self.token.public_key(&id))?.as_deref() != Some(&spki[..])
+                    {
                         return Err(RenewalError::Other(format!(
                             "the key {} on the token is not the candidate this attempt generated; nothing was installed and the old certificate is kept",
                             hex::encode(&id)
                         )));
                     }
-                    let present = blocking(|| self.token.certificates())?
-                        .into_iter()
-                        .any(|c| c.der == der && c.id == id);
+                    // A key generated by this run has no certificate yet.
+                    let present = !generated_here
+                        && blocking(|| self.token.certificates())?
+                            .into_iter()
+                            .any(|c| c.der == der && c.id == id);
                     if !present {
                         self.progress
                             .step(Step::Installing, "writing the new certificate to the token");
                         blocking(|| self.token.write_certificate(&id, label, &der))?;
                         crash_point("after-install");
+                        written_here = true;
                     }
-                    blocking(|| self.token.set_label(&id, label))?;
+                    blocking(|| self.token.set_key_label(&id, label))?;
                     j.advance(Step::Installed)?;
                 }
                 Step::Installed => {
@@ -719,8 +742,20 @@ impl Workflow<'_> {
                         Step::Installed,
                         "reading the certificate back and test-signing with the new key",
                     );
-                    let back = blocking(|| self.token.certificates())?;
-                    if !back.iter().any(|c| c.der == der && c.id == id) {
+                    // Read back: the object this run wrote through its handle,
+                    // else every certificate under the id.
+                    let back: Vec<Vec<u8>> = if written_here {
+                        blocking(|| self.token.certificate_value(&id))?
+                            .into_iter()
+                            .collect()
+                    } else {
+                        blocking(|| self.token.certificates())?
+                            .into_iter()
+                            .filter(|c| c.id == id)
+                            .map(|c| c.der)
+                            .collect()
+                    };
+                    if !back.contains(&der) {
                         // Not there after all (token swapped?): write it again.
                         j.advance(Step::Installing)?;
                         continue;
@@ -756,7 +791,13 @@ impl Workflow<'_> {
                 }
                 Step::Done => {
                     let der = unb64(&j.entry.issued, "issued certificate")?;
-                    return Cert::from_der(&der).map_err(|e| RenewalError::Other(e.to_string()));
+                    let cert =
+                        Cert::from_der(&der).map_err(|e| RenewalError::Other(e.to_string()))?;
+                    return Ok(TokenCert {
+                        id: self.candidate_id(j)?,
+                        label: label.to_string(),
+                        cert,
+                    });
                 }
             }
         }
@@ -766,12 +807,14 @@ impl Workflow<'_> {
     /// holds the journal's old certificate and its key: an id that now holds
     /// something else is left alone, and the user is told.
     fn retire(&self, old: &[u8], old_cert: &Cert) -> Result<(), RenewalError> {
-        let certs = blocking(|| self.token.certificates())?;
-        let under_id: Vec<_> = certs.iter().filter(|c| c.id == old).collect();
-        let foreign_cert = under_id.iter().any(|c| c.der != old_cert.der);
-        let public = blocking(|| self.token.public_key(old))?;
-        let foreign_key = public.as_ref().is_some_and(|p| *p != old_cert.spki_der);
-        if foreign_cert || foreign_key {
+        let objects = blocking(|| self.token.objects_with_id(old))?;
+        let foreign = objects.iter().any(|o| {
+            (o.class == crate::token::Class::CERTIFICATE
+                && o.value.as_deref() != Some(&old_cert.der[..]))
+                || (o.class == crate::token::Class::PUBLIC_KEY
+                    && o.spki.as_deref() != Some(&old_cert.spki_der[..]))
+        });
+        if foreign {
             self.progress.step(
                 Step::RetiringOld,
                 &format!(
@@ -781,7 +824,7 @@ impl Workflow<'_> {
             );
             return Ok(());
         }
-        let n = blocking(|| self.token.delete_all(old))?;
+        let n = blocking(|| self.token.destroy(&objects))?;
         crash_point("after-retire");
         if n > 0 {
             self.progress.step(

@@ -7,6 +7,7 @@
 
 mod error;
 mod keys;
+mod raw;
 mod uri;
 
 use std::collections::HashMap;
@@ -41,8 +42,14 @@ pub type Result<T> = std::result::Result<T, TokenError>;
 pub struct Module {
     ctx: Pkcs11,
     path: PathBuf,
-    profile: Option<Profile>,
-    library: LibraryInfo,
+    /// The profile named in the configuration or matched by path.
+    named: Option<Profile>,
+    drivers: Drivers,
+    /// Read on first use (C_GetInfo): `tokens` and `doctor` show it, and a
+    /// module known by neither name nor path is matched by manufacturer.
+    library: OnceLock<LibraryInfo>,
+    profile: OnceLock<Option<Profile>>,
+    raw: Option<raw::Raw>,
 }
 
 /// What the library says about itself.
@@ -156,41 +163,79 @@ impl Module {
             Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
             Err(e) => return Err(load_err(e.to_string())),
         }
-        let info = ctx
-            .get_library_info()
-            .map_err(|e| load_err(e.to_string()))?;
-        let manufacturer = info.manufacturer_id().trim_end().to_string();
-        let profile = profile
-            .or_else(|| drivers.by_path(&path).cloned())
-            .or_else(|| drivers.by_library_manufacturer(&manufacturer).cloned());
-        let v = info.library_version();
-        let library = LibraryInfo {
-            path: path.display().to_string(),
-            profile: profile.as_ref().map(|p| p.name.clone()),
-            manufacturer,
-            description: info.library_description().trim_end().to_string(),
-            version: format!("{}.{}", v.major(), v.minor()),
-            cryptoki_version: {
-                let c = info.cryptoki_version();
-                format!("{}.{}", c.major(), c.minor())
-            },
-        };
+        let named = profile.or_else(|| drivers.by_path(&path).cloned());
+        let raw = raw::Raw::load(&path);
         let module = Arc::new(Module {
             ctx,
             path: path.clone(),
-            profile,
-            library,
+            named,
+            drivers: drivers.clone(),
+            library: OnceLock::new(),
+            profile: OnceLock::new(),
+            raw,
         });
         modules.insert(path, module.clone());
         Ok(module)
     }
 
+    /// What the library says about itself (C_GetInfo, once).
     pub fn info(&self) -> &LibraryInfo {
-        &self.library
+        self.library.get_or_init(|| {
+            let path = self.path.display().to_string();
+            match self.ctx.get_library_info() {
+                Ok(info) => {
+                    let v = info.library_version();
+                    let c = info.cryptoki_version();
+                    LibraryInfo {
+                        path,
+                        profile: self.named.as_ref().map(|p| p.name.clone()),
+                        manufacturer: info.manufacturer_id().trim_end().to_string(),
+                        description: info.library_description().trim_end().to_string(),
+                        version: format!("{}.{}", v.major(), v.minor()),
+                        cryptoki_version: format!("{}.{}", c.major(), c.minor()),
+                    }
+                }
+                Err(e) => LibraryInfo {
+                    path,
+                    profile: self.named.as_ref().map(|p| p.name.clone()),
+                    manufacturer: String::new(),
+                    description: format!("(C_GetInfo failed: {e})"),
+                    version: String::new(),
+                    cryptoki_version: String::new(),
+                },
+            }
+        })
     }
 
+    /// The driver profile: named or matched by path, else by the library's
+    /// manufacturer (which costs a C_GetInfo, once).
     pub fn profile(&self) -> Option<&Profile> {
-        self.profile.as_ref()
+        self.profile
+            .get_or_init(|| {
+                self.named.clone().or_else(|| {
+                    self.drivers
+                        .by_library_manufacturer(&self.info().manufacturer)
+                        .cloned()
+                })
+            })
+            .as_ref()
+    }
+
+    /// Slots (with a token present, or all): one C_GetSlotList where the
+    /// module allows it.
+    fn slot_list(&self, token_present: bool) -> Result<Vec<Slot>> {
+        if let Some(r) = self.raw.as_ref().and_then(|r| r.slots(token_present)) {
+            return r
+                .map_err(error::map)?
+                .into_iter()
+                .map(|id| Slot::try_from(id).map_err(error::map))
+                .collect();
+        }
+        if token_present {
+            self.ctx.get_slots_with_token().map_err(error::map)
+        } else {
+            self.ctx.get_all_slots().map_err(error::map)
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -199,7 +244,7 @@ impl Module {
 
     /// Every slot, with its token if one is present.
     pub fn slots(&self) -> Result<Vec<SlotReport>> {
-        let slots = self.ctx.get_all_slots().map_err(error::map)?;
+        let slots = self.slot_list(false)?;
         let mut out = Vec::with_capacity(slots.len());
         for slot in slots {
             let si = self.ctx.get_slot_info(slot).map_err(error::map)?;
@@ -268,7 +313,7 @@ impl Module {
     pub fn open(self: &Arc<Self>, selector: &TokenSelector) -> Result<Token> {
         let mut found = Vec::new();
         let mut present = Vec::new();
-        for slot in self.ctx.get_slots_with_token().map_err(error::map)? {
+        for slot in self.slot_list(true)? {
             let info = match self.ctx.get_token_info(slot) {
                 Ok(t) => TokenInfo::from_ck(&t),
                 Err(CkError::Pkcs11(RvError::TokenNotPresent, _)) => continue,
@@ -370,14 +415,45 @@ pub struct GeneratedKey {
     pub spki_der: Vec<u8>,
 }
 
+/// An object on the token with this CKA_ID, as [`Token::objects_with_id`]
+/// reads it.
+#[derive(Debug, Clone)]
+pub struct IdObject {
+    pub class: ObjectClass,
+    /// CKA_VALUE of a certificate.
+    pub value: Option<Vec<u8>>,
+    /// The SubjectPublicKeyInfo of a public key (or of a private key whose
+    /// public components are readable).
+    pub spki: Option<Vec<u8>>,
+    handle: ObjectHandle,
+}
+
+/// Object handles already found, by (class, CKA_ID). PKCS#11 handles stay
+/// valid for every session of the application until the object is
+/// destroyed or the token removed; this cache lives with one `Token`.
+type Handles = HashMap<(u64, Vec<u8>), ObjectHandle>;
+
 /// One token with one guarded session.
 pub struct Token {
     module: Arc<Module>,
     slot: Slot,
     session: Mutex<Session>,
+    /// Token info as read when the token was opened; [`Token::refresh_info`] reads it again.
+    info: Mutex<TokenInfo>,
     // Read on first use: only signing needs it.
     mechanisms: OnceLock<Vec<MechanismType>>,
+    handles: Mutex<Handles>,
 }
+
+fn class_key(class: ObjectClass) -> u64 {
+    u64::from(cryptoki_sys::CK_OBJECT_CLASS::from(class))
+}
+
+/// Attribute buffers for the one-call reads: generous for what tokens hold.
+const CERT_VALUE_MAX: usize = 8 * 1024;
+const ID_MAX: usize = 256;
+const LABEL_MAX: usize = 256;
+const MODULUS_MAX: usize = 1024;
 
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -397,7 +473,9 @@ impl Token {
             module,
             slot,
             session: Mutex::new(session),
+            info: Mutex::new(info),
             mechanisms: OnceLock::new(),
+            handles: Mutex::new(HashMap::new()),
         })
     }
 
@@ -405,13 +483,59 @@ impl Token {
         &self.module
     }
 
-    /// The token's current identity and PIN state, read afresh.
+    /// The token's identity and PIN state as read when it was opened
+    /// (or last refreshed): no round trip.
     pub fn info(&self) -> Result<TokenInfo> {
-        self.module
+        Ok(lock(&self.info).clone())
+    }
+
+    /// The token's identity and PIN state, read afresh (C_GetTokenInfo).
+    pub fn refresh_info(&self) -> Result<TokenInfo> {
+        let fresh = self
+            .module
             .ctx
             .get_token_info(self.slot)
             .map(|t| TokenInfo::from_ck(&t))
-            .map_err(error::map)
+            .map_err(error::map)?;
+        *lock(&self.info) = fresh.clone();
+        Ok(fresh)
+    }
+
+    /// C_GetAttributeValue of `wanted` (type, buffer size) in one call where
+    /// the module allows it, else through cryptoki's two calls.
+    fn attributes(
+        &self,
+        h: ObjectHandle,
+        wanted: &[(AttributeType, usize)],
+    ) -> Result<Vec<Attribute>> {
+        if let Some(raw) = &self.module.raw {
+            let types: Vec<(cryptoki_sys::CK_ATTRIBUTE_TYPE, usize)> = wanted
+                .iter()
+                .map(|(t, n)| (cryptoki_sys::CK_ATTRIBUTE_TYPE::from(*t), *n))
+                .collect();
+            let session = self.session();
+            if let Some(r) = raw.attributes(session.handle(), h.handle(), &types) {
+                let values = r.map_err(error::map)?;
+                let mut out = Vec::new();
+                for ((t, _), v) in wanted.iter().zip(values) {
+                    let Some(v) = v else { continue };
+                    if let Some(a) = attribute_from(*t, v) {
+                        out.push(a);
+                    }
+                }
+                return Ok(out);
+            }
+        }
+        let types: Vec<AttributeType> = wanted.iter().map(|(t, _)| *t).collect();
+        self.session().get_attributes(h, &types).map_err(error::map)
+    }
+
+    fn cache(&self, class: ObjectClass, id: &[u8], h: ObjectHandle) {
+        lock(&self.handles).insert((class_key(class), id.to_vec()), h);
+    }
+
+    fn forget(&self, h: ObjectHandle) {
+        lock(&self.handles).retain(|_, v| *v != h);
     }
 
     fn session(&self) -> MutexGuard<'_, Session> {
@@ -433,7 +557,7 @@ impl Token {
                 Err(TokenError::AlreadyLoggedIn)
             }
             Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
-                let after = self.info().ok();
+                let after = self.refresh_info().ok();
                 Err(TokenError::PinIncorrect {
                     count_low: after.as_ref().is_some_and(|i| i.pin_count_low),
                     final_try: after.as_ref().is_some_and(|i| i.pin_final_try),
@@ -470,13 +594,18 @@ impl Token {
     /// The mechanisms the token lists.
     pub fn mechanisms(&self) -> &[MechanismType] {
         self.mechanisms.get_or_init(|| {
-            self.module
-                .ctx
-                .get_mechanism_list(self.slot)
-                .unwrap_or_else(|e| {
-                    log::warn!("cannot read the token's mechanism list: {e}");
-                    Vec::new()
-                })
+            let listed = match self.module.raw.as_ref().and_then(|r| r.mechanisms(self.slot.id())) {
+                Some(r) => r.map(|l| {
+                    l.into_iter()
+                        .filter_map(|m| MechanismType::try_from(m).ok())
+                        .collect()
+                }),
+                None => self.module.ctx.get_mechanism_list(self.slot),
+            };
+            listed.unwrap_or_else(|e| {
+                log::warn!("cannot read the token's mechanism list: {e}");
+                Vec::new()
+            })
         })
     }
 
@@ -505,7 +634,8 @@ impl Token {
         self.session().find_objects(template).map_err(error::map)
     }
 
-    /// Every X.509 certificate object on the token (no login needed).
+    /// Every X.509 certificate object on the token (no login needed): one
+    /// search, one attribute read per certificate.
     pub fn certificates(&self) -> Result<Vec<CertObject>> {
         let handles = self.find(&[
             Attribute::Class(ObjectClass::CERTIFICATE),
@@ -513,17 +643,14 @@ impl Token {
         ])?;
         let mut out = Vec::with_capacity(handles.len());
         for h in handles {
-            let attrs = self
-                .session()
-                .get_attributes(
-                    h,
-                    &[
-                        AttributeType::Id,
-                        AttributeType::Label,
-                        AttributeType::Value,
-                    ],
-                )
-                .map_err(error::map)?;
+            let attrs = self.attributes(
+                h,
+                &[
+                    (AttributeType::Id, ID_MAX),
+                    (AttributeType::Label, LABEL_MAX),
+                    (AttributeType::Value, CERT_VALUE_MAX),
+                ],
+            )?;
             let mut c = CertObject {
                 id: Vec::new(),
                 label: String::new(),
@@ -538,17 +665,93 @@ impl Token {
                 }
             }
             if !c.der.is_empty() {
+                self.cache(ObjectClass::CERTIFICATE, &c.id, h);
                 out.push(c);
             }
         }
         Ok(out)
     }
 
+    /// The objects carrying this CKA_ID (certificates, public and private
+    /// keys), each read in one call: what the retire step checks before it
+    /// deletes anything.
+    pub fn objects_with_id(&self, id: &[u8]) -> Result<Vec<IdObject>> {
+        if id.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for h in self.find(&[Attribute::Id(id.to_vec())])? {
+            let attrs = self.attributes(
+                h,
+                &[
+                    (AttributeType::Class, 8),
+                    (AttributeType::Value, CERT_VALUE_MAX),
+                    (AttributeType::KeyType, 8),
+                    (AttributeType::Modulus, MODULUS_MAX),
+                    (AttributeType::PublicExponent, 16),
+                    (AttributeType::EcPoint, 128),
+                ],
+            )?;
+            let mut class = None;
+            let mut value = None;
+            let (mut kt, mut n, mut e, mut point) = (None, None, None, None);
+            for a in attrs {
+                match a {
+                    Attribute::Class(c) => class = Some(c),
+                    Attribute::Value(v) => value = Some(v),
+                    Attribute::KeyType(t) => kt = Some(t),
+                    Attribute::Modulus(v) => n = Some(v),
+                    Attribute::PublicExponent(v) => e = Some(v),
+                    Attribute::EcPoint(v) => point = Some(v),
+                    _ => {}
+                }
+            }
+            let Some(class) = class else { continue };
+            if ![
+                ObjectClass::CERTIFICATE,
+                ObjectClass::PUBLIC_KEY,
+                ObjectClass::PRIVATE_KEY,
+            ]
+            .contains(&class)
+            {
+                continue;
+            }
+            let spki = spki_from_parts(kt, n, e, point).ok();
+            out.push(IdObject {
+                class,
+                value: (class == ObjectClass::CERTIFICATE).then_some(value).flatten(),
+                spki,
+                handle: h,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Destroy these objects (from [`Token::objects_with_id`]).
+    pub fn destroy(&self, objects: &[IdObject]) -> Result<usize> {
+        let mut n = 0;
+        for o in objects {
+            self.session()
+                .destroy_object(o.handle)
+                .map_err(error::map)?;
+            self.forget(o.handle);
+            n += 1;
+        }
+        Ok(n)
+    }
+
     fn key_handle(&self, class: ObjectClass, id: &[u8]) -> Result<Option<ObjectHandle>> {
-        Ok(self
+        if let Some(h) = lock(&self.handles).get(&(class_key(class), id.to_vec())) {
+            return Ok(Some(*h));
+        }
+        let found = self
             .find(&[Attribute::Class(class), Attribute::Id(id.to_vec())])?
             .into_iter()
-            .next())
+            .next();
+        if let Some(h) = found {
+            self.cache(class, id, h);
+        }
+        Ok(found)
     }
 
     /// The private key with this CKA_ID, with its attributes (needs login).
@@ -626,18 +829,15 @@ impl Token {
     }
 
     fn spki_of(&self, h: ObjectHandle) -> Result<Vec<u8>> {
-        let attrs = self
-            .session()
-            .get_attributes(
-                h,
-                &[
-                    AttributeType::KeyType,
-                    AttributeType::Modulus,
-                    AttributeType::PublicExponent,
-                    AttributeType::EcPoint,
-                ],
-            )
-            .map_err(error::map)?;
+        let attrs = self.attributes(
+            h,
+            &[
+                (AttributeType::KeyType, 8),
+                (AttributeType::Modulus, MODULUS_MAX),
+                (AttributeType::PublicExponent, 16),
+                (AttributeType::EcPoint, 128),
+            ],
+        )?;
         let (mut kt, mut n, mut e, mut point) = (None, None, None, None);
         for a in attrs {
             match a {
@@ -648,27 +848,7 @@ impl Token {
                 _ => {}
             }
         }
-        let malformed = |what: &str| TokenError::Malformed(what.to_string());
-        match kt {
-            Some(t) if t == KeyType::RSA => {
-                let (n, e) = n
-                    .zip(e)
-                    .ok_or_else(|| malformed("RSA public key without modulus"))?;
-                keys::rsa_spki(&n, &e).map_err(|e| malformed(&format!("RSA public key: {e}")))
-            }
-            Some(t) if t == KeyType::EC => {
-                let point = point
-                    .as_deref()
-                    .and_then(keys::ec_point_from_attribute)
-                    .ok_or_else(|| {
-                        malformed("EC public key that is not an uncompressed P-256 point")
-                    })?;
-                keys::ec_p256_spki(&point).map_err(|e| malformed(&format!("EC public key: {e}")))
-            }
-            _ => Err(TokenError::Unsupported {
-                what: "keys other than RSA and EC P-256".into(),
-            }),
-        }
+        spki_from_parts(kt, n, e, point)
     }
 
     /// Generate a key pair on the token: private key sensitive and never
@@ -759,7 +939,12 @@ impl Token {
             Err(e) => return Err(error::map(e)),
         }
         match s.update_attributes(priv_h, &[Attribute::Id(id.clone())]) {
-            Ok(()) => Ok(GeneratedKey { id, spki_der }),
+            Ok(()) => {
+                drop(s);
+                self.cache(ObjectClass::PUBLIC_KEY, &id, pub_h);
+                self.cache(ObjectClass::PRIVATE_KEY, &id, priv_h);
+                Ok(GeneratedKey { id, spki_der })
+            }
             Err(e) if read_only(&e) => {
                 log::warn!(
                     "the token would not set the private key's CKA_ID ({e}); keeping id {}",
@@ -831,10 +1016,20 @@ impl Token {
                 });
             }
         };
-        let sig = self
-            .session()
-            .sign(&mechanism, key, &data)
-            .map_err(error::map)?;
+        let session = self.session();
+        let sig = match &self.module.raw {
+            // C_SignInit, then one C_Sign into a buffer large enough for any key.
+            Some(raw) => {
+                session.sign_init(&mechanism, key).map_err(error::map)?;
+                raw.sign(session.handle(), &data)
+                    .ok_or_else(|| TokenError::Unsupported {
+                        what: "signing (the module has no C_Sign)".into(),
+                    })?
+                    .map_err(error::map)?
+            }
+            None => session.sign(&mechanism, key, &data).map_err(error::map)?,
+        };
+        drop(session);
         if scheme == SignScheme::EcdsaP256Sha256 && sig.len() != 64 {
             return Err(TokenError::Malformed(format!(
                 "an ECDSA P-256 signature of {} bytes",
@@ -869,25 +1064,43 @@ impl Token {
             Attribute::SerialNumber(serial),
             Attribute::Value(der.to_vec()),
         ];
-        self.session()
+        let h = self
+            .session()
             .create_object(&template)
-            .map(|_| ())
             .map_err(|e| match error::map(e) {
                 TokenError::Full { .. } => TokenError::Full {
                     what: "the new certificate".into(),
                 },
                 other => other,
-            })
+            })?;
+        self.cache(ObjectClass::CERTIFICATE, id, h);
+        Ok(())
     }
 
-    /// Set CKA_LABEL on every object with this CKA_ID.
-    pub fn set_label(&self, id: &[u8], label: &str) -> Result<()> {
-        for h in self.find(&[Attribute::Id(id.to_vec())])? {
-            self.session()
-                .update_attributes(h, &[Attribute::Label(label.as_bytes().to_vec())])
-                .map_err(error::map)?;
+    /// Set CKA_LABEL on the key pair with this CKA_ID (a certificate gets
+    /// its label when it is written).
+    pub fn set_key_label(&self, id: &[u8], label: &str) -> Result<()> {
+        for class in [ObjectClass::PUBLIC_KEY, ObjectClass::PRIVATE_KEY] {
+            if let Some(h) = self.key_handle(class, id)? {
+                self.session()
+                    .update_attributes(h, &[Attribute::Label(label.as_bytes().to_vec())])
+                    .map_err(error::map)?;
+            }
         }
         Ok(())
+    }
+
+    /// The certificate with this CKA_ID as stored (CKA_VALUE), read through
+    /// a handle already known where possible.
+    pub fn certificate_value(&self, id: &[u8]) -> Result<Option<Vec<u8>>> {
+        let Some(h) = self.key_handle(ObjectClass::CERTIFICATE, id)? else {
+            return Ok(None);
+        };
+        let attrs = self.attributes(h, &[(AttributeType::Value, CERT_VALUE_MAX)])?;
+        Ok(attrs.into_iter().find_map(|a| match a {
+            Attribute::Value(v) => Some(v),
+            _ => None,
+        }))
     }
 
     /// CKA_IDs of private keys carrying this label (for finding a candidate
@@ -956,6 +1169,7 @@ impl Token {
         for class in classes {
             for h in self.find(&[Attribute::Class(*class), Attribute::Id(id.to_vec())])? {
                 self.session().destroy_object(h).map_err(error::map)?;
+                self.forget(h);
                 n += 1;
             }
         }
@@ -976,6 +1190,53 @@ impl Token {
 }
 
 pub use cryptoki::object::ObjectClass as Class;
+
+/// A public key's SubjectPublicKeyInfo from its attributes.
+fn spki_from_parts(
+    kt: Option<KeyType>,
+    n: Option<Vec<u8>>,
+    e: Option<Vec<u8>>,
+    point: Option<Vec<u8>>,
+) -> Result<Vec<u8>> {
+    let malformed = |what: &str| TokenError::Malformed(what.to_string());
+    match kt {
+        Some(t) if t == KeyType::RSA => {
+            let (n, e) = n
+                .zip(e)
+                .ok_or_else(|| malformed("RSA public key without modulus"))?;
+            keys::rsa_spki(&n, &e).map_err(|e| malformed(&format!("RSA public key: {e}")))
+        }
+        Some(t) if t == KeyType::EC => {
+            let point = point
+                .as_deref()
+                .and_then(keys::ec_point_from_attribute)
+                .ok_or_else(|| malformed("EC public key that is not an uncompressed P-256 point"))?;
+            keys::ec_p256_spki(&point).map_err(|e| malformed(&format!("EC public key: {e}")))
+        }
+        _ => Err(TokenError::Unsupported {
+            what: "keys other than RSA and EC P-256".into(),
+        }),
+    }
+}
+
+/// An attribute value read in one call, as cryptoki's typed attribute.
+fn attribute_from(t: AttributeType, v: Vec<u8>) -> Option<Attribute> {
+    let ulong = |v: &[u8]| -> Option<u64> {
+        let bytes: [u8; 8] = v.try_into().ok()?;
+        Some(u64::from_ne_bytes(bytes))
+    };
+    Some(match t {
+        AttributeType::Id => Attribute::Id(v),
+        AttributeType::Label => Attribute::Label(v),
+        AttributeType::Value => Attribute::Value(v),
+        AttributeType::Modulus => Attribute::Modulus(v),
+        AttributeType::PublicExponent => Attribute::PublicExponent(v),
+        AttributeType::EcPoint => Attribute::EcPoint(v),
+        AttributeType::Class => Attribute::Class(ObjectClass::try_from(ulong(&v)?).ok()?),
+        AttributeType::KeyType => Attribute::KeyType(KeyType::try_from(ulong(&v)?).ok()?),
+        _ => return None,
+    })
+}
 
 /// Run blocking token work from async code: on a multi-thread tokio runtime
 /// the worker hands its other tasks away first, so the runtime never stalls

@@ -213,9 +213,9 @@ async fn start(
             Ok(new) => a.update_renewal(&task_id, |s| {
                 s.state = "done";
                 s.step = Step::Done.as_str().into();
-                s.message = format!("renewed: {}", new.subject);
-                s.certificate = Some(STANDARD.encode(&new.der));
-                s.not_after = Some(rfc3339(new.not_after));
+                s.message = format!("renewed: {}", new.cert.subject);
+                s.certificate = Some(STANDARD.encode(&new.cert.der));
+                s.not_after = Some(rfc3339(new.cert.not_after));
             }),
             Err(e) => {
                 let text = e.to_string();
