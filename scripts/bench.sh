@@ -54,7 +54,7 @@ if [ "$QUICK" = 1 ]; then
     N_LOGON=50 N_SIGN=200 N_PROC=20 N_RENEW=3 N_STATUS=10 N_READY=5 IDLE_SECS=15 FLOOD_SECS=5
     N_SLOW_LOGON=3 N_SLOW_STATUS=2 N_SLOW_RENEW=1 N_SLOW_PROC=3
 else
-    N_LOGON=200 N_SIGN=200 N_PROC=100 N_RENEW=7 N_STATUS=30 N_READY=10 IDLE_SECS=60 FLOOD_SECS=10
+    N_LOGON=200 N_SIGN=200 N_PROC=100 N_RENEW=9 N_STATUS=30 N_READY=10 IDLE_SECS=60 FLOOD_SECS=10
     N_SLOW_LOGON=10 N_SLOW_STATUS=5 N_SLOW_RENEW=3 N_SLOW_PROC=10
 fi
 log() { echo "bench: $*" >&2; }
@@ -280,6 +280,8 @@ PROC=$(for _ in $(seq "$N_PROC"); do time_ms proc_sign "$ID"; done | stats)
 # ================================================================ 5. hostile flood with a real logon beside it
 log "5. hostile-origin flood (${FLOOD_SECS} s) with logons beside it"
 FLOOD=$("$HELPER" flood --addr "$API" --origin "$ORIGIN" --evil https://evil.example --conns 4 --secs "$FLOOD_SECS")
+# At the goal's rate (1% over, so that start and end still average 20k/s).
+FLOOD_PACED=$("$HELPER" flood --addr "$API" --origin "$ORIGIN" --evil https://evil.example --conns 4 --secs "$FLOOD_SECS" --rate 20200)
 RSS_AFTER_WORK=$(awk '/^VmRSS:/ {print $2}' "/proc/$AGENT_PID/status")
 stop "$AGENT_PID"
 
@@ -403,12 +405,15 @@ row() { printf '  %-44s %-34s %-22s %s\n' "$@"; }
     echo "    headless: $IDLE_HEADLESS"
     echo "    tray:     $IDLE_TRAY (tray item on the bus: $TRAY_ITEM)"
     echo
-    echo "5. hostile-origin flood: GET /v1/status, Origin https://evil.example, 4 keep-alive connections, ${FLOOD_SECS} s"
+    echo "5. hostile-origin flood: GET /v1/status, Origin https://evil.example, 4 keep-alive connections, ${FLOOD_SECS} s each"
     row "measure" "figure" "goal" "verdict"
-    row "refused (403) per second" "$(field refused_per_s "$FLOOD") (other answers $(field other "$FLOOD"), errors $(field errors "$FLOOD"))" ">= 20000" "$(verdict "$(field refused_per_s "$FLOOD")" ">=" 20000)"
-    row "real logon beside it, p50 / p99" "$(r3 "$(field logon_p50 "$FLOOD")") / $(r3 "$(field logon_p99 "$FLOOD")") (n=$(field logon_n "$FLOOD"), failed $(field logon_failed "$FLOOD"))" "p99 < 50 ms" "$(verdict "$(field logon_p99 "$FLOOD")" "<" 50)"
-    echo "    the same logon without the flood (section 2): p50 $(r3 "$(field p50 "$LOGON")") / p99 $(r3 "$(field p99 "$LOGON")"); the flood's client threads share the 2 cores with the agent"
+    row "as fast as it goes: refused (403) per s" "$(field refused_per_s "$FLOOD") (other $(field other "$FLOOD"), errors $(field errors "$FLOOD"))" ">= 20000" "$(verdict "$(field refused_per_s "$FLOOD")" ">=" 20000)"
+    row "  a real logon beside it, p50 / p99" "$(r3 "$(field logon_p50 "$FLOOD")") / $(r3 "$(field logon_p99 "$FLOOD")") (n=$(field logon_n "$FLOOD"), failed $(field logon_failed "$FLOOD"))" "p99 < 50 ms" "$(verdict "$(field logon_p99 "$FLOOD")" "<" 50)"
+    row "paced at 20.2k/s: refused (403) per s" "$(field refused_per_s "$FLOOD_PACED") (other $(field other "$FLOOD_PACED"), errors $(field errors "$FLOOD_PACED"))" ">= 20000" "$(verdict "$(field refused_per_s "$FLOOD_PACED")" ">=" 20000)"
+    row "  a real logon beside it, p50 / p99" "$(r3 "$(field logon_p50 "$FLOOD_PACED")") / $(r3 "$(field logon_p99 "$FLOOD_PACED")") (n=$(field logon_n "$FLOOD_PACED"), failed $(field logon_failed "$FLOOD_PACED"))" "p99 < 50 ms" "$(verdict "$(field logon_p99 "$FLOOD_PACED")" "<" 50)"
+    echo "    the same logon without a flood (section 2): p50 $(r3 "$(field p50 "$LOGON")") / p99 $(r3 "$(field p99 "$LOGON")"); the flood's client threads share the 2 cores with the agent"
     echo
+
     echo "6. a USB token's pace: +20 ms every call, +2 s per key generation (p50; renewal: median of $N_SLOW_RENEW)"
     row "operation" "p50" "compared with" ""
     row "certagent status" "$(r1 "$(field p50 "$S_STATUS")")" "" ""

@@ -83,6 +83,9 @@ enum Cmd {
         conns: usize,
         #[arg(long, default_value_t = 10)]
         secs: u64,
+        /// Requests per second over all connections (0: as fast as they go).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
     },
     /// Spawn the command after `--`, time until `/v1/status` answers 200, kill it; `--count` times.
     Ready {
@@ -133,7 +136,8 @@ fn main() -> ExitCode {
             evil,
             conns,
             secs,
-        } => flood(addr, &origin, &evil, conns, Duration::from_secs(secs)),
+            rate,
+        } => flood(addr, &origin, &evil, conns, Duration::from_secs(secs), rate),
         Cmd::Ready {
             addr,
             origin,
@@ -435,7 +439,10 @@ fn flood(
     evil: &str,
     conns: usize,
     secs: Duration,
+    rate: u64,
 ) -> Result<String> {
+    // Each connection's share of the rate, as the time between its requests.
+    let interval = (rate > 0).then(|| Duration::from_secs_f64(conns as f64 / rate as f64));
     let stop = Arc::new(AtomicBool::new(false));
     let refused = Arc::new(AtomicU64::new(0));
     let other = Arc::new(AtomicU64::new(0));
@@ -452,7 +459,15 @@ fn flood(
         );
         workers.push(std::thread::spawn(move || {
             let mut conn = Conn::new(addr);
+            let mut next = Instant::now();
             while !stop.load(Ordering::Relaxed) {
+                if let Some(interval) = interval {
+                    next += interval;
+                    let now = Instant::now();
+                    if next > now {
+                        std::thread::sleep(next - now);
+                    }
+                }
                 match conn.send(&request) {
                     Ok(403) => refused.fetch_add(1, Ordering::Relaxed),
                     Ok(_) => other.fetch_add(1, Ordering::Relaxed),
@@ -486,7 +501,7 @@ fn flood(
         summary(&times)
     };
     Ok(format!(
-        "conns={conns} secs={elapsed:.1} refused={refused} refused_per_s={:.0} other={} errors={} logon_failed={failed} logon_{}",
+        "conns={conns} rate={rate} secs={elapsed:.1} refused={refused} refused_per_s={:.0} other={} errors={} logon_failed={failed} logon_{}",
         refused as f64 / elapsed,
         other.load(Ordering::Relaxed),
         errors.load(Ordering::Relaxed),
@@ -532,6 +547,8 @@ fn ready(addr: SocketAddr, origin: &str, count: usize, command: &[String]) -> Re
 /// One thread's counters (all monotonic while it lives).
 #[derive(Default, Clone, Copy)]
 struct ThreadSample {
+    /// The thread's name (comm, at most 15 bytes).
+    name: [u8; 16],
     /// Run time from schedstat, nanoseconds.
     run_ns: u64,
     voluntary: u64,
@@ -549,6 +566,11 @@ fn threads(pid: u32) -> Result<HashMap<u32, ThreadSample>> {
         };
         let p = task.path();
         let mut s = ThreadSample::default();
+        if let Ok(t) = std::fs::read(p.join("comm")) {
+            for (d, c) in s.name.iter_mut().zip(t.iter().filter(|c| **c != b'\n')) {
+                *d = *c;
+            }
+        }
         if let Ok(t) = std::fs::read_to_string(p.join("schedstat")) {
             s.run_ns = t
                 .split_whitespace()
@@ -628,23 +650,42 @@ fn idle(pid: u32, window: Duration, log: Option<&std::path::Path>) -> Result<Str
     let ticks = process_ticks(pid)?.saturating_sub(ticks_before);
     let calls = lines_in(log).saturating_sub(calls_before);
     let (mut run_ns, mut voluntary, mut nonvoluntary) = (0u64, 0u64, 0u64);
+    let mut by_thread: std::collections::BTreeMap<String, u64> = Default::default();
     for (tid, now) in &last {
         let was = first.get(tid).copied().unwrap_or_default();
         run_ns += now.run_ns.saturating_sub(was.run_ns);
-        voluntary += now.voluntary.saturating_sub(was.voluntary);
-        nonvoluntary += now.nonvoluntary.saturating_sub(was.nonvoluntary);
+        let v = now.voluntary.saturating_sub(was.voluntary);
+        let n = now.nonvoluntary.saturating_sub(was.nonvoluntary);
+        voluntary += v;
+        nonvoluntary += n;
+        if v + n > 0 {
+            let name = String::from_utf8_lossy(&now.name)
+                .trim_end_matches('\0')
+                .replace([' ', '=', ','], "_");
+            *by_thread.entry(name).or_default() += v + n;
+        }
     }
+    let by_thread = by_thread
+        .iter()
+        .map(|(k, v)| format!("{k}:{v}"))
+        .collect::<Vec<_>>()
+        .join(",");
     let born = last.keys().filter(|t| !first.contains_key(t)).count();
     let alive = threads(pid)?.len();
     let per_min = |v: u64| v as f64 * 60.0 / secs;
     let run_ms = run_ns as f64 / 1e6;
     Ok(format!(
-        "secs={secs:.1} rss_kb={} hwm_kb={} threads={alive} threads_started={born} cpu_ms={run_ms:.3} cpu_s_per_hour={:.3} tick_cpu_ms={} voluntary={voluntary} nonvoluntary={nonvoluntary} wakeups_per_min={:.1} pkcs11_calls={calls} pkcs11_per_min={:.1}",
+        "secs={secs:.1} rss_kb={} hwm_kb={} threads={alive} threads_started={born} cpu_ms={run_ms:.3} cpu_s_per_hour={:.3} tick_cpu_ms={} voluntary={voluntary} nonvoluntary={nonvoluntary} wakeups_per_min={:.1} switches_by_thread={} pkcs11_calls={calls} pkcs11_per_min={:.1}",
         status_kb(pid, "VmRSS:"),
         status_kb(pid, "VmHWM:"),
         run_ms / 1000.0 * 3600.0 / secs,
         ticks * 1000 / hz,
         per_min(voluntary + nonvoluntary),
+        if by_thread.is_empty() {
+            "none"
+        } else {
+            &by_thread
+        },
         per_min(calls),
     ))
 }
