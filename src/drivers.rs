@@ -89,6 +89,11 @@ pub struct Capabilities {
     /// `ecdsa-p256-sha256`). A scheme also needs the token's mechanism.
     #[serde(default)]
     pub signing: Vec<String>,
+    /// Whether C_WaitForSlotEvent reports insertion and removal: `true`, the
+    /// agent waits on it; `false`, it polls the slot list instead; absent,
+    /// it tries and falls back to polling.
+    #[serde(default)]
+    pub slot_events: Option<bool>,
 }
 
 /// Known deviations of the module from what PKCS#11 promises.

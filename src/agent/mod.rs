@@ -104,11 +104,12 @@ impl Agent {
     }
 }
 
-/// The longest the agent sleeps between looks at the token and the wall
-/// clock. Waking re-reads the wall clock, so a suspend or a clock change is
-/// noticed within this time; it is the only periodic work, and it is cheap
-/// (a slot listing and a few attribute reads).
-const TICK: Duration = Duration::from_secs(15);
+/// The longest the desk sleeps between looks at the wall clock (the token
+/// is the watch's: this look reads the owner's remembered view, no round
+/// trip). Waking re-reads the wall clock, so a suspend or a clock change is
+/// noticed within this time; once a minute keeps an idle agent at one
+/// wake-up a minute.
+const TICK: Duration = Duration::from_secs(60);
 /// While a renewal runs, its progress is shown this often.
 const WORKING_TICK: Duration = Duration::from_millis(500);
 
@@ -138,6 +139,12 @@ pub fn run(config: Config, drivers: Drivers, no_tray: bool) -> Result<(), Error>
         .map_err(Error::Io)?;
     let (actions, inbox) = mpsc::channel::<Action>();
     rt.block_on(agent.owner.learn_issuers());
+    {
+        let changed = actions.clone();
+        agent.owner.start_watch(move |present| {
+            let _ = changed.send(Action::TokenChanged(present));
+        });
+    }
 
     let api = if agent
         .config
@@ -202,6 +209,12 @@ pub fn run(config: Config, drivers: Drivers, no_tray: bool) -> Result<(), Error>
             Ok(Action::Renew) => desk.renew(&rt),
             Ok(Action::ShowCertificate) => desk.show_certificate(),
             Ok(Action::OpenBankSite) => open_site(bank_site.as_deref()),
+            Ok(Action::TokenChanged(present)) => {
+                say!(
+                    "certagent: token {}",
+                    if present { "inserted" } else { "removed" }
+                );
+            }
             Err(RecvTimeoutError::Timeout) => {}
         }
         let view = desk.check();
@@ -234,7 +247,8 @@ impl Desk {
     fn check(&mut self) -> View {
         let now = OffsetDateTime::now_utc();
         let policy = self.agent.config.policy.clone();
-        let look = match self.agent.owner.look_now() {
+        // The watch's view: no round trip unless the token came or went.
+        let look = match self.agent.owner.cached_look() {
             Ok(l) => l,
             Err(e) => {
                 self.certs.clear();

@@ -13,9 +13,18 @@
 //! When the lease goes (on every path: success, error, a panic unwinding),
 //! it logs the token out and closes its session, and the next operation
 //! may start: a guard, never a flag reset at the end.
+//!
+//! The owner keeps what does not change while the token stays in its
+//! reader: the last look (token info, the certificates and their CKA_IDs),
+//! the slot, and the handles of keys already found, keyed by the token's
+//! serial. The [watch](Owner::start_watch) drops them when the token goes
+//! or comes: it waits on C_WaitForSlotEvent where the module has slot
+//! events, and otherwise compares the slot list (one C_GetSlotList, no
+//! session) every [`POLL`].
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use cryptoki::types::AuthPin;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -25,6 +34,23 @@ use crate::config::{BankConfig, Config, TokenConfig};
 use crate::drivers::Drivers;
 use crate::renewal::{Journal, Step};
 use crate::token::{Module, Token, TokenError, TokenInfo};
+
+/// How often a module without slot events has its slot list compared.
+pub const POLL: Duration = Duration::from_secs(20);
+/// A cached look older than this is taken afresh (a certificate changed by
+/// another program, with the token in its reader all along).
+const LOOK_MAX_AGE: Duration = Duration::from_secs(30 * 60);
+/// An operation that logs in uses a look at most this old, else reads the
+/// certificates again through its own session.
+const LEASE_LOOK_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// What the owner remembers of the token in its reader.
+struct Cache {
+    look: Look,
+    slot: cryptoki::slot::Slot,
+    taken: Instant,
+    taken_at: std::time::SystemTime,
+}
 
 /// Who holds the token, as the busy answer names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +93,7 @@ pub struct Owner {
     lease: Arc<Semaphore>,
     holder: Arc<Mutex<Option<&'static str>>>,
     issuers: Mutex<BankIssuers>,
+    cache: Mutex<Option<Cache>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -85,7 +112,122 @@ impl Owner {
             lease: Arc::new(Semaphore::new(1)),
             holder: Arc::new(Mutex::new(None)),
             issuers: Mutex::new(issuers),
+            cache: Mutex::new(None),
         })
+    }
+
+    fn module(&self) -> Result<Arc<Module>, TokenError> {
+        Module::load(&self.token.module, &self.drivers)
+    }
+
+    /// Forget what is cached about the token (it went, came, or changed).
+    pub fn invalidate(&self) {
+        *lock(&self.cache) = None;
+    }
+
+    /// The last look if it is recent and no certagent process changed the
+    /// token since, else a fresh one (blocking). The interrupted-renewal
+    /// state is always read afresh (a file, not the token).
+    pub fn cached_look(&self) -> Result<Look, TokenError> {
+        self.drop_if_changed();
+        let cached = lock(&self.cache)
+            .as_ref()
+            .filter(|c| c.taken.elapsed() < LOOK_MAX_AGE)
+            .map(|c| c.look.clone());
+        match cached {
+            Some(mut look) => {
+                look.pending = self.pending(&look.info.serial);
+                Ok(look)
+            }
+            None => self.look_now(),
+        }
+    }
+
+    /// Drop the cache if a renewal or enrolment (of any certagent process)
+    /// changed the token after the last look.
+    fn drop_if_changed(&self) {
+        let Some(dir) = &self.state_dir else { return };
+        let Ok(changed) =
+            std::fs::metadata(crate::renewal::changed_stamp(dir)).and_then(|m| m.modified())
+        else {
+            return;
+        };
+        let mut cache = lock(&self.cache);
+        if cache.as_ref().is_some_and(|c| changed >= c.taken_at) {
+            *cache = None;
+        }
+    }
+
+    fn pending(&self, serial: &str) -> Option<Step> {
+        self.state_dir
+            .as_deref()
+            .and_then(|d| match Journal::load(d, serial) {
+                Ok(j) => j.map(|j| j.entry.step),
+                Err(e) => {
+                    log::warn!("{e}");
+                    Some(Step::Started)
+                }
+            })
+    }
+
+    fn remember(&self, look: &Look, token: &Token) {
+        *lock(&self.cache) = Some(Cache {
+            look: look.clone(),
+            slot: token.slot(),
+            taken: Instant::now(),
+            taken_at: std::time::SystemTime::now(),
+        });
+    }
+
+    /// Watch the token: `changed` is called when it goes or comes. Waits on
+    /// slot events where the module has them (no call while idle), else
+    /// compares the slot list every [`POLL`]. Runs on a thread of its own.
+    pub fn start_watch(self: &Arc<Self>, changed: impl Fn(bool) + Send + 'static) {
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("token-watch".into())
+            .spawn(move || me.watch(changed));
+        if let Err(e) = spawned {
+            log::warn!("cannot watch the token: {e}");
+        }
+    }
+
+    fn watch(&self, changed: impl Fn(bool)) {
+        let Ok(module) = self.module() else {
+            return;
+        };
+        let events = module
+            .profile()
+            .and_then(|p| p.capabilities.slot_events)
+            .unwrap_or(true);
+        let mut last = module.present_slots().ok();
+        if events {
+            loop {
+                match module.wait_for_slot_event() {
+                    Ok(true) => {
+                        self.invalidate();
+                        let now = module.present_slots().ok();
+                        changed(now.as_ref().is_some_and(|s| !s.is_empty()));
+                        last = now;
+                    }
+                    // No slot events after all: poll.
+                    Ok(false) => break,
+                    Err(e) => {
+                        log::debug!("waiting for slot events: {e}");
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            }
+        }
+        loop {
+            std::thread::sleep(POLL);
+            let now = module.present_slots().ok();
+            if now != last {
+                self.invalidate();
+                changed(now.as_ref().is_some_and(|s| !s.is_empty()));
+                last = now;
+            }
+        }
     }
 
     /// Open the configured token (a session of its own, not logged in).
@@ -119,23 +261,22 @@ impl Owner {
     /// Look at the token without logging in (blocking: call off the async
     /// workers, or through [`Owner::look`]).
     pub fn look_now(&self) -> Result<Look, TokenError> {
-        let token = self.open()?;
-        self.look_with(&token)
+        let token = match self.open() {
+            Ok(t) => t,
+            Err(e) => {
+                self.invalidate();
+                return Err(e);
+            }
+        };
+        let look = self.look_with(&token)?;
+        self.remember(&look, &token);
+        Ok(look)
     }
 
     fn look_with(&self, token: &Token) -> Result<Look, TokenError> {
         let info = token.info()?;
         let certs = crate::cert::token_certificates(token, &self.issuers())?;
-        let pending =
-            self.state_dir
-                .as_deref()
-                .and_then(|d| match Journal::load(d, &info.serial) {
-                    Ok(j) => j.map(|j| j.entry.step),
-                    Err(e) => {
-                        log::warn!("{e}");
-                        Some(Step::Started)
-                    }
-                });
+        let pending = self.pending(&info.serial);
         Ok(Look {
             info,
             certs,
@@ -143,10 +284,11 @@ impl Owner {
         })
     }
 
-    /// Look at the token from async code.
-    pub async fn look(self: &Arc<Self>) -> Result<Look, TokenError> {
+    /// The watch's view of the token, from async code (a look only when
+    /// nothing recent is cached).
+    pub async fn view(self: &Arc<Self>) -> Result<Look, TokenError> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.look_now())
+        tokio::task::spawn_blocking(move || me.cached_look())
             .await
             .unwrap_or_else(|e| {
                 Err(TokenError::Unsupported {
@@ -164,6 +306,7 @@ impl Owner {
         Ok(Lease {
             owner: self.clone(),
             token: None,
+            changed: false,
             _permit: permit,
         })
     }
@@ -178,34 +321,94 @@ impl Owner {
 pub struct Lease {
     owner: Arc<Owner>,
     token: Option<Arc<Token>>,
+    changed: bool,
     // Dropped after `Drop::drop` has logged out: the next lease waits for it.
     _permit: OwnedSemaphorePermit,
 }
 
 impl Lease {
-    /// The token, opened on first use (blocking).
+    /// The token, opened on first use (blocking): a session on the slot
+    /// the owner knows, its identity read afresh (one C_OpenSession and one
+    /// C_GetTokenInfo); a different token there means a full look.
     pub fn token(&mut self) -> Result<Arc<Token>, TokenError> {
         if let Some(t) = &self.token {
             return Ok(t.clone());
         }
-        let t = Arc::new(self.owner.open()?);
+        let known = lock(&self.owner.cache)
+            .as_ref()
+            .map(|c| (c.slot, c.look.info.clone()));
+        let reuse = match known {
+            Some((slot, info)) => {
+                let opened = self
+                    .owner
+                    .module()
+                    .and_then(|m| m.open_slot(slot, info.clone()));
+                match opened {
+                    Ok(t) => match t.refresh_info() {
+                        Ok(now) if now.serial == info.serial && now.label == info.label => Some(t),
+                        _ => None,
+                    },
+                    Err(_) => None,
+                }
+            }
+            None => None,
+        };
+        let t = match reuse {
+            Some(t) => Arc::new(t),
+            None => {
+                self.owner.invalidate();
+                let t = Arc::new(self.owner.open()?);
+                let look = self.owner.look_with(&t)?;
+                self.owner.remember(&look, &t);
+                t
+            }
+        };
         self.token = Some(t.clone());
         Ok(t)
     }
 
-    /// Look at the token through this lease's session.
+    /// The token as last seen (certificates and identity), through the
+    /// owner's cache; the PIN state in it is fresh from [`Lease::token`].
     pub fn look(&mut self) -> Result<Look, TokenError> {
+        self.owner.drop_if_changed();
         let token = self.token()?;
-        self.owner.look_with(&token)
+        let recent = lock(&self.owner.cache)
+            .as_ref()
+            .filter(|c| c.taken.elapsed() < LEASE_LOOK_MAX_AGE)
+            .map(|c| c.look.clone());
+        let mut look = match recent {
+            Some(mut l) => {
+                l.pending = self.owner.pending(&l.info.serial);
+                l
+            }
+            None => self.fresh_look()?,
+        };
+        look.info = token.info()?;
+        Ok(look)
     }
 
-    /// Log in with this PIN (`None`: the reader's PIN pad). The token is
-    /// logged out first, so the token itself checks this PIN; a rejected
-    /// PIN is reported and never retried.
+    /// Read the certificates again through this lease's session (the cache
+    /// was old, or did not hold what the caller asked for).
+    pub fn fresh_look(&mut self) -> Result<Look, TokenError> {
+        let token = self.token()?;
+        let look = self.owner.look_with(&token)?;
+        self.owner.remember(&look, &token);
+        Ok(look)
+    }
+
+    /// Log in with this PIN (`None`: the reader's PIN pad). The token
+    /// checks this PIN: a token already logged in is an error here, never
+    /// a success (the lease logs out whenever it ends). A rejected PIN is
+    /// reported and never retried.
     pub fn login(&mut self, pin: Option<&AuthPin>) -> Result<(), TokenError> {
         let token = self.token()?;
-        token.logout()?;
         token.login(pin)
+    }
+
+    /// The operation changed the token (a renewal): what the owner
+    /// remembers of it is dropped when the lease ends.
+    pub fn changed_token(&mut self) {
+        self.changed = true;
     }
 }
 
@@ -215,6 +418,9 @@ impl Drop for Lease {
             && let Err(e) = t.logout()
         {
             log::debug!("logging out after the operation: {e}");
+        }
+        if self.changed {
+            self.owner.invalidate();
         }
         *lock(&self.owner.holder) = None;
     }

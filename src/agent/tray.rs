@@ -39,6 +39,8 @@ pub enum Action {
     ShowCertificate,
     OpenBankSite,
     Quit,
+    /// The token watch saw the token come (`true`) or go.
+    TokenChanged(bool),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -437,9 +437,26 @@ pub struct Renewal<'a> {
     pub progress: &'a dyn Progress,
 }
 
+/// The file whose time says when certagent last changed a token (a
+/// renewal or enrolment, in any process): a running agent drops what it
+/// remembers of the token when it is newer than its last look.
+pub fn changed_stamp(state_dir: &Path) -> PathBuf {
+    state_dir.join("token-changed")
+}
+
 /// Run a planned attempt to the end: start a new one (journalled) or resume
 /// the interrupted one. Returns the new certificate, already on the token.
 pub async fn execute(r: Renewal<'_>, plan: Plan) -> Result<TokenCert, RenewalError> {
+    let state_dir = r.state_dir.to_path_buf();
+    let result = execute_inner(r, plan).await;
+    // Whatever happened, the token may have changed: tell a running agent.
+    if let Err(e) = std::fs::write(changed_stamp(&state_dir), b"") {
+        log::debug!("cannot mark the token changed: {e}");
+    }
+    result
+}
+
+async fn execute_inner(r: Renewal<'_>, plan: Plan) -> Result<TokenCert, RenewalError> {
     let (journal, fresh, label) = match plan {
         Plan::Resume(j) => {
             let j = *j;

@@ -50,6 +50,9 @@ pub struct Module {
     library: OnceLock<LibraryInfo>,
     profile: OnceLock<Option<Profile>>,
     raw: Option<raw::Raw>,
+    /// Mechanism lists by (slot, token serial): they do not change while
+    /// the token stays in its reader.
+    mechanisms: Mutex<HashMap<(u64, String), Vec<MechanismType>>>,
 }
 
 /// What the library says about itself.
@@ -173,6 +176,7 @@ impl Module {
             library: OnceLock::new(),
             profile: OnceLock::new(),
             raw,
+            mechanisms: Mutex::new(HashMap::new()),
         });
         modules.insert(path, module.clone());
         Ok(module)
@@ -307,6 +311,29 @@ impl Module {
             session.logout().map_err(error::map)?;
         }
         self.open(&selector)
+    }
+
+    /// Open a session on a token already found (by [`Module::open`]) in
+    /// `slot`, without looking through the slots again: one C_OpenSession.
+    /// The caller checks the identity with [`Token::refresh_info`] where it matters.
+    pub fn open_slot(self: &Arc<Self>, slot: Slot, info: TokenInfo) -> Result<Token> {
+        Token::open(self.clone(), slot, info)
+    }
+
+    /// The slots that hold a token now (one C_GetSlotList): what a cheap
+    /// watch compares between looks.
+    pub fn present_slots(&self) -> Result<Vec<u64>> {
+        Ok(self.slot_list(true)?.iter().map(|s| s.id()).collect())
+    }
+
+    /// Block until a slot event (C_WaitForSlotEvent). `Ok(false)`: the
+    /// module has no slot events (SoftHSM), the caller polls instead.
+    pub fn wait_for_slot_event(&self) -> Result<bool> {
+        match self.ctx.wait_for_slot_event() {
+            Ok(_) => Ok(true),
+            Err(CkError::Pkcs11(RvError::FunctionNotSupported, _)) => Ok(false),
+            Err(e) => Err(error::map(e)),
+        }
     }
 
     /// Open the one token `selector` names.
@@ -445,6 +472,8 @@ pub struct Token {
     handles: Mutex<Handles>,
 }
 
+// CK_OBJECT_CLASS is a CK_ULONG: u64 here, u32 on Windows.
+#[allow(clippy::useless_conversion)]
 fn class_key(class: ObjectClass) -> u64 {
     u64::from(cryptoki_sys::CK_OBJECT_CLASS::from(class))
 }
@@ -462,6 +491,11 @@ impl std::fmt::Debug for Token {
 }
 
 impl Token {
+    /// The slot the token is in.
+    pub fn slot(&self) -> Slot {
+        self.slot
+    }
+
     fn open(module: Arc<Module>, slot: Slot, info: TokenInfo) -> Result<Token> {
         let session = if info.write_protected {
             module.ctx.open_ro_session(slot)
@@ -594,7 +628,16 @@ impl Token {
     /// The mechanisms the token lists.
     pub fn mechanisms(&self) -> &[MechanismType] {
         self.mechanisms.get_or_init(|| {
-            let listed = match self.module.raw.as_ref().and_then(|r| r.mechanisms(self.slot.id())) {
+            let key = (self.slot.id(), lock(&self.info).serial.clone());
+            if let Some(known) = lock(&self.module.mechanisms).get(&key) {
+                return known.clone();
+            }
+            let listed = match self
+                .module
+                .raw
+                .as_ref()
+                .and_then(|r| r.mechanisms(self.slot.id()))
+            {
                 Some(r) => r.map(|l| {
                     l.into_iter()
                         .filter_map(|m| MechanismType::try_from(m).ok())
@@ -602,10 +645,16 @@ impl Token {
                 }),
                 None => self.module.ctx.get_mechanism_list(self.slot),
             };
-            listed.unwrap_or_else(|e| {
-                log::warn!("cannot read the token's mechanism list: {e}");
-                Vec::new()
-            })
+            match listed {
+                Ok(list) => {
+                    lock(&self.module.mechanisms).insert(key, list.clone());
+                    list
+                }
+                Err(e) => {
+                    log::warn!("cannot read the token's mechanism list: {e}");
+                    Vec::new()
+                }
+            }
         })
     }
 
@@ -719,7 +768,9 @@ impl Token {
             let spki = spki_from_parts(kt, n, e, point).ok();
             out.push(IdObject {
                 class,
-                value: (class == ObjectClass::CERTIFICATE).then_some(value).flatten(),
+                value: (class == ObjectClass::CERTIFICATE)
+                    .then_some(value)
+                    .flatten(),
                 spki,
                 handle: h,
             });
@@ -1210,7 +1261,9 @@ fn spki_from_parts(
             let point = point
                 .as_deref()
                 .and_then(keys::ec_point_from_attribute)
-                .ok_or_else(|| malformed("EC public key that is not an uncompressed P-256 point"))?;
+                .ok_or_else(|| {
+                    malformed("EC public key that is not an uncompressed P-256 point")
+                })?;
             keys::ec_p256_spki(&point).map_err(|e| malformed(&format!("EC public key: {e}")))
         }
         _ => Err(TokenError::Unsupported {

@@ -13,11 +13,11 @@
 
 use std::path::Path;
 
-use cryptoki::error::{Error as CkError, Rv};
 use cryptoki::context::Function;
+use cryptoki::error::{Error as CkError, Rv};
 use cryptoki_sys::{
-    CK_ATTRIBUTE, CK_ATTRIBUTE_TYPE, CK_FUNCTION_LIST, CK_MECHANISM_TYPE, CK_OBJECT_HANDLE,
-    CK_RV, CK_SESSION_HANDLE, CK_SLOT_ID, CK_ULONG, CK_UNAVAILABLE_INFORMATION,
+    CK_ATTRIBUTE, CK_ATTRIBUTE_TYPE, CK_FUNCTION_LIST, CK_MECHANISM_TYPE, CK_OBJECT_HANDLE, CK_RV,
+    CK_SESSION_HANDLE, CK_SLOT_ID, CK_ULONG, CK_UNAVAILABLE_INFORMATION,
 };
 
 const CKR_OK: CK_RV = 0;
@@ -94,7 +94,10 @@ impl Raw {
     }
 
     /// C_GetMechanismList into a buffer of 512 mechanisms.
-    pub(super) fn mechanisms(&self, slot: CK_SLOT_ID) -> Option<Result<Vec<CK_MECHANISM_TYPE>, CkError>> {
+    pub(super) fn mechanisms(
+        &self,
+        slot: CK_SLOT_ID,
+    ) -> Option<Result<Vec<CK_MECHANISM_TYPE>, CkError>> {
         let f = self.functions().C_GetMechanismList?;
         let mut buf: Vec<CK_MECHANISM_TYPE> = vec![0; 512];
         let mut count: CK_ULONG = 512;

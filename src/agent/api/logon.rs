@@ -106,7 +106,7 @@ pub(super) async fn logon(
     let a = agent.clone();
     let origin = origin.to_string();
     blocking(move || {
-        let look = lease.look().map_err(token_failure)?;
+        let mut look = lease.look().map_err(token_failure)?;
         let now = OffsetDateTime::now_utc();
         let policy = &a.config.policy;
         let usable = |c: &TokenCert| {
@@ -115,7 +115,17 @@ pub(super) async fn logon(
                 State::Valid | State::RenewalDue
             )
         };
-        let chosen = choose(look.certs.bank, id.as_deref(), usable)?;
+        // The remembered certificates first; what they do not hold is read
+        // again from the token (it may have changed since).
+        let chosen = match choose(look.certs.bank.clone(), id.as_deref(), usable) {
+            Ok(c) => c,
+            Err(_) => {
+                let info = look.info.clone();
+                look = lease.fresh_look().map_err(token_failure)?;
+                look.info = info;
+                choose(look.certs.bank.clone(), id.as_deref(), usable)?
+            }
+        };
         let state = policy
             .assess(chosen.cert.not_before, chosen.cert.not_after, now)
             .state;
@@ -164,9 +174,15 @@ pub(super) async fn logon(
         let mut message = Vec::with_capacity(64);
         message.extend_from_slice(&Sha256::digest(origin.as_bytes()));
         message.extend_from_slice(&Sha256::digest(&challenge));
-        let signature = token
-            .sign(&chosen.id, scheme, &message)
-            .map_err(token_failure)?;
+        let signature = match token.sign(&chosen.id, scheme, &message) {
+            Ok(s) => s,
+            Err(e @ TokenError::KeyNotFound { .. }) => {
+                // The token changed under the remembered view: look again next time.
+                lease.changed_token();
+                return Err(token_failure(e));
+            }
+            Err(e) => return Err(token_failure(e)),
+        };
         Ok(LogonToken {
             format: TOKEN_FORMAT,
             certificate: STANDARD.encode(&chosen.cert.der),

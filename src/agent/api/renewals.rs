@@ -119,7 +119,8 @@ async fn start(
     let a = agent.clone();
     let dir = state_dir.clone();
     let prepared = blocking(move || {
-        let look = lease.look().map_err(token_failure)?;
+        // A renewal reads the token afresh: it is about to change it.
+        let look = lease.fresh_look().map_err(token_failure)?;
         let plan = renewal::plan_renewal(
             &dir,
             &look.info.serial,
@@ -188,8 +189,10 @@ async fn start(
     let a = agent.clone();
     let task_id = rid.clone();
     tokio::spawn(async move {
-        // Held until the renewal ends, however it ends.
-        let _lease = lease;
+        // Held until the renewal ends, however it ends; what the owner
+        // remembers of the token is dropped then (the token changed).
+        let mut lease = lease;
+        lease.changed_token();
         let progress = |step: Step, message: &str| {
             a.update_renewal(&task_id, |s| {
                 s.step = step.as_str().to_string();

@@ -12,6 +12,7 @@
 //! | `FAULT_PKCS11_LOG` | a file that gets one line per call: `N C_Function` |
 //! | `FAULT_PKCS11_DELAY_MS` | every call waits this long first (a USB token's round trip) |
 //! | `FAULT_PKCS11_KEYGEN_MS` | C_GenerateKeyPair waits this long first (a card generating a key) |
+//! | `FAULT_PKCS11_PRESENCE` | a file: the token is in its reader while it exists. Taken out, the slot list shows no token and token calls fail (CKR_TOKEN_NOT_PRESENT, CKR_DEVICE_REMOVED); C_WaitForSlotEvent reports each change, as a reader does |
 //!
 //! The forwarding table is generated from cryptoki-sys's `CK_FUNCTION_LIST`
 //! (see build.rs): each entry gets a trampoline whose argument types are
@@ -23,11 +24,17 @@ use std::io::Write;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use cryptoki_sys::{CK_FUNCTION_LIST, CK_FUNCTION_LIST_PTR_PTR, CK_RV};
+use cryptoki_sys::{
+    CK_BBOOL, CK_FLAGS, CK_FUNCTION_LIST, CK_FUNCTION_LIST_PTR_PTR, CK_RV, CK_SLOT_ID, CK_ULONG,
+    CK_VOID_PTR,
+};
 
 const CKR_OK: CK_RV = 0;
 const CKR_GENERAL_ERROR: CK_RV = 0x05;
 const CKR_DEVICE_REMOVED: CK_RV = 0x32;
+const CKR_TOKEN_NOT_PRESENT: CK_RV = 0xE0;
+const CKR_NO_EVENT: CK_RV = 0x08;
+const CKF_DONT_BLOCK: CK_FLAGS = 1;
 
 include!(concat!(env!("OUT_DIR"), "/functions.rs"));
 
@@ -47,6 +54,7 @@ enum Mode {
 }
 
 struct Settings {
+    presence: Option<std::path::PathBuf>,
     at: Option<u64>,
     mode: Mode,
     log: Option<std::sync::Mutex<std::fs::File>>,
@@ -86,6 +94,7 @@ fn settings() -> &'static Settings {
                 .map(std::time::Duration::from_millis)
         };
         Settings {
+            presence: std::env::var_os("FAULT_PKCS11_PRESENCE").map(std::path::PathBuf::from),
             at,
             mode,
             log,
@@ -130,7 +139,101 @@ fn before(i: usize) -> Option<CK_RV> {
     if PULLED.load(Ordering::SeqCst) {
         return Some(CKR_DEVICE_REMOVED);
     }
+    if !present() {
+        return match NAMES.get(i).copied() {
+            Some(
+                "C_Initialize" | "C_Finalize" | "C_GetInfo" | "C_GetSlotList" | "C_GetSlotInfo"
+                | "C_WaitForSlotEvent" | "C_CloseSession" | "C_CloseAllSessions",
+            ) => None,
+            Some("C_GetTokenInfo" | "C_OpenSession" | "C_GetMechanismList" | "C_InitToken") => {
+                Some(CKR_TOKEN_NOT_PRESENT)
+            }
+            _ => Some(CKR_DEVICE_REMOVED),
+        };
+    }
     None
+}
+
+/// Whether the token is in its reader (always, without `FAULT_PKCS11_PRESENCE`).
+fn present() -> bool {
+    settings().presence.as_ref().is_none_or(|p| p.exists())
+}
+
+fn index_of(name: &str) -> usize {
+    NAMES.iter().position(|n| *n == name).unwrap_or(0)
+}
+
+/// C_GetSlotList: with the token out, no slot has a token.
+unsafe extern "C" fn get_slot_list(
+    token_present: CK_BBOOL,
+    list: *mut CK_SLOT_ID,
+    count: *mut CK_ULONG,
+) -> CK_RV {
+    let i = index_of("C_GetSlotList");
+    if let Some(rv) = before(i) {
+        return rv;
+    }
+    if token_present != 0 && !present() {
+        if count.is_null() {
+            return 0x07; // CKR_ARGUMENTS_BAD
+        }
+        // SAFETY: checked non-null; the caller owns it.
+        unsafe { *count = 0 };
+        return CKR_OK;
+    }
+    let p = REAL[i].load(Ordering::SeqCst);
+    if p == 0 {
+        return CKR_GENERAL_ERROR;
+    }
+    // SAFETY: the real module's C_GetSlotList has exactly this type.
+    let f: unsafe extern "C" fn(CK_BBOOL, *mut CK_SLOT_ID, *mut CK_ULONG) -> CK_RV =
+        unsafe { std::mem::transmute_copy(&p) };
+    // SAFETY: forwarding the caller's arguments.
+    unsafe { f(token_present, list, count) }
+}
+
+/// The presence last reported by C_WaitForSlotEvent.
+static REPORTED: AtomicBool = AtomicBool::new(true);
+
+/// C_WaitForSlotEvent: reports each change of `FAULT_PKCS11_PRESENCE`.
+unsafe extern "C" fn wait_for_slot_event(
+    flags: CK_FLAGS,
+    slot: *mut CK_SLOT_ID,
+    _reserved: CK_VOID_PTR,
+) -> CK_RV {
+    if let Some(rv) = before(index_of("C_WaitForSlotEvent")) {
+        return rv;
+    }
+    loop {
+        let now = present();
+        if REPORTED.swap(now, Ordering::SeqCst) != now {
+            if !slot.is_null() {
+                // SAFETY: checked non-null; the caller owns it. The first
+                // slot of the real module is the one that changed.
+                unsafe { *slot = first_slot() };
+            }
+            return CKR_OK;
+        }
+        if flags & CKF_DONT_BLOCK != 0 {
+            return CKR_NO_EVENT;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn first_slot() -> CK_SLOT_ID {
+    let p = REAL[index_of("C_GetSlotList")].load(Ordering::SeqCst);
+    if p == 0 {
+        return 0;
+    }
+    // SAFETY: the real module's C_GetSlotList has exactly this type.
+    let f: unsafe extern "C" fn(CK_BBOOL, *mut CK_SLOT_ID, *mut CK_ULONG) -> CK_RV =
+        unsafe { std::mem::transmute_copy(&p) };
+    let mut buf: [CK_SLOT_ID; 8] = [0; 8];
+    let mut n: CK_ULONG = 8;
+    // SAFETY: the buffer holds `n` slots.
+    let rv = unsafe { f(0, buf.as_mut_ptr(), &mut n) };
+    if rv == CKR_OK && n > 0 { buf[0] } else { 0 }
 }
 
 /// Puts a trampoline for entry `I` in place of a real function pointer.
@@ -215,6 +318,11 @@ fn build_table() -> Result<Box<CK_FUNCTION_LIST>, CK_RV> {
     let mut ours = Box::new(*real);
     hook(real, &mut ours);
     ours.C_GetFunctionList = Some(C_GetFunctionList);
+    if settings().presence.is_some() {
+        ours.C_GetSlotList = Some(get_slot_list);
+        ours.C_WaitForSlotEvent = Some(wait_for_slot_event);
+        REPORTED.store(present(), Ordering::SeqCst);
+    }
     Ok(ours)
 }
 
