@@ -92,6 +92,7 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM # so that the EXIT trap stops what was started
 unpid() { # forget a pid that was stopped
     local keep=() p
     for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
