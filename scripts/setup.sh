@@ -9,7 +9,8 @@ set -euo pipefail
 
 certagent_demo_packages=(softhsm2 ca-certificates)
 certagent_test_packages=(opensc opensc-pkcs11 gnutls-bin openssl faketime
-    strongswan-pki libstrongswan-extra-plugins chromium chromium-driver dbus-daemon)
+    strongswan-pki libstrongswan-extra-plugins chromium chromium-driver dbus-daemon
+    curl util-linux python3)
 
 certagent_setup() {
     local wanted=("${certagent_demo_packages[@]}")

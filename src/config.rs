@@ -345,13 +345,30 @@ fn validate(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Conf
 }
 
 /// An origin is `scheme://host[:port]` with nothing after it (RFC 6454).
+/// A bank's pages are https; plain http is accepted for loopback hosts
+/// only (a tester's page on this machine), since anyone on the network path
+/// could inject script into an http page and have the user sign for it.
 fn check_origin(origin: &str) -> Result<(), &'static str> {
-    let rest = origin
-        .strip_prefix("https://")
-        .or_else(|| origin.strip_prefix("http://"))
-        .ok_or("must start with https:// or http://")?;
+    let (rest, https) = match origin.strip_prefix("https://") {
+        Some(r) => (r, true),
+        None => (
+            origin
+                .strip_prefix("http://")
+                .ok_or("must start with https://")?,
+            false,
+        ),
+    };
     if rest.is_empty() {
         return Err("has no host");
+    }
+    if !https {
+        let host = match rest.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => rest.split(':').next().unwrap_or(""),
+        };
+        if !matches!(host, "localhost" | "127.0.0.1" | "::1") {
+            return Err("must be https:// (http:// only for localhost, 127.0.0.1 and [::1])");
+        }
     }
     if rest.contains(['/', '?', '#', '@', ' ']) {
         return Err("must be scheme://host[:port] with no path, query or user");
@@ -450,6 +467,10 @@ listen = "127.0.0.1:31270"
                 "[bank]\nest_url = \"https://bank\"\nserver_roots = \"r.pem\"\norigins = [\"https://bank/\"]",
                 "bank.origins",
             ),
+            (
+                "[bank]\nest_url = \"https://bank\"\nserver_roots = \"r.pem\"\norigins = [\"http://ib.bank.example\"]",
+                "bank.origins",
+            ),
         ] {
             let e = parse(text).unwrap_err();
             assert!(e.contains(key), "{text:?} gave {e}");
@@ -486,5 +507,26 @@ listen = "127.0.0.1:31270"
     fn explicit_missing_file_is_an_error() {
         let e = Config::discover(Some(Path::new("/nonexistent/certagent.toml"))).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/certagent.toml"));
+    }
+
+    #[test]
+    fn origins_are_https_or_loopback_http() {
+        for ok in [
+            "https://ib.bank.example",
+            "https://ib.bank.example:8443",
+            "http://localhost:8080",
+            "http://127.0.0.1:9000",
+            "http://[::1]:80",
+        ] {
+            assert_eq!(check_origin(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://ib.bank.example",
+            "http://localhost.evil.example",
+            "http://127.0.0.2",
+            "ftp://bank",
+        ] {
+            assert!(check_origin(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -418,3 +418,106 @@ fn a_renewal_started_by_the_page_runs_to_the_end() {
     assert_eq!(s["certificates"][0]["state"], "valid", "{s}");
     assert_eq!(agent.page("GET", "/v1/renewals/ffff", "").status, 404);
 }
+
+#[test]
+fn another_os_users_request_is_refused_before_anything_else() {
+    common::require_with("setpriv", "apt-get install util-linux");
+    common::require_with("curl", "apt-get install curl");
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc_geteuid() } == 0;
+    assert!(
+        root,
+        "this test acts as another OS user (nobody) and needs root, as CI runs it"
+    );
+    let agent = Agent::start(20);
+    let url = format!("http://127.0.0.1:{}/v1/status", agent.port);
+    let host = format!("Host: {}", agent.host());
+    let curl = |as_nobody: bool| -> String {
+        let mut cmd = if as_nobody {
+            let mut c = std::process::Command::new("setpriv");
+            c.args([
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "curl",
+            ]);
+            c
+        } else {
+            std::process::Command::new("curl")
+        };
+        let out = cmd
+            .args(["-s", "-w", "\n%{http_code}", "-H", &host])
+            .args(["-H", &format!("Origin: {ORIGIN}"), &url])
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let theirs = curl(true);
+    assert!(theirs.ends_with("403"), "{theirs}");
+    assert!(
+        theirs.contains("\"user\"") && !theirs.contains("Ana"),
+        "{theirs}"
+    );
+    let ours = curl(false);
+    assert!(ours.ends_with("200") && ours.contains("Ana"), "{ours}");
+    assert!(agent.prompts().is_empty());
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+#[test]
+fn a_port_taken_by_another_user_names_that_user() {
+    common::require_with("setpriv", "apt-get install util-linux");
+    assert!(
+        std::path::Path::new("/usr/bin/python3").exists(),
+        "/usr/bin/python3 is missing: apt-get install python3"
+    );
+    // SAFETY: geteuid has no preconditions.
+    assert!(
+        unsafe { libc_geteuid() } == 0,
+        "this test listens as another OS user (nobody) and needs root, as CI runs it"
+    );
+    let hsm = common::SoftHsm::new();
+    let port = common::agent::free_port();
+    let mut holder = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+        ])
+        .arg(format!(
+            "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',{port}))\ns.listen()\ntime.sleep(30)"
+        ))
+        .spawn()
+        .expect("python3 as nobody");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the other user's listener did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(hsm.path().join("roots.pem"), "").expect("roots");
+    let config = hsm.config(
+        "softhsm2",
+        &format!(
+            "[bank]\nest_url = \"https://127.0.0.1:1/.well-known/est\"\nserver_roots = \"roots.pem\"\norigins = [\"{ORIGIN}\"]\n[agent]\nlisten = \"127.0.0.1:{port}\"\n"
+        ),
+    );
+    let out = hsm.certagent(&config, &["run", "--no-tray"], None);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("taken by nobody's program"),
+        "{}",
+        common::text(&out)
+    );
+}

@@ -396,12 +396,13 @@ impl Lease {
         Ok(look)
     }
 
-    /// Log in with this PIN (`None`: the reader's PIN pad). The token
-    /// checks this PIN: a token already logged in is an error here, never
-    /// a success (the lease logs out whenever it ends). A rejected PIN is
+    /// Log in with this PIN (`None`: the reader's PIN pad). The token is
+    /// logged out first, and "already logged in" is an error, never a
+    /// success: the token itself checks this PIN. A rejected PIN is
     /// reported and never retried.
     pub fn login(&mut self, pin: Option<&AuthPin>) -> Result<(), TokenError> {
         let token = self.token()?;
+        token.logout()?;
         token.login(pin)
     }
 

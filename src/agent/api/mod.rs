@@ -10,6 +10,7 @@
 
 mod gate;
 mod logon;
+mod peer;
 pub mod renewals;
 mod status;
 
@@ -86,7 +87,17 @@ pub async fn serve(agent: Arc<Agent>) -> Result<RunningApi, ApiError> {
         .await
         .map_err(|e| ApiError::Bind {
             addr: listen,
-            reason: e.to_string(),
+            reason: match (e.kind(), peer::listener(listen)) {
+                (std::io::ErrorKind::AddrInUse, Some(uid)) if uid == peer::me() => {
+                    "another program of yours listens there (is certagent running already?)"
+                        .to_string()
+                }
+                (std::io::ErrorKind::AddrInUse, Some(uid)) => format!(
+                    "it is taken by {}'s program (on a shared computer each user needs [agent] listen on a port of their own)",
+                    peer::user_name(uid)
+                ),
+                _ => e.to_string(),
+            },
         })?;
     let addr = listener.local_addr().map_err(|e| ApiError::Bind {
         addr: listen,
@@ -100,7 +111,7 @@ pub async fn serve(agent: Arc<Agent>) -> Result<RunningApi, ApiError> {
                 _ = &mut stopped => return,
                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             };
-            let (tcp, _) = tokio::select! {
+            let (tcp, from) = tokio::select! {
                 _ = &mut stopped => return,
                 a = listener.accept() => match a {
                     Ok(a) => a,
@@ -113,9 +124,19 @@ pub async fn serve(agent: Arc<Agent>) -> Result<RunningApi, ApiError> {
             let agent = agent.clone();
             tokio::spawn(async move {
                 let _permit = permit;
+                // Before anything else: the connecting process must be this
+                // user's (read from the kernel's socket table, off the workers).
+                let own = tokio::task::spawn_blocking(move || peer::allowed(from, addr))
+                    .await
+                    .unwrap_or(false);
                 let service = service_fn(move |req| {
                     let agent = agent.clone();
-                    async move { Ok::<_, Infallible>(handle(agent, addr, req).await) }
+                    async move {
+                        if !own {
+                            return Ok::<_, Infallible>(another_user());
+                        }
+                        Ok::<_, Infallible>(handle(agent, addr, req).await)
+                    }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -139,8 +160,16 @@ async fn handle(
 ) -> Response<Full<Bytes>> {
     let origin = match gate::gate(&agent, addr, req.headers()) {
         Ok(o) => o.to_string(),
-        // No CORS headers: the page learns nothing, not even the reason.
-        Err(f) => return failure(f, None),
+        // No CORS headers: the page learns nothing, not even the reason;
+        // and the connection ends with the answer.
+        Err(f) => {
+            let mut r = failure(f, None);
+            r.headers_mut().insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
+            return r;
+        }
     };
     let o = Some(origin.as_str());
     if req.method() == Method::OPTIONS {
@@ -179,6 +208,24 @@ async fn handle(
         _ => Err(Failure::new(404, "not-found", "no such endpoint")),
     };
     result.unwrap_or_else(|f| failure(f, o))
+}
+
+/// The answer to another OS user's process: 403, no CORS, nothing more,
+/// and the connection closed.
+fn another_user() -> Response<Full<Bytes>> {
+    let mut r = failure(
+        Failure::new(
+            403,
+            "user",
+            "this agent serves only its own user's programs",
+        ),
+        None,
+    );
+    r.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    r
 }
 
 fn token_failure(e: TokenError) -> Failure {
