@@ -15,8 +15,11 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
 fi
 
-# The whole workspace: the agent (root package) and the reference bank (bank/).
+# The whole workspace: the agent (root package), the reference bank (bank/)
+# and the forwarding PKCS#11 module the fault and round-trip tests load
+# (tests/fault-module: a cdylib, which only `cargo build` makes).
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo build --workspace --locked
 cargo nextest run --workspace --locked --no-fail-fast --profile ci
 scripts/package-test.sh

@@ -22,21 +22,6 @@ const LOGON: usize = 12;
 const RENEWAL: usize = 40;
 const IDLE_PER_MINUTE: usize = 4;
 
-fn fault_module() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary");
-    let lib = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory")
-        .join("libcertagent_fault_pkcs11.so");
-    assert!(
-        lib.exists(),
-        "{} is missing: build the workspace first (cargo build --workspace)",
-        lib.display()
-    );
-    lib
-}
-
 struct Env {
     hsm: SoftHsm,
     config: PathBuf,
@@ -60,7 +45,7 @@ impl Env {
             &config,
             format!(
                 "[token]\nmodule = \"{}\"\nlabel = \"{}\"\n[bank]\nest_url = \"https://{}/.well-known/est\"\nserver_roots = \"{}\"\norigins = [\"{ORIGIN}\"]\n[agent]\nlisten = \"127.0.0.1:{port}\"\npinentry = \"{}\"\n",
-                fault_module().display(),
+                common::fault_module().display(),
                 common::LABEL,
                 bank.addr(),
                 bank_dir.join("tls-roots.pem").display(),
@@ -170,32 +155,9 @@ fn status_and_renewal_stay_within_their_round_trip_budgets() {
     );
 }
 
-/// `certagent run --no-tray`, its log, and the moment it was ready.
+/// `certagent run --no-tray` on the forwarding module, logging its calls.
 fn start_agent(env: &Env, log: &Path) -> std::process::Child {
-    let mut child = env
-        .command(log)
-        .args(["run", "--no-tray"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("certagent run");
-    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !line.contains("certagent: ready") {
-        line.clear();
-        if lines.read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the agent did not start");
-    }
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        while lines.read_line(&mut sink).is_ok_and(|n| n > 0) {
-            sink.clear();
-        }
-    });
-    child
+    common::start_agent_process(env.command(log))
 }
 
 fn logon(port: u16) -> u16 {
@@ -279,7 +241,7 @@ fn the_watch_sees_the_token_go_and_come_within_a_second_without_touching_it() {
         env.hsm.path().join("drivers").join("fault-reader.toml"),
         format!(
             "name = \"fault-reader\"\ndescription = \"SoftHSM behind the test reader\"\ninstall = \"cargo build --workspace\"\n[paths]\nlinux = [\"{}\"]\n[capabilities]\nkey_types = [\"rsa-2048\"]\nsigning = [\"rsa-pkcs1-sha256\", \"rsa-pss-sha256\", \"ecdsa-p256-sha256\"]\nslot_events = true\n",
-            fault_module().display()
+            common::fault_module().display()
         ),
     )
     .expect("profile");

@@ -16,29 +16,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use certagent_bank::ServeOptions;
 use common::agent::{ANA, ORIGIN};
 use common::{PIN, SoftHsm, bank_cert_on_token, text};
-
-/// The forwarding module, built with the workspace.
-fn fault_module() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
-    let lib = dir.join("libcertagent_fault_pkcs11.so");
-    assert!(
-        lib.exists(),
-        "{} is missing: build the workspace first (cargo build --workspace)",
-        lib.display()
-    );
-    lib
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -105,7 +89,7 @@ impl Env {
             &config,
             format!(
                 "[token]\nmodule = \"{}\"\nlabel = \"{}\"\n[policy]\nrenew_window_days = 400\n[bank]\nest_url = \"https://{}/.well-known/est\"\nserver_roots = \"{}\"\n{listen}",
-                fault_module().display(),
+                common::fault_module().display(),
                 common::LABEL,
                 bank.addr(),
                 bank_dir.join("tls-roots.pem").display(),
@@ -333,32 +317,10 @@ impl Drop for Running {
 }
 
 fn start_agent(env: &Env, port: u16, fault: Option<(u64, Mode)>, log: Option<&Path>) -> Running {
-    use std::io::BufRead;
-    let mut child = env
-        .command(fault, log)
-        .args(["run", "--no-tray"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("certagent run");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = std::io::BufReader::new(stdout);
-    let mut line = String::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !line.contains("certagent: ready") {
-        line.clear();
-        if lines.read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the agent did not start");
+    Running {
+        child: common::start_agent_process(env.command(fault, log)),
+        port,
     }
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        while lines.read_line(&mut sink).is_ok_and(|n| n > 0) {
-            sink.clear();
-        }
-    });
-    Running { child, port }
 }
 
 fn logon(port: u16) -> (u16, String) {

@@ -49,62 +49,23 @@ fn hex_id(id: Option<&str>) -> Result<Option<Vec<u8>>, Error> {
     .transpose()
 }
 
+/// What `renew` and `enroll` differ in.
+enum Ask<'a> {
+    Renew,
+    Enroll { user: &'a str },
+}
+
 pub(super) fn renew(app: &App, id: Option<&str>, yes: bool) -> Result<(), Error> {
-    let bank = bank(app)?;
-    let want = hex_id(id)?;
-    let token = Arc::new(app.open_token()?);
-    let info = token.info()?;
-    if info.pin_locked {
-        return Err(TokenError::PinLocked.into());
-    }
-    let state_dir = state_dir()?;
-    let certs = app.certificates_for_bank(&token)?;
-    let plan = renewal::plan_renewal(
-        &state_dir,
-        &info.serial,
-        &certs,
-        &app.config.policy,
-        want.as_deref(),
-        OffsetDateTime::now_utc(),
-    )
-    .map_err(renewal_error)?;
-    match &plan {
-        Plan::Resume(_) => eprintln!("Resuming {}.", plan.describe()),
-        Plan::Start(_) => {
-            eprintln!("Renewing: {}.", plan.describe());
-            if !yes
-                && !app
-                    .prompt
-                    .confirm("Renew this certificate now? A new key is generated on the token.")?
-            {
-                return Err(Error::Usage("renewal cancelled".into()));
-            }
-        }
-    }
-    renewal::check_state_dir(&state_dir).map_err(renewal_error)?;
-    app.login(&token, "renew the bank certificate")?;
-    let rt = runtime()?;
-    let result = rt.block_on(renewal::execute(
-        Renewal {
-            token: token.clone(),
-            token_serial: info.serial.clone(),
-            bank,
-            key: app.config.key,
-            state_dir: &state_dir,
-            otp: None,
-            progress: &progress,
-        },
-        plan,
-    ));
-    // The login ends with the operation (other sessions of this process
-    // would keep it otherwise).
-    if let Err(e) = token.logout() {
-        log::debug!("logging out: {e}");
-    }
-    finish(app, result)
+    run(app, Ask::Renew, id, yes)
 }
 
 pub(super) fn enroll(app: &App, user: &str, id: Option<&str>, yes: bool) -> Result<(), Error> {
+    run(app, Ask::Enroll { user }, id, yes)
+}
+
+/// Pre-check (which may resume an interrupted attempt), confirm, PIN (and
+/// one-time password), then the shared procedure; the login ends with it.
+fn run(app: &App, ask: Ask<'_>, id: Option<&str>, yes: bool) -> Result<(), Error> {
     let bank = bank(app)?;
     let want = hex_id(id)?;
     let token = Arc::new(app.open_token()?);
@@ -114,32 +75,53 @@ pub(super) fn enroll(app: &App, user: &str, id: Option<&str>, yes: bool) -> Resu
     }
     let state_dir = state_dir()?;
     let certs = app.certificates_for_bank(&token)?;
-    let plan = renewal::plan_enrollment(
-        &state_dir,
-        &info.serial,
-        &certs,
-        &app.config.policy,
-        user,
-        want.as_deref(),
-        OffsetDateTime::now_utc(),
-    )
+    let now = OffsetDateTime::now_utc();
+    let policy = &app.config.policy;
+    let serial = &info.serial;
+    let plan = match ask {
+        Ask::Renew => {
+            renewal::plan_renewal(&state_dir, serial, &certs, policy, want.as_deref(), now)
+        }
+        Ask::Enroll { user } => renewal::plan_enrollment(
+            &state_dir,
+            serial,
+            &certs,
+            policy,
+            user,
+            want.as_deref(),
+            now,
+        ),
+    }
     .map_err(renewal_error)?;
+    let (doing, question, cancelled, purpose) = match ask {
+        Ask::Renew => (
+            "Renewing",
+            "Renew this certificate now? A new key is generated on the token.",
+            "renewal cancelled",
+            "renew the bank certificate",
+        ),
+        Ask::Enroll { .. } => (
+            "Obtaining",
+            "Obtain a new certificate now? A new key is generated on the token.",
+            "enrolment cancelled",
+            "obtain a new bank certificate",
+        ),
+    };
     match &plan {
         Plan::Resume(_) => eprintln!("Resuming {}.", plan.describe()),
         Plan::Start(_) => {
-            eprintln!("Obtaining {}.", plan.describe());
-            if !yes
-                && !app
-                    .prompt
-                    .confirm("Obtain a new certificate now? A new key is generated on the token.")?
-            {
-                return Err(Error::Usage("enrolment cancelled".into()));
+            eprintln!("{doing}: {}.", plan.describe());
+            if !yes && !app.prompt.confirm(question)? {
+                return Err(Error::Usage(cancelled.into()));
             }
         }
     }
     renewal::check_state_dir(&state_dir).map_err(renewal_error)?;
-    let otp = app.prompt.otp(user)?;
-    app.login(&token, "obtain a new bank certificate")?;
+    let otp = match ask {
+        Ask::Enroll { user } => Some(app.prompt.otp(user)?),
+        Ask::Renew => None,
+    };
+    app.login(&token, purpose)?;
     let rt = runtime()?;
     let result = rt.block_on(renewal::execute(
         Renewal {
@@ -148,7 +130,7 @@ pub(super) fn enroll(app: &App, user: &str, id: Option<&str>, yes: bool) -> Resu
             bank,
             key: app.config.key,
             state_dir: &state_dir,
-            otp: Some(otp),
+            otp,
             progress: &progress,
         },
         plan,

@@ -344,7 +344,12 @@ impl Module {
             let info = match self.ctx.get_token_info(slot) {
                 Ok(t) => TokenInfo::from_ck(&t),
                 Err(CkError::Pkcs11(RvError::TokenNotPresent, _)) => continue,
-                Err(e) => return Err(error::map(e)),
+                // A token that cannot say who it is (being pulled, or broken)
+                // is not one to open; the others may still match.
+                Err(e) => {
+                    log::warn!("skipping slot {slot}: its token does not answer ({e})");
+                    continue;
+                }
             };
             if !info.initialized {
                 continue;

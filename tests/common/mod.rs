@@ -12,7 +12,7 @@ pub mod agent;
 pub mod webdriver;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 pub const PIN: &str = "123456";
@@ -400,4 +400,54 @@ pub fn serve_bank(
         ))
         .expect("bank serves");
     (rt, bank)
+}
+
+/// The project's forwarding PKCS#11 module (tests/fault-module), built with
+/// the workspace.
+pub fn fault_module() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary");
+    let lib = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory")
+        .join("libcertagent_fault_pkcs11.so");
+    assert!(
+        lib.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        lib.display()
+    );
+    lib
+}
+
+/// Start `certagent ... run --no-tray` from `cmd`, wait until it says it is
+/// ready, and keep reading its output so it never writes into a closed pipe.
+pub fn start_agent_process(mut cmd: Command) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = cmd
+        .args(["run", "--no-tray"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("certagent run");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout);
+    let mut line = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !line.contains("certagent: ready") {
+        line.clear();
+        if lines.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent did not start"
+        );
+    }
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while lines.read_line(&mut sink).is_ok_and(|n| n > 0) {
+            sink.clear();
+        }
+    });
+    child
 }

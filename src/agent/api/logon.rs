@@ -18,14 +18,14 @@ use time::OffsetDateTime;
 
 use super::gate::Failure;
 use super::{
-    blocking, busy_failure, cooling_failure, occupied_failure, parse_id, prompt_failure,
+    blocking, busy_failure, consent_and_login, cooling_failure, occupied_failure, parse_id,
     token_failure,
 };
 use crate::agent::Agent;
 use crate::agent::owner::Use;
 use crate::cert::{TokenCert, rfc3339};
 use crate::policy::State;
-use crate::prompt::{PromptError, short};
+use crate::prompt::short;
 use crate::token::{PublicKeyAlg, SignScheme, TokenError};
 
 /// The format tag of logon tokens.
@@ -142,28 +142,17 @@ pub(super) async fn logon(
             short(&chosen.cert.subject, 200),
             rfc3339(chosen.cert.not_after)
         );
-        let refused = |e: PromptError| {
-            if matches!(e, PromptError::Cancelled) {
-                a.prompts.cool_down(&origin);
-            }
-            prompt_failure(e)
-        };
-        if !turn.confirm(&question).map_err(refused)? {
-            a.prompts.cool_down(&origin);
-            return Err(Failure::new(403, "declined", "the user declined the logon"));
-        }
         let info = look.info;
-        if info.pin_locked {
-            return Err(token_failure(TokenError::PinLocked));
-        }
-        if info.protected_auth_path {
-            lease.login(None).map_err(token_failure)?;
-        } else {
-            let pin = turn
-                .pin(&info, &format!("log on at {}", short(&origin, 120)))
-                .map_err(refused)?;
-            lease.login(Some(&pin)).map_err(token_failure)?;
-        }
+        consent_and_login(
+            &a,
+            &turn,
+            &mut lease,
+            &info,
+            &question,
+            &format!("log on at {}", short(&origin, 120)),
+            Some(&origin),
+            "the user declined the logon",
+        )?;
         drop(turn);
         let token = lease.token().map_err(token_failure)?;
         let scheme = match chosen.cert.key {

@@ -29,10 +29,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};
 
 use super::Agent;
-use super::owner::Busy;
-use super::prompts::Occupied;
+use super::owner::{Busy, Lease};
+use super::prompts::{Occupied, Turn};
 use crate::prompt::PromptError;
-use crate::token::TokenError;
+use crate::token::{TokenError, TokenInfo};
 use gate::{Failure, failure, json_response};
 
 pub use gate::MAX_BODY;
@@ -267,6 +267,45 @@ fn cooling_failure(wait: Duration) -> Failure {
             wait.as_secs().max(1)
         ),
     )
+}
+
+/// Consent, then the PIN (or the reader's PIN pad), then the login the
+/// token checks. A denied or timed-out question cools `cool_key` down.
+#[allow(clippy::too_many_arguments)]
+fn consent_and_login(
+    agent: &Agent,
+    turn: &Turn,
+    lease: &mut Lease,
+    info: &TokenInfo,
+    question: &str,
+    purpose: &str,
+    cool_key: Option<&str>,
+    declined: &'static str,
+) -> Result<(), Failure> {
+    let cool = || {
+        if let Some(k) = cool_key {
+            agent.prompts.cool_down(k);
+        }
+    };
+    let refused = |e: PromptError| {
+        if matches!(e, PromptError::Cancelled) {
+            cool();
+        }
+        prompt_failure(e)
+    };
+    if !turn.confirm(question).map_err(refused)? {
+        cool();
+        return Err(Failure::new(403, "declined", declined));
+    }
+    if info.pin_locked {
+        return Err(token_failure(TokenError::PinLocked));
+    }
+    if info.protected_auth_path {
+        lease.login(None).map_err(token_failure)
+    } else {
+        let pin = turn.pin(info, purpose).map_err(refused)?;
+        lease.login(Some(&pin)).map_err(token_failure)
+    }
 }
 
 fn parse_id(id: Option<&str>) -> Result<Option<Vec<u8>>, Failure> {

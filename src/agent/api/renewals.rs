@@ -17,15 +17,14 @@ use time::OffsetDateTime;
 
 use super::gate::Failure;
 use super::{
-    blocking, busy_failure, cooling_failure, occupied_failure, parse_id, prompt_failure,
+    blocking, busy_failure, consent_and_login, cooling_failure, occupied_failure, parse_id,
     token_failure,
 };
 use crate::agent::owner::Use;
 use crate::agent::{Agent, RenewalStatus};
 use crate::cert::rfc3339;
-use crate::prompt::{PromptError, short};
+use crate::prompt::short;
 use crate::renewal::{self, Plan, Renewal, RenewalError, Step};
-use crate::token::TokenError;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -140,34 +139,17 @@ async fn start(
                 short(&plan.describe(), 300)
             ),
         };
-        let refused = |e: PromptError| {
-            if let (PromptError::Cancelled, Some(k)) = (&e, &cool_key) {
-                a.prompts.cool_down(k);
-            }
-            prompt_failure(e)
-        };
-        if !turn.confirm(&question).map_err(refused)? {
-            if let Some(k) = &cool_key {
-                a.prompts.cool_down(k);
-            }
-            return Err(Failure::new(
-                403,
-                "declined",
-                "the user declined the renewal",
-            ));
-        }
         let info = look.info;
-        if info.pin_locked {
-            return Err(token_failure(TokenError::PinLocked));
-        }
-        if info.protected_auth_path {
-            lease.login(None).map_err(token_failure)?;
-        } else {
-            let pin = turn
-                .pin(&info, "renew your bank certificate")
-                .map_err(refused)?;
-            lease.login(Some(&pin)).map_err(token_failure)?;
-        }
+        consent_and_login(
+            &a,
+            &turn,
+            &mut lease,
+            &info,
+            &question,
+            "renew your bank certificate",
+            cool_key.as_deref(),
+            "the user declined the renewal",
+        )?;
         let token = lease.token().map_err(token_failure)?;
         Ok((lease, token, info.serial, plan))
     })
