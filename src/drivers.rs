@@ -118,7 +118,9 @@ pub struct Quirks {
 }
 
 impl Profile {
-    fn parse(file: &str, text: &str) -> Result<Profile, DriverError> {
+    /// Parse and check one profile file's `text` (`file` names it in errors).
+    #[doc(hidden)]
+    pub fn parse(file: &str, text: &str) -> Result<Profile, DriverError> {
         let invalid = |message: String| DriverError::Invalid {
             file: file.to_string(),
             message,

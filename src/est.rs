@@ -27,6 +27,16 @@ const MAX_BODY: usize = 1 << 20;
 /// Time allowed for connecting, the TLS handshake (token signing included)
 /// and the whole exchange.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest wait a 202's Retry-After can ask for: as long as certagent
+/// keeps resending at all (`renewal::MAX_PENDING_WAIT`); a longer one is
+/// cut to it, so the caller gives up rather than sleeping for ages.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// The shortest: a bank answering `Retry-After: 0` is not asked again in a
+/// tight loop.
+pub const MIN_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The wait when a 202 carries no usable Retry-After (none, an HTTP-date,
+/// garbage).
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EstError {
@@ -135,9 +145,7 @@ impl EstClient {
             self.exchange(Method::POST, op, Some(body), auth).await?;
         match status {
             StatusCode::OK => Ok(EstAnswer::Issued(decode_response(&answer)?)),
-            StatusCode::ACCEPTED => Ok(EstAnswer::Pending(
-                retry_after.unwrap_or(Duration::from_secs(10)),
-            )),
+            StatusCode::ACCEPTED => Ok(EstAnswer::Pending(retry_after)),
             other => Err(refused(other, &answer)),
         }
     }
@@ -148,7 +156,7 @@ impl EstClient {
         op: &str,
         body: Option<Bytes>,
         auth: Option<String>,
-    ) -> Result<(StatusCode, Option<Duration>, Bytes), EstError> {
+    ) -> Result<(StatusCode, Duration, Bytes), EstError> {
         tokio::time::timeout(
             EXCHANGE_TIMEOUT,
             self.exchange_inner(method, op, body, auth),
@@ -163,7 +171,7 @@ impl EstClient {
         op: &str,
         body: Option<Bytes>,
         auth: Option<String>,
-    ) -> Result<(StatusCode, Option<Duration>, Bytes), EstError> {
+    ) -> Result<(StatusCode, Duration, Bytes), EstError> {
         let addr = format!("{}:{}", self.host, self.port);
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
@@ -217,12 +225,11 @@ impl EstClient {
             .await
             .map_err(|e| EstError::Http(e.to_string()))?;
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(hyper::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(
+            resp.headers()
+                .get(hyper::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+        );
         let body = Limited::new(resp.into_body(), MAX_BODY)
             .collect()
             .await
@@ -231,6 +238,21 @@ impl EstClient {
         conn_task.abort();
         Ok((status, retry_after, body))
     }
+}
+
+/// The wait a 202's `Retry-After` asks for, bounded to
+/// [`MIN_RETRY_AFTER`]..=[`MAX_RETRY_AFTER`]: delay-seconds of any length
+/// (more digits than a u64 holds is simply "very long"); anything else
+/// (absent, an HTTP-date, garbage) is [`DEFAULT_RETRY_AFTER`].
+pub fn retry_after(value: Option<&str>) -> Duration {
+    let Some(digits) = value
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+    else {
+        return DEFAULT_RETRY_AFTER;
+    };
+    let secs = digits.parse::<u64>().unwrap_or(u64::MAX);
+    Duration::from_secs(secs).clamp(MIN_RETRY_AFTER, MAX_RETRY_AFTER)
 }
 
 /// The path part of the base URL (`/.well-known/est`).
@@ -285,6 +307,37 @@ mod tests {
             "/.well-known/est"
         );
         assert_eq!(path_of("https://bank"), "");
+    }
+
+    #[test]
+    fn retry_after_is_bounded() {
+        let secs = |v: Option<&str>| retry_after(v).as_secs();
+        assert_eq!(secs(Some("1")), 1);
+        assert_eq!(secs(Some(" 42 ")), 42);
+        assert_eq!(secs(Some("300")), 300);
+        // A bank cannot make certagent wait for ages, nor hammer it in a loop.
+        assert_eq!(retry_after(Some("301")), MAX_RETRY_AFTER);
+        assert_eq!(retry_after(Some("18446744073709551615")), MAX_RETRY_AFTER);
+        assert_eq!(
+            retry_after(Some("99999999999999999999999999999")),
+            MAX_RETRY_AFTER
+        );
+        assert_eq!(retry_after(Some("0")), MIN_RETRY_AFTER);
+        // Not a number of seconds (an HTTP-date, garbage, nothing): the default.
+        for v in [
+            None,
+            Some(""),
+            Some("-5"),
+            Some("1.5"),
+            Some("Wed, 21 Oct 2015 07:28:00 GMT"),
+        ] {
+            assert_eq!(retry_after(v), DEFAULT_RETRY_AFTER, "{v:?}");
+        }
+        // Never longer than certagent keeps resending at all.
+        assert!(MAX_RETRY_AFTER <= crate::renewal::MAX_PENDING_WAIT);
+        // What the submit loop does with the largest value cannot overflow.
+        let waited = Duration::MAX;
+        assert!(waited.saturating_add(retry_after(Some("18446744073709551615"))) >= waited);
     }
 
     #[test]

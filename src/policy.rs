@@ -15,9 +15,29 @@
 //! Days are fixed 86 400-second spans counted from the certificate's own
 //! `not_after` instant, so calendar effects (leap days, month lengths, time
 //! zones) cannot shift a boundary.
+//!
+//! Every date is hostile input (a certificate on a token, one a web client
+//! sends the bank), so no arithmetic here can panic: an instant before the
+//! first one `time` represents saturates to it (a window wider than all of
+//! time is always open), one after the last is absent (a grace period
+//! longer than all of time never ends, its notice never comes). A
+//! certificate with RFC 5280's "no well-defined expiration date",
+//! `99991231235959Z` ([`NO_EXPIRY`]), never expires: it stays `valid`, with
+//! no renewal date, no grace end and no notice.
 
 use serde::{Deserialize, Serialize};
+use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
+
+/// RFC 5280, 4.1.2.5: a notAfter of GeneralizedTime `99991231235959Z`
+/// means the certificate has no well-defined expiration date.
+pub const NO_EXPIRY: OffsetDateTime = datetime!(9999-12-31 23:59:59 UTC);
+
+/// Whether a certificate valid until `not_after` expires at all (see
+/// [`NO_EXPIRY`]; anything at or after it counts as no expiry).
+pub fn expires(not_after: OffsetDateTime) -> bool {
+    not_after < NO_EXPIRY
+}
 
 /// The bank's numbers; every one is configuration (see `[policy]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,10 +137,14 @@ pub struct Assessment {
     /// 19 days and 1 hour has 20 days left; one that expired 4 days and
     /// 1 hour ago has -4. Zero means it expires (or expired) within a day.
     pub days_left: i64,
-    /// When renewal with the current certificate opens.
-    pub renewal_opens: OffsetDateTime,
-    /// The last instant a new certificate can be obtained with a one-time password.
-    pub grace_ends: OffsetDateTime,
+    /// When renewal with the current certificate opens; `None` for a
+    /// certificate that never expires (and so is never renewed). Saturates
+    /// at the first representable instant for a window wider than all of time.
+    pub renewal_opens: Option<OffsetDateTime>,
+    /// The last instant a new certificate can be obtained with a one-time
+    /// password; `None` when it never comes (no expiry, or past the last
+    /// representable instant).
+    pub grace_ends: Option<OffsetDateTime>,
     /// The first notice strictly after `now`, if any is left.
     pub next_notice: Option<Notice>,
 }
@@ -132,23 +156,30 @@ fn days(n: u32) -> Duration {
 impl Policy {
     /// Every notice for a certificate expiring at `not_after`, in time order:
     /// the configured days before expiry, then expiry itself, then the lapse.
+    /// None for a certificate that never expires; no lapse notice when the
+    /// grace period ends past the last representable instant.
     pub fn notices(&self, not_after: OffsetDateTime) -> Vec<Notice> {
+        if !expires(not_after) {
+            return Vec::new();
+        }
         let mut notices: Vec<Notice> = self
             .notice_days
             .iter()
             .map(|&d| Notice {
                 kind: NoticeKind::DaysBefore(d),
-                at: not_after - days(d),
+                at: not_after.saturating_sub(days(d)),
             })
             .collect();
         notices.push(Notice {
             kind: NoticeKind::Expiry,
             at: not_after,
         });
-        notices.push(Notice {
-            kind: NoticeKind::Lapse,
-            at: not_after + days(self.reissue_grace_days),
-        });
+        if let Some(at) = not_after.checked_add(days(self.reissue_grace_days)) {
+            notices.push(Notice {
+                kind: NoticeKind::Lapse,
+                at,
+            });
+        }
         notices.sort_by_key(|n| n.at);
         notices.dedup_by_key(|n| n.kind);
         notices
@@ -161,15 +192,21 @@ impl Policy {
         not_after: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Assessment {
-        let renewal_opens = not_after - days(self.renew_window_days);
-        let grace_ends = not_after + days(self.reissue_grace_days);
+        let (renewal_opens, grace_ends) = if expires(not_after) {
+            (
+                Some(not_after.saturating_sub(days(self.renew_window_days))),
+                not_after.checked_add(days(self.reissue_grace_days)),
+            )
+        } else {
+            (None, None)
+        };
         let state = if now < not_before {
             State::NotYetValid
-        } else if now < renewal_opens {
+        } else if renewal_opens.is_none_or(|opens| now < opens) {
             State::Valid
         } else if now <= not_after {
             State::RenewalDue
-        } else if now <= grace_ends {
+        } else if grace_ends.is_none_or(|ends| now <= ends) {
             State::Expired
         } else {
             State::Lapsed
@@ -186,6 +223,8 @@ impl Policy {
 }
 
 /// Whole days from `now` to `not_after`, rounded towards positive infinity.
+/// (The difference of two `OffsetDateTime`s is at most some 20 000 years,
+/// far inside `Duration`'s range, so this cannot overflow.)
 pub fn days_left(not_after: OffsetDateTime, now: OffsetDateTime) -> i64 {
     let secs = (not_after - now).whole_seconds();
     secs.div_euclid(86_400) + i64::from(secs.rem_euclid(86_400) != 0)
@@ -194,7 +233,6 @@ pub fn days_left(not_after: OffsetDateTime, now: OffsetDateTime) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use time::macros::datetime;
 
     const SEC: Duration = Duration::SECOND;
 
@@ -286,7 +324,7 @@ mod tests {
         // 2028 is a leap year: 30 days before 1 March is 31 January.
         let a = p.assess(nb, na, datetime!(2028-01-31 00:00:00 UTC));
         assert_eq!(a.state, State::RenewalDue);
-        assert_eq!(a.renewal_opens, datetime!(2028-01-31 00:00:00 UTC));
+        assert_eq!(a.renewal_opens, Some(datetime!(2028-01-31 00:00:00 UTC)));
         assert_eq!(a.days_left, 30);
         assert_eq!(
             state_at(&p, nb, na, datetime!(2028-01-30 23:59:59 UTC)),
@@ -296,7 +334,7 @@ mod tests {
         let na = datetime!(2028-02-29 10:00:00 UTC);
         let a = p.assess(nb, na, datetime!(2028-02-28 10:00:00 UTC));
         assert_eq!((a.state, a.days_left), (State::RenewalDue, 1));
-        assert_eq!(a.grace_ends, datetime!(2028-05-29 10:00:00 UTC));
+        assert_eq!(a.grace_ends, Some(datetime!(2028-05-29 10:00:00 UTC)));
     }
 
     #[test]
@@ -336,6 +374,137 @@ mod tests {
         assert_eq!(next(na).map(|n| n.kind), Some(NoticeKind::Lapse));
         assert_eq!(next(na).map(|n| n.at), Some(lapse));
         assert_eq!(next(lapse), None);
+    }
+
+    /// RFC 5280, 4.1.2.5: GeneralizedTime 99991231235959Z means "no
+    /// well-defined expiration date".
+    const NO_EXPIRY_AT: OffsetDateTime = datetime!(9999-12-31 23:59:59 UTC);
+
+    #[test]
+    fn a_certificate_without_expiry_is_valid_with_no_notice_and_no_renewal() {
+        let p = Policy::default();
+        let nb = datetime!(2026-01-01 00:00:00 UTC);
+        let now = datetime!(2026-06-01 00:00:00 UTC);
+        let a = p.assess(nb, NO_EXPIRY_AT, now);
+        assert_eq!(a.state, State::Valid);
+        assert_eq!(a.renewal_opens, None);
+        assert_eq!(a.grace_ends, None);
+        assert_eq!(a.next_notice, None);
+        assert!(p.notices(NO_EXPIRY_AT).is_empty());
+        assert!(a.days_left > 2_900_000, "{}", a.days_left);
+        // Before its notBefore it is still not yet valid; at the very end of
+        // time it is still valid, never due.
+        assert_eq!(
+            p.assess(nb, NO_EXPIRY_AT, nb - SEC).state,
+            State::NotYetValid
+        );
+        assert_eq!(p.assess(nb, NO_EXPIRY_AT, NO_EXPIRY_AT).state, State::Valid);
+        assert!(!expires(NO_EXPIRY_AT));
+        assert!(expires(NO_EXPIRY_AT - SEC));
+    }
+
+    #[test]
+    fn year_9999_just_before_no_expiry_saturates() {
+        // Expires one second before the no-expiry marker: a real expiry, but
+        // its grace period and lapse notice lie past the last representable
+        // instant; renewal opens as usual.
+        let p = Policy::default();
+        let nb = datetime!(2026-01-01 00:00:00 UTC);
+        let na = NO_EXPIRY_AT - SEC;
+        let a = p.assess(nb, na, datetime!(2026-06-01 00:00:00 UTC));
+        assert_eq!(a.state, State::Valid);
+        assert_eq!(a.renewal_opens, Some(na - Duration::days(30)));
+        assert_eq!(a.grace_ends, None, "the grace period never ends");
+        let kinds: Vec<_> = p.notices(na).into_iter().map(|n| n.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                NoticeKind::DaysBefore(30),
+                NoticeKind::DaysBefore(10),
+                NoticeKind::Expiry
+            ]
+        );
+        assert_eq!(p.assess(nb, na, na).state, State::RenewalDue);
+        assert_eq!(p.assess(nb, na, na + SEC).state, State::Expired);
+        assert_eq!(
+            p.assess(nb, na, na + SEC).next_notice,
+            None,
+            "no lapse notice past the end of time"
+        );
+    }
+
+    #[test]
+    fn year_0000_dates_do_not_underflow() {
+        // GeneralizedTime's first instant, and `time`'s own first and last.
+        let p = Policy::default();
+        let y0 = datetime!(0000-01-01 00:00:00 UTC);
+        let a = p.assess(y0, y0, y0);
+        assert_eq!((a.state, a.days_left), (State::RenewalDue, 0));
+        assert_eq!(a.renewal_opens, Some(y0 - Duration::days(30)));
+        let min = time::PrimitiveDateTime::MIN.assume_utc();
+        let max = time::PrimitiveDateTime::MAX.assume_utc();
+        for (nb, na, now) in [
+            (min, min, min),
+            (min, min, max),
+            (max, max, max),
+            (max, max, min),
+            (min, max, min),
+            (max, min, max),
+            (y0, min, max),
+        ] {
+            let a = p.assess(nb, na, now);
+            let _ = p.notices(na);
+            let _ = days_left(na, now);
+            assert!(a.days_left.abs() <= 7_400_000, "{nb} {na} {now}");
+        }
+        let a = p.assess(min, min, min);
+        assert_eq!(a.state, State::RenewalDue);
+        assert_eq!(a.renewal_opens, Some(min), "saturates at the first instant");
+        let a = p.assess(min, min, max);
+        assert_eq!(a.state, State::Lapsed);
+    }
+
+    #[test]
+    fn huge_configured_numbers_saturate() {
+        let p = Policy {
+            notice_days: vec![u32::MAX, 0],
+            renew_window_days: u32::MAX,
+            reissue_grace_days: u32::MAX,
+        };
+        let nb = datetime!(2026-01-01 00:00:00 UTC);
+        let na = datetime!(2027-01-01 00:00:00 UTC);
+        let a = p.assess(nb, na, nb);
+        // A window wider than all of time is always open; a grace period
+        // longer than all of time never ends.
+        assert_eq!(a.state, State::RenewalDue);
+        assert_eq!(
+            p.assess(nb, na, na + Duration::days(365)).state,
+            State::Expired
+        );
+        assert_eq!(a.grace_ends, None);
+        let notices = p.notices(na);
+        assert_eq!(
+            notices.first().map(|n| n.kind),
+            Some(NoticeKind::DaysBefore(u32::MAX))
+        );
+        assert!(!notices.iter().any(|n| n.kind == NoticeKind::Lapse));
+    }
+
+    #[test]
+    fn not_before_after_not_after_is_judged_without_panic() {
+        // A reversed validity (any web client can send one): not yet valid
+        // before its notBefore, and past its notAfter from then on.
+        let p = Policy::default();
+        let nb = datetime!(2027-01-01 00:00:00 UTC);
+        let na = datetime!(2026-01-01 00:00:00 UTC);
+        assert_eq!(state_at(&p, nb, na, nb - SEC), State::NotYetValid);
+        assert_eq!(state_at(&p, nb, na, na - SEC), State::NotYetValid);
+        assert_eq!(state_at(&p, nb, na, nb), State::Lapsed);
+        let p = Policy {
+            reissue_grace_days: 3650,
+            ..Policy::default()
+        };
+        assert_eq!(state_at(&p, nb, na, nb), State::Expired);
     }
 
     #[test]

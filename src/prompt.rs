@@ -210,18 +210,23 @@ pub fn short(text: &str, max: usize) -> String {
     out
 }
 
-/// Cleaned text that fits one Assuan line: cut (with an ellipsis) so that
-/// its escaped form stays within `max` bytes.
+/// Cleaned text that fits one Assuan line: cut (with an ellipsis, when
+/// that fits) so that its escaped form stays within `max` bytes. Escaped as
+/// the pinentry crate sends it: `\n`, `\r` and `%` take three bytes, and so
+/// does a final backslash.
 pub fn fit_assuan(text: &str, max: usize) -> String {
     let escaped_len = |c: char| match c {
         '\n' | '\r' | '%' => 3,
         c => c.len_utf8(),
     };
+    let wire_len =
+        |s: &str| s.chars().map(escaped_len).sum::<usize>() + if s.ends_with('\\') { 2 } else { 0 };
     let text = clean(text);
-    if text.chars().map(escaped_len).sum::<usize>() <= max {
+    if wire_len(&text) <= max {
         return text;
     }
-    let budget = max.saturating_sub('…'.len_utf8());
+    let ellipsis = if '…'.len_utf8() <= max { "…" } else { "" };
+    let budget = max - ellipsis.len();
     let mut used = 0;
     let mut out = String::new();
     for c in text.chars() {
@@ -231,7 +236,11 @@ pub fn fit_assuan(text: &str, max: usize) -> String {
         used += escaped_len(c);
         out.push(c);
     }
-    out.push('…');
+    out.push_str(ellipsis);
+    // Without an ellipsis the cut may end in a backslash, escaped longer.
+    while wire_len(&out) > max {
+        out.pop();
+    }
     out
 }
 
@@ -417,5 +426,42 @@ mod tests {
         }
         assert_eq!(fit_assuan("short", 900), "short");
         assert_eq!(short(&"x".repeat(300), 10).chars().count(), 10);
+    }
+
+    /// The parameter as the pinentry crate puts it on the wire (0.8,
+    /// assuan.rs): `\n`, `\r` and `%` escaped, and a final backslash too.
+    fn wire_len(text: &str) -> usize {
+        text.chars()
+            .map(|c| match c {
+                '\n' | '\r' | '%' => 3,
+                c => c.len_utf8(),
+            })
+            .sum::<usize>()
+            + if text.ends_with('\\') { 2 } else { 0 }
+    }
+
+    /// Found by fuzzing (fuzz/ prompt_text): below 3 bytes the ellipsis
+    /// alone overran the limit ("…" for a limit of 0).
+    #[test]
+    fn a_limit_too_small_for_the_ellipsis_is_kept() {
+        let text = "\0\0Enter the PIN of y\u{202e} mo.cknab\n%\r\\";
+        for max in 0..8 {
+            let fitted = fit_assuan(text, max);
+            assert!(wire_len(&fitted) <= max, "{max}: {fitted:?}");
+        }
+        assert_eq!(fit_assuan("abc", 0), "");
+        assert_eq!(fit_assuan("abcd", 2), "ab");
+        assert_eq!(fit_assuan("abcd", 3), "…");
+    }
+
+    /// The pinentry crate escapes a final backslash as `%5C`: a text that
+    /// fits byte for byte but ends in one must still fit once escaped.
+    #[test]
+    fn a_final_backslash_counts_as_escaped() {
+        for max in [1, 2, 3, 10, ASSUAN_TEXT_MAX] {
+            let text = format!("{}\\", "a".repeat(max.saturating_sub(1)));
+            let fitted = fit_assuan(&text, max);
+            assert!(wire_len(&fitted) <= max, "{max}: {fitted:?}");
+        }
     }
 }

@@ -391,7 +391,8 @@ fn password(headers: &HeaderMap) -> Result<Requester, Refusal> {
 }
 
 /// The body as a checked CSR: base64 (any line breaks) of DER PKCS#10.
-fn parse_csr(body: &[u8]) -> Result<CheckedCsr, Refusal> {
+#[doc(hidden)]
+pub fn parse_csr(body: &[u8]) -> Result<CheckedCsr, Refusal> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Refusal::bad_request(
             "the body is empty: send a base64 PKCS#10 request",

@@ -395,6 +395,13 @@ fn decode_token(token: &TokenJson) -> Result<Presented, LogonError> {
         .decode(token.certificate.trim())
         .map_err(|_| LogonError::BadBase64("certificate"))?;
     let cert = Cert::from_der(&der).map_err(|e| LogonError::BadCertificate(e.0))?;
+    if cert.not_before > cert.not_after {
+        return Err(LogonError::BadCertificate(format!(
+            "its validity ends before it begins (not before {}, not after {})",
+            rfc3339(cert.not_before),
+            rfc3339(cert.not_after)
+        )));
+    }
     let signature = STANDARD
         .decode(token.signature.trim())
         .map_err(|_| LogonError::BadBase64("signature"))?;
@@ -410,6 +417,60 @@ fn decode_token(token: &TokenJson) -> Result<Presented, LogonError> {
         scheme,
         signature,
     })
+}
+
+/// The body as a token of the right format, and the challenge it answers
+/// (its own `challenge` field, else the challenge cookie), decoded.
+fn parse_token(
+    body: &[u8],
+    cookie_challenge: Option<&str>,
+) -> Result<(TokenJson, Vec<u8>), LogonError> {
+    let token: TokenJson = serde_json::from_slice(body)
+        .map_err(|e| LogonError::Malformed(e.to_string().chars().take(200).collect::<String>()))?;
+    if token.format != TOKEN_FORMAT {
+        return Err(LogonError::Format(token.format.chars().take(64).collect()));
+    }
+    let challenge_text = token
+        .challenge
+        .as_deref()
+        .or(cookie_challenge)
+        .ok_or(LogonError::NoChallenge)?;
+    let challenge = URL_SAFE_NO_PAD
+        .decode(challenge_text.trim())
+        .map_err(|_| LogonError::BadChallenge)?;
+    Ok((token, challenge))
+}
+
+/// A token made for this bank's `origin`, its fields decoded.
+fn present(token: &TokenJson, origin: &str) -> Result<Presented, LogonError> {
+    if token.origin != origin {
+        return Err(LogonError::WrongOrigin {
+            got: token.origin.chars().take(200).collect(),
+            want: origin.to_string(),
+        });
+    }
+    decode_token(token)
+}
+
+/// Everything `POST /logon/verify` checks on a request body except the
+/// challenge store (whose challenges are random): the token's format,
+/// challenge and origin, its fields, the signature over this bank's
+/// `origin` and the challenge, the chain to `ca_der`, the bank's record in
+/// `state` and the lifecycle at `now`. For fuzzing and tests; the server
+/// runs the same steps with the challenge taken from its store in between.
+#[doc(hidden)]
+pub fn verify_body(
+    body: &[u8],
+    cookie_challenge: Option<&str>,
+    origin: &str,
+    ca_der: &[u8],
+    state: &State,
+    policy: &Policy,
+    now: OffsetDateTime,
+) -> Result<LoggedOn, LogonError> {
+    let (token, challenge) = parse_token(body, cookie_challenge)?;
+    let presented = present(&token, origin)?;
+    check(&presented, origin, &challenge, ca_der, state, policy, now)
 }
 
 /// Who logged on, and how their certificate stands.
@@ -444,7 +505,9 @@ fn check(
     // expired certificate of this bank must be refused as expired (below),
     // not as untrusted. On success the lifecycle check puts `now` inside
     // the validity, so then this moment is `now` itself.
-    let at = now.clamp(cert.not_before, cert.not_after);
+    // (Not `Ord::clamp`, which panics on a reversed validity; those are
+    // refused when the token is decoded, and this stays safe regardless.)
+    let at = now.min(cert.not_after).max(cert.not_before);
     chain_to_ca(&cert.der, ca_der, at).map_err(LogonError::Untrusted)?;
     let record = state
         .record(&cert.serial)
@@ -605,28 +668,9 @@ impl Logon {
         let body = http::read_body(req, MAX_TOKEN)
             .await
             .map_err(|r| LogonError::Body(r.reason, r.status))?;
-        let token: TokenJson = serde_json::from_slice(&body).map_err(|e| {
-            LogonError::Malformed(e.to_string().chars().take(200).collect::<String>())
-        })?;
-        if token.format != TOKEN_FORMAT {
-            return Err(LogonError::Format(token.format.chars().take(64).collect()));
-        }
-        let challenge_text = token
-            .challenge
-            .clone()
-            .or(cookie_challenge)
-            .ok_or(LogonError::NoChallenge)?;
-        let challenge = URL_SAFE_NO_PAD
-            .decode(challenge_text.trim())
-            .map_err(|_| LogonError::BadChallenge)?;
+        let (token, challenge) = parse_token(&body, cookie_challenge.as_deref())?;
         lock(&self.challenges).take(&challenge, Instant::now())?;
-        if token.origin != self.origin {
-            return Err(LogonError::WrongOrigin {
-                got: token.origin.chars().take(200).collect(),
-                want: self.origin.clone(),
-            });
-        }
-        let presented = decode_token(&token)?;
+        let presented = present(&token, &self.origin)?;
         let me = self.clone();
         let (user, result) = tokio::task::spawn_blocking(move || {
             let _guard = store::lock();
@@ -745,7 +789,18 @@ pub fn web_origin(s: &str) -> Result<String, String> {
         && rest
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
-    if !host_ok {
+    // A host (a bracketed IPv6 literal, or up to the first ':'), then
+    // nothing or `:port`.
+    let (host, port) = if rest.starts_with('[') {
+        rest.split_at(rest.find(']').map_or(rest.len(), |i| i + 1))
+    } else {
+        rest.split_at(rest.find(':').unwrap_or(rest.len()))
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    if !host_ok || host.is_empty() || host == "[]" || !port_ok {
         return Err("write it as scheme://host[:port], without a path, user or query".into());
     }
     let rest = rest.strip_suffix(default_port).unwrap_or(rest);
@@ -823,8 +878,21 @@ mod tests {
             "https://u@x",
             "https://x y",
             "https://x'; script-src *",
+            // Found by fuzzing (fuzz/ bank_logon): no host at all, once the
+            // default port was dropped "https://" was accepted.
+            "https://:443",
+            "https://:8443",
+            "http://:80",
+            "https://[]:443",
+            "https://x:",
+            "https://x:44a3",
         ] {
             assert!(web_origin(bad).is_err(), "{bad}");
+        }
+        // What it returns is already normalised.
+        for good in ["https://IB.Bank.example:443/", "http://[::1]:31270"] {
+            let once = web_origin(good).unwrap();
+            assert_eq!(web_origin(&once).as_deref(), Ok(once.as_str()));
         }
     }
 
@@ -833,6 +901,68 @@ mod tests {
         let m = signed_message("https://a", b"c");
         assert_eq!(&m[..32], Sha256::digest(b"https://a").as_slice());
         assert_eq!(&m[32..], Sha256::digest(b"c").as_slice());
+    }
+
+    #[test]
+    fn hostile_bodies_are_refused_with_a_client_error() {
+        let state = State::default();
+        let policy = Policy::default();
+        let now = OffsetDateTime::now_utc();
+        let token = |fields: &str| {
+            format!(
+                r#"{{"format":"certagent-auth:1","algorithm":"ES256","signature":"","origin":"https://b"{fields}}}"#
+            )
+        };
+        let cert = STANDARD.encode(include_bytes!("../../tests/data/any-cert.der"));
+        let no_cert = r#","certificate":"""#;
+        for (body, cookie, want) in [
+            (String::new(), None, "bad_json"),
+            ("[]".to_string(), None, "bad_json"),
+            (
+                r#"{"format":"x","certificate":"","algorithm":"","signature":"","origin":""}"#
+                    .to_string(),
+                None,
+                "bad_format",
+            ),
+            (token(no_cert), None, "no_challenge"),
+            (token(no_cert), Some("%%"), "bad_challenge"),
+            (token(r#","certificate":"*""#), Some("AA"), "bad_base64"),
+            (
+                token(r#","certificate":"MIIB","challenge":"AA""#),
+                None,
+                "bad_certificate",
+            ),
+            (
+                token(&format!(r#","certificate":"{cert}","challenge":"AA""#)),
+                None,
+                "algorithm_mismatch",
+            ),
+        ] {
+            let e = verify_body(
+                body.as_bytes(),
+                cookie,
+                "https://b",
+                &[],
+                &state,
+                &policy,
+                now,
+            )
+            .err()
+            .unwrap_or_else(|| panic!("{body} verified"));
+            assert_eq!(e.code(), want, "{body}: {e}");
+            assert!((400..500).contains(&e.status()), "{e}");
+        }
+        let e = verify_body(
+            token(no_cert).as_bytes(),
+            Some("AA"),
+            "https://other",
+            &[],
+            &state,
+            &policy,
+            now,
+        )
+        .err();
+        assert_eq!(e.map(|e| e.code()), Some("wrong_origin"));
     }
 
     #[test]

@@ -100,10 +100,10 @@ pub fn may_reenroll(
     let a = policy.assess(not_before, not_after, now);
     match a.state {
         State::RenewalDue => Ok(()),
-        State::Valid => Err(Refusal::forbidden(format!(
-            "renewal opens on {}",
-            certagent::cert::rfc3339(a.renewal_opens)
-        ))),
+        State::Valid => Err(Refusal::forbidden(match a.renewal_opens {
+            Some(opens) => format!("renewal opens on {}", certagent::cert::rfc3339(opens)),
+            None => "the certificate has no expiry date: it is never renewed".into(),
+        })),
         State::NotYetValid => Err(Refusal::forbidden("the certificate is not valid yet")),
         State::Expired | State::Lapsed => Err(Refusal::forbidden(
             "the certificate has expired: enroll anew with simpleenroll",

@@ -48,6 +48,39 @@ impl TestBank {
         bank::issue(self.path(), subject, &key.spki, days_left).expect("issue")
     }
 
+    /// A certificate (DER) signed by this bank's issuing CA with the given
+    /// validity, whatever it is (reversed, or RFC 5280's no-expiry date),
+    /// recorded as issued.
+    fn issue_validity(
+        &self,
+        subject: &str,
+        key: &Key,
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+    ) -> Vec<u8> {
+        use bank::store::{Paths, State, record_for};
+        use der::Decode;
+        use rustls_pki_types::pem::PemObject;
+        let paths = Paths::new(self.path());
+        let pkcs8 = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_file(paths.ca_key()).unwrap();
+        let ca_cert = rustls_pki_types::CertificateDer::from_pem_file(paths.ca_cert()).unwrap();
+        let ca = bank::ca::Ca::load(pkcs8.secret_pkcs8_der(), ca_cert.as_ref()).unwrap();
+        let der = ca
+            .issue_client(&bank::ca::ClientCert {
+                subject: bank::ca::parse_name(subject).unwrap(),
+                spki: spki::SubjectPublicKeyInfoOwned::from_der(&key.spki).unwrap(),
+                serial: bank::ca::random_serial(|_| false).unwrap(),
+                not_before,
+                not_after,
+                san: None,
+            })
+            .unwrap();
+        let mut state = State::load(&paths).unwrap();
+        state.add_certificate(record_for(&der, "test", None).unwrap());
+        state.save(&paths).unwrap();
+        der
+    }
+
     /// `alg` over `msg` with openssl, as JWS gives it (ES256 as r||s).
     fn sign(&self, key: &Key, alg: &str, msg: &[u8]) -> Vec<u8> {
         let n = FILES.fetch_add(1, Ordering::Relaxed);
@@ -531,6 +564,54 @@ async fn expired_lapsed_and_unrecorded_certificates_are_refused() {
     bank.log_on(&key, &cert, "ES256")
         .await
         .refused(403, "unknown_certificate");
+    bank.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_whose_validity_ends_before_it_begins_is_refused_and_the_bank_carries_on() {
+    // Any web client can send one; the signature is good (its own key), so
+    // the verifier reaches the validity. It used to panic there (`clamp`
+    // with min > max) and answer 500.
+    let bank = TestBank::start().await;
+    let key = bank.key("mallory", "ec");
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let cert = bank.issue_validity(
+        "CN=mallory,O=Bank",
+        &key,
+        now + time::Duration::days(10),
+        now - time::Duration::days(10),
+    );
+    let message = bank
+        .log_on(&key, &cert, "ES256")
+        .await
+        .refused(400, "bad_certificate");
+    assert!(message.contains("ends before it begins"), "{message}");
+    // The bank still logs a good certificate on.
+    let key = bank.key("alice", "ec");
+    let cert = bank.issue(ALICE, &key, 200);
+    bank.log_on(&key, &cert, "ES256").await.logged_on();
+    bank.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_without_expiry_logs_on_as_valid_without_a_notice() {
+    let bank = TestBank::start().await;
+    let key = bank.key("alice", "ec");
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let cert = bank.issue_validity(
+        ALICE,
+        &key,
+        now - time::Duration::days(1),
+        time::macros::datetime!(9999-12-31 23:59:59 UTC),
+    );
+    let v = bank.log_on(&key, &cert, "ES256").await.logged_on();
+    assert_eq!(v["state"], "valid");
+    assert_eq!(v["renewal_notice"], false);
+    assert_eq!(v["not_after"], "9999-12-31T23:59:59Z");
     bank.stop().await;
 }
 

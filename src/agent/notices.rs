@@ -72,12 +72,14 @@ impl Ledger {
         kind: NoticeKind,
     ) {
         let notices = policy.notices(not_after);
+        // Up to and including `kind`; all of them when it is not scheduled;
+        // none for a certificate that never expires (no notices at all).
         let upto = notices
             .iter()
             .position(|n| n.kind == kind)
-            .unwrap_or(notices.len());
+            .map_or(notices.len(), |i| i.saturating_add(1));
         let entry = self.sent.entry(fingerprint.to_string()).or_default();
-        for n in notices.iter().take(upto.saturating_add(1)) {
+        for n in notices.iter().take(upto) {
             if !entry.contains(&n.kind) {
                 entry.push(n.kind);
             }
@@ -160,6 +162,22 @@ mod tests {
             due(&c, &p, later, &ledger).map(|n| n.kind),
             Some(NoticeKind::DaysBefore(10))
         );
+    }
+
+    /// Found by fuzzing (fuzz/ policy): a certificate without expiry has no
+    /// notices at all, and marking one panicked on the empty list.
+    #[test]
+    fn marking_a_certificate_without_notices_records_nothing() {
+        let p = Policy::default();
+        let mut ledger = Ledger::default();
+        let forever = crate::policy::NO_EXPIRY;
+        assert!(p.notices(forever).is_empty());
+        ledger.mark("fp", &p, forever, NoticeKind::Expiry);
+        ledger.mark("fp", &p, forever, NoticeKind::DaysBefore(30));
+        assert!(!ledger.was_sent("fp", NoticeKind::Expiry));
+        let mut c = cert_expiring_in(0, OffsetDateTime::now_utc());
+        c.not_after = forever;
+        assert_eq!(due(&c, &p, forever, &ledger), None);
     }
 
     #[test]

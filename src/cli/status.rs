@@ -74,18 +74,30 @@ pub(super) fn status(app: &App) -> Result<(), Error> {
         println!("no bank certificate on the token; obtain one with `certagent enroll --user ID`");
         return Ok(());
     }
-    for e in &entries {
+    for (c, e) in certs.bank.iter().zip(&entries) {
         println!();
         println!("  {}", e.subject);
         println!("    id          {}", e.id);
         println!("    serial      {}", e.serial);
-        println!("    valid       {} to {}", e.not_before, e.not_after);
-        println!(
-            "    state       {} ({} days left): {}",
-            e.state,
-            e.days_left,
-            e.state.advice()
-        );
+        if crate::policy::expires(c.cert.not_after) {
+            println!("    valid       {} to {}", e.not_before, e.not_after);
+            println!(
+                "    state       {} ({} days left): {}",
+                e.state,
+                e.days_left,
+                e.state.advice()
+            );
+        } else {
+            println!(
+                "    valid       {} to {} (no expiry date)",
+                e.not_before, e.not_after
+            );
+            println!(
+                "    state       {} (never expires): {}",
+                e.state,
+                e.state.advice()
+            );
+        }
         if let Some(n) = &e.next_notice {
             println!("    next notice {n}");
         }
@@ -103,10 +115,15 @@ struct ShowReport<'a> {
     subject_alt_names: &'a [String],
     client_auth: bool,
     sha256_fingerprint: &'a str,
-    renewal_opens: String,
-    grace_ends: String,
+    /// `null` for a certificate without expiry (RFC 5280's 99991231235959Z).
+    renewal_opens: Option<String>,
+    /// `null` when the grace period never ends.
+    grace_ends: Option<String>,
     advice: &'static str,
     pem: String,
+    /// False for RFC 5280's "no well-defined expiration date".
+    #[serde(skip)]
+    expires: bool,
 }
 
 pub(super) fn pick<'a>(certs: &'a [TokenCert], id: Option<&str>) -> Result<&'a TokenCert, Error> {
@@ -168,10 +185,11 @@ pub(super) fn print_certificate(app: &App, c: &TokenCert) -> Result<(), Error> {
         subject_alt_names: &c.cert.san,
         client_auth: c.cert.client_auth,
         sha256_fingerprint: &c.cert.sha256_fingerprint,
-        renewal_opens: rfc3339(a.renewal_opens),
-        grace_ends: rfc3339(a.grace_ends),
+        renewal_opens: a.renewal_opens.map(rfc3339),
+        grace_ends: a.grace_ends.map(rfc3339),
         advice: a.state.advice(),
         pem,
+        expires: crate::policy::expires(c.cert.not_after),
     };
     if app.json {
         return app.print_json(&report);
@@ -188,11 +206,23 @@ fn describe(r: &ShowReport<'_>) -> String {
     line("Issued by", r.issuer);
     line("Serial number", &s.serial);
     line("Valid from", &s.not_before);
-    line("Valid until", &s.not_after);
-    line("State", &format!("{} ({} days left)", s.state, s.days_left));
+    if r.expires {
+        line("Valid until", &s.not_after);
+        line("State", &format!("{} ({} days left)", s.state, s.days_left));
+    } else {
+        line("Valid until", &format!("{} (no expiry date)", s.not_after));
+        line("State", &format!("{} (never expires)", s.state));
+    }
     line("What to do", r.advice);
-    line("Renewal opens", &r.renewal_opens);
-    line("New one until", &r.grace_ends);
+    if r.expires {
+        line(
+            "Renewal opens",
+            r.renewal_opens.as_deref().unwrap_or("never"),
+        );
+        line("New one until", r.grace_ends.as_deref().unwrap_or("no end"));
+    } else {
+        line("Renewal opens", "never (the certificate does not expire)");
+    }
     if let Some(n) = &s.next_notice {
         line("Next notice", n);
     }

@@ -242,21 +242,26 @@ pub fn plan_renewal(
     let subject = &target.cert.subject;
     let refusal = match a.state {
         State::RenewalDue => None,
-        State::Valid => Some(format!(
-            "the certificate {subject} is valid for {} more days; renewal opens on {} (in {} days)",
-            a.days_left,
-            rfc3339(a.renewal_opens),
-            crate::policy::days_left(a.renewal_opens, now)
-        )),
+        State::Valid => Some(match a.renewal_opens {
+            Some(opens) => format!(
+                "the certificate {subject} is valid for {} more days; renewal opens on {} (in {} days)",
+                a.days_left,
+                rfc3339(opens),
+                crate::policy::days_left(opens, now)
+            ),
+            None => format!("the certificate {subject} has no expiry date; it is never renewed"),
+        }),
         State::Expired => Some(format!(
             "the certificate {subject} expired on {}; it cannot be renewed, but a new one can be obtained until {} with `certagent enroll --user ID` and the bank's one-time password",
             rfc3339(target.cert.not_after),
-            rfc3339(a.grace_ends)
+            a.grace_ends
+                .map_or_else(|| "the end of time".into(), rfc3339)
         )),
         State::Lapsed => Some(format!(
             "the certificate {subject} expired on {} and the grace period ended on {}: contact your bank to re-issue it",
             rfc3339(target.cert.not_after),
-            rfc3339(a.grace_ends)
+            a.grace_ends
+                .map_or_else(|| "the end of time".into(), rfc3339)
         )),
         State::NotYetValid => Some(format!(
             "the certificate {subject} is not valid before {}; check the computer's clock",

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -58,12 +58,34 @@ impl Agent {
         origins: impl FnOnce(&RunningBank) -> Vec<String>,
         bank_opts: ServeOptions,
     ) -> Agent {
+        Agent::launch(days_left, origins, bank_opts, |_, _| {})
+    }
+
+    /// As [`Agent::start`], with `prepare(token, bank_dir)` run after the
+    /// bank certificate is on the token and before the agent starts (to
+    /// put more on the token the agent starts with).
+    pub fn start_prepared(days_left: i64, prepare: impl FnOnce(&SoftHsm, &Path)) -> Agent {
+        Agent::launch(
+            days_left,
+            |_| vec![ORIGIN.to_string()],
+            ServeOptions::default(),
+            prepare,
+        )
+    }
+
+    fn launch(
+        days_left: i64,
+        origins: impl FnOnce(&RunningBank) -> Vec<String>,
+        bank_opts: ServeOptions,
+        prepare: impl FnOnce(&SoftHsm, &Path),
+    ) -> Agent {
         let hsm = SoftHsm::new();
         let port = free_port();
         let bank_dir = hsm.path().join("bank");
         bank::init(&bank_dir).expect("bank");
         bank::add_user(&bank_dir, "ana", ANA).expect("user");
         super::bank_cert_on_token(&hsm, &bank_dir, "01", "rsa:2048", ANA, days_left);
+        prepare(&hsm, &bank_dir);
         let (rt, bank) = super::serve_bank(
             &bank_dir,
             ServeOptions {

@@ -1,0 +1,226 @@
+//! A certificate with RFC 5280's "no well-defined expiration date"
+//! (notAfter `99991231235959Z`) on a real SoftHSM token, beside a bank
+//! certificate: `status`, `status --json`, `show`, `doctor` and the running
+//! agent's `/v1/status` all work and show it as valid, with no notice and
+//! no renewal date. (Date arithmetic on it used to overflow and panic.)
+//!
+//! The certificate is made by openssl under faketime (openssl 3.0 has no
+//! `-not_after`): a frozen clock at 2025-12-31T23:59:59Z plus exactly the
+//! days to 9999-12-31, and written to the token with pkcs11-tool.
+
+mod common;
+
+use std::path::Path;
+
+use common::agent::Agent;
+use common::{LABEL, PIN, SoftHsm, openssl, require, run, text};
+use serde_json::Value;
+
+const NO_EXPIRY: &str = "9999-12-31T23:59:59Z";
+/// Days from 2025-12-31 to 9999-12-31.
+const DAYS_TO_9999: &str = "2912443";
+
+/// An RSA key pair made on the token by pkcs11-tool (CKA_ID `id`) and a
+/// certificate for it from the CA `ca_pem`/`ca_key` valid from
+/// 2025-12-31T23:59:59Z to 9999-12-31T23:59:59Z, written beside it.
+fn no_expiry_cert_on_token(hsm: &SoftHsm, id: &str, ca_pem: &Path, ca_key: &Path) -> Vec<u8> {
+    require("faketime");
+    let ok = |o: std::process::Output| assert!(o.status.success(), "{}", text(&o));
+    let login = ["--login", "--pin", PIN];
+    ok(hsm.pkcs11_tool(
+        &[
+            &login[..],
+            &[
+                "--keypairgen",
+                "--key-type",
+                "rsa:2048",
+                "--id",
+                id,
+                "--label",
+                "forever key",
+            ],
+        ]
+        .concat(),
+    ));
+    let dir = hsm.path();
+    let pub_der = dir.join(format!("forever-{id}.pub.der"));
+    ok(hsm.pkcs11_tool(&[
+        "--read-object",
+        "--type",
+        "pubkey",
+        "--id",
+        id,
+        "-o",
+        &pub_der.display().to_string(),
+    ]));
+    let pub_pem = dir.join(format!("forever-{id}.pub.pem"));
+    run(openssl()
+        .args(["pkey", "-pubin", "-inform", "DER", "-in"])
+        .arg(&pub_der)
+        .arg("-out")
+        .arg(&pub_pem));
+    let ext = dir.join("forever.ext");
+    std::fs::write(
+        &ext,
+        "basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = clientAuth\n",
+    )
+    .expect("ext");
+    let cert = dir.join(format!("forever-{id}.der"));
+    // A frozen clock (no '@'), so notAfter lands exactly on 23:59:59.
+    run(std::process::Command::new("faketime")
+        .arg("2025-12-31 23:59:59")
+        .args(["openssl", "x509", "-new", "-subj"])
+        .arg("/C=SI/O=Demo Company/CN=Forever")
+        .arg("-force_pubkey")
+        .arg(&pub_pem)
+        .arg("-CA")
+        .arg(ca_pem)
+        .arg("-CAkey")
+        .arg(ca_key)
+        .args(["-days", DAYS_TO_9999, "-extfile"])
+        .arg(&ext)
+        .args(["-outform", "DER", "-out"])
+        .arg(&cert));
+    let dates = run(openssl()
+        .args(["x509", "-inform", "DER", "-noout", "-enddate", "-in"])
+        .arg(&cert));
+    assert!(dates.contains("Dec 31 23:59:59 9999 GMT"), "{dates}");
+    ok(hsm.pkcs11_tool(
+        &[
+            &login[..],
+            &[
+                "--write-object",
+                &cert.display().to_string(),
+                "--type",
+                "cert",
+                "--id",
+                id,
+                "--label",
+                "forever certificate",
+            ],
+        ]
+        .concat(),
+    ));
+    std::fs::read(&cert).expect("cert")
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    assert!(o.status.success(), "{}", text(o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn json(o: &std::process::Output) -> Value {
+    serde_json::from_str(&stdout(o)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
+}
+
+/// The entry with CKA_ID `id` in a status list.
+fn entry<'a>(list: &'a Value, id: &str) -> &'a Value {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no certificate {id} in {list}"))
+}
+
+#[test]
+fn status_show_and_doctor_handle_a_certificate_without_expiry() {
+    let hsm = SoftHsm::empty();
+    hsm.provision(LABEL, &[200]);
+    let ca = hsm.path().join("ca");
+    no_expiry_cert_on_token(&hsm, "02", &ca.join("ca.pem"), &ca.join("ca.key"));
+    let config = hsm.config("softhsm2", "");
+
+    let status = json(&hsm.certagent(&config, &["status", "--json"], None));
+    let certs = &status["certificates"];
+    let bank = entry(certs, "01");
+    assert_eq!(bank["state"], "valid");
+    assert_eq!(bank["days_left"], 200);
+    assert!(bank["next_notice"].is_string(), "{bank}");
+    let forever = entry(certs, "02");
+    assert_eq!(forever["state"], "valid", "{forever}");
+    assert_eq!(forever["not_after"], NO_EXPIRY);
+    assert_eq!(forever["not_before"], "2025-12-31T23:59:59Z");
+    assert!(forever["next_notice"].is_null(), "{forever}");
+    assert!(forever["days_left"].as_i64().is_some_and(|d| d > 2_000_000));
+
+    let human = stdout(&hsm.certagent(&config, &["status"], None));
+    assert!(human.contains("valid (200 days left)"), "{human}");
+    assert!(
+        human.contains("valid (never expires)") && human.contains("(no expiry date)"),
+        "{human}"
+    );
+
+    let show = stdout(&hsm.certagent(&config, &["show", "--id", "02"], None));
+    assert!(show.contains("CN=Forever"), "{show}");
+    assert!(
+        show.lines()
+            .any(|l| l.starts_with("Renewal opens") && l.contains("never")),
+        "{show}"
+    );
+    assert!(!show.contains("Next notice"), "{show}");
+    let j = json(&hsm.certagent(&config, &["show", "--id", "02", "--json"], None));
+    assert_eq!(j["state"], "valid");
+    assert!(j["renewal_opens"].is_null(), "{j}");
+    assert!(j["grace_ends"].is_null(), "{j}");
+    assert!(j["next_notice"].is_null(), "{j}");
+    // The bank certificate's show still has its dates.
+    let j = json(&hsm.certagent(&config, &["show", "--id", "01", "--json"], None));
+    assert!(
+        j["renewal_opens"].is_string() && j["grace_ends"].is_string(),
+        "{j}"
+    );
+
+    let doctor = stdout(&hsm.certagent(&config, &["doctor"], Some(PIN)));
+    for id in ["01", "02"] {
+        assert!(
+            doctor.lines().any(|l| l.starts_with("ok ")
+                && l.contains(&format!("cert {id} "))
+                && l.contains("key signs and matches the certificate")),
+            "{id}: {doctor}"
+        );
+    }
+    let checks = json(&hsm.certagent(&config, &["doctor", "--json"], Some(PIN)));
+    assert!(
+        checks
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|c| c["outcome"] != "fail"),
+        "{checks}"
+    );
+}
+
+#[test]
+fn the_agent_starts_with_a_certificate_without_expiry_and_answers() {
+    // On the token before the agent starts: its first look used to panic.
+    let agent = Agent::start_prepared(200, |hsm, bank_dir| {
+        no_expiry_cert_on_token(
+            hsm,
+            "02",
+            &bank_dir.join("ca.pem"),
+            &bank_dir.join("ca-key.pem"),
+        );
+    });
+    let reply = agent.page("GET", "/v1/status", "");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let s = reply.json();
+    let forever = entry(&s["certificates"], "02");
+    assert_eq!(forever["state"], "valid", "{s}");
+    assert_eq!(forever["not_after"], NO_EXPIRY);
+    assert!(forever["next_notice"].is_null(), "{forever}");
+    assert_eq!(entry(&s["certificates"], "01")["days_left"], 200);
+
+    // And one put on the token while it runs: it looks afresh every time.
+    no_expiry_cert_on_token(
+        &agent.hsm,
+        "03",
+        &agent.bank_dir.join("ca.pem"),
+        &agent.bank_dir.join("ca-key.pem"),
+    );
+    let s = agent.page("GET", "/v1/status", "").json();
+    assert_eq!(entry(&s["certificates"], "03")["state"], "valid", "{s}");
+    // The CLI beside it agrees.
+    let out = agent.cli(&["status", "--json"], &[]);
+    let cli = json(&out);
+    assert!(entry(&cli["certificates"], "03")["next_notice"].is_null());
+}
