@@ -246,6 +246,8 @@ proc_sign() { # one signature by a process of its own, as a native-messaging hos
 }
 head -c 32 /dev/urandom >"$D/challenge.bin"
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
 # ================================================================ 1. PKCS#11 calls
 log "1. PKCS#11 calls per operation"
 FAULT_PKCS11_LOG=$D/calls-status.log "$AGENT" "${CA[@]}" status >/dev/null
@@ -369,6 +371,7 @@ row() { printf '  %-44s %-34s %-22s %s\n' "$@"; }
 {
     echo "certagent benchmark ($([ "$QUICK" = 1 ] && echo quick || echo full) run, $(date -u +%Y-%m-%dT%H:%MZ))"
     echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), kernel $(uname -r), SoftHSM $(softhsm2-util --version), $(openssl version | cut -d' ' -f1-2)"
+    echo "load average (1, 5, 15 min) at the start: $LOAD_START, at the end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine shows here)"
     echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown); token: SoftHSM RSA-2048 behind the forwarding module; times in ms unless named"
     echo
     echo "1. PKCS#11 calls per operation (forwarding module's log; C_Initialize/C_Finalize not counted for CLI runs)"
