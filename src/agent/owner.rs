@@ -41,8 +41,9 @@ pub const POLL: Duration = Duration::from_secs(20);
 /// another program, with the token in its reader all along).
 const LOOK_MAX_AGE: Duration = Duration::from_secs(30 * 60);
 /// An operation that logs in uses a look at most this old, else reads the
-/// certificates again through its own session.
-const LEASE_LOOK_MAX_AGE: Duration = Duration::from_secs(60);
+/// certificates again through its own session. What the remembered look
+/// does not hold is read again at once, and a key that is gone drops it.
+const LEASE_LOOK_MAX_AGE: Duration = LOOK_MAX_AGE;
 
 /// What the owner remembers of the token in its reader.
 struct Cache {
@@ -276,6 +277,9 @@ impl Owner {
     fn look_with(&self, token: &Token) -> Result<Look, TokenError> {
         let info = token.info()?;
         let certs = crate::cert::token_certificates(token, &self.issuers())?;
+        // Read once per token while it stays in its reader (the module keeps
+        // it): a logon later needs it and should not pay for it then.
+        let _ = token.mechanisms();
         let pending = self.pending(&info.serial);
         Ok(Look {
             info,

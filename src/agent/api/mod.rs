@@ -124,19 +124,14 @@ pub async fn serve(agent: Arc<Agent>) -> Result<RunningApi, ApiError> {
             let agent = agent.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                // Before anything else: the connecting process must be this
-                // user's (read from the kernel's socket table, off the workers).
-                let own = tokio::task::spawn_blocking(move || peer::allowed(from, addr))
-                    .await
-                    .unwrap_or(false);
+                // Whose process this is, asked once per connection, after the
+                // Host and Origin checks (which cost nothing: a flood of
+                // foreign origins never makes the agent read the kernel's table).
+                let own: Arc<tokio::sync::OnceCell<bool>> = Arc::new(tokio::sync::OnceCell::new());
                 let service = service_fn(move |req| {
                     let agent = agent.clone();
-                    async move {
-                        if !own {
-                            return Ok::<_, Infallible>(another_user());
-                        }
-                        Ok::<_, Infallible>(handle(agent, addr, req).await)
-                    }
+                    let own = own.clone();
+                    async move { Ok::<_, Infallible>(handle(agent, addr, from, own, req).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -156,6 +151,8 @@ pub async fn serve(agent: Arc<Agent>) -> Result<RunningApi, ApiError> {
 async fn handle(
     agent: Arc<Agent>,
     addr: SocketAddr,
+    from: SocketAddr,
+    own: Arc<tokio::sync::OnceCell<bool>>,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let origin = match gate::gate(&agent, addr, req.headers()) {
@@ -171,6 +168,18 @@ async fn handle(
             return r;
         }
     };
+    // Then, before anything happens for this request (a preflight's CORS
+    // answer included): the connecting process must be this user's.
+    let mine = own
+        .get_or_init(|| async move {
+            tokio::task::spawn_blocking(move || peer::allowed(from, addr))
+                .await
+                .unwrap_or(false)
+        })
+        .await;
+    if !*mine {
+        return another_user();
+    }
     let o = Some(origin.as_str());
     if req.method() == Method::OPTIONS {
         return gate::preflight(req.headers(), &origin);
