@@ -4,27 +4,31 @@
 //! agent's `/v1/status` all work and show it as valid, with no notice and
 //! no renewal date. (Date arithmetic on it used to overflow and panic.)
 //!
-//! The certificate is made by openssl under faketime (openssl 3.0 has no
-//! `-not_after`): a frozen clock at 2025-12-31T23:59:59Z plus exactly the
-//! days to 9999-12-31, and written to the token with pkcs11-tool.
+//! The certificate is issued by the reference bank's CA code with exactly
+//! that notAfter (openssl 3.0 has no `-not_after`, and `-days` under a
+//! frozen faketime clock fails now and then without a word) for a key
+//! pkcs11-tool made on the token, and written beside it with pkcs11-tool.
 
 mod common;
 
 use std::path::Path;
 
+use certagent_bank::ca::{Ca, ClientCert, parse_name, random_serial};
 use common::agent::Agent;
-use common::{LABEL, PIN, SoftHsm, openssl, require, run, text};
+use common::{LABEL, PIN, SoftHsm, openssl, run, text};
+use der::Decode;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use serde_json::Value;
+use time::macros::datetime;
 
 const NO_EXPIRY: &str = "9999-12-31T23:59:59Z";
-/// Days from 2025-12-31 to 9999-12-31.
-const DAYS_TO_9999: &str = "2912443";
 
 /// An RSA key pair made on the token by pkcs11-tool (CKA_ID `id`) and a
-/// certificate for it from the CA `ca_pem`/`ca_key` valid from
-/// 2025-12-31T23:59:59Z to 9999-12-31T23:59:59Z, written beside it.
-fn no_expiry_cert_on_token(hsm: &SoftHsm, id: &str, ca_pem: &Path, ca_key: &Path) -> Vec<u8> {
-    require("faketime");
+/// certificate for it from the issuing CA of the bank in `bank_dir`, valid
+/// from 2025-12-31T23:59:59Z to 9999-12-31T23:59:59Z (GeneralizedTime
+/// 99991231235959Z), written beside it.
+fn no_expiry_cert_on_token(hsm: &SoftHsm, id: &str, bank_dir: &Path) -> Vec<u8> {
     let ok = |o: std::process::Output| assert!(o.status.success(), "{}", text(&o));
     let login = ["--login", "--pin", PIN];
     ok(hsm.pkcs11_tool(
@@ -53,38 +57,30 @@ fn no_expiry_cert_on_token(hsm: &SoftHsm, id: &str, ca_pem: &Path, ca_key: &Path
         "-o",
         &pub_der.display().to_string(),
     ]));
-    let pub_pem = dir.join(format!("forever-{id}.pub.pem"));
-    run(openssl()
-        .args(["pkey", "-pubin", "-inform", "DER", "-in"])
-        .arg(&pub_der)
-        .arg("-out")
-        .arg(&pub_pem));
-    let ext = dir.join("forever.ext");
-    std::fs::write(
-        &ext,
-        "basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = clientAuth\n",
-    )
-    .expect("ext");
+    let spki = std::fs::read(&pub_der).expect("public key");
+    let key = PrivatePkcs8KeyDer::from_pem_file(bank_dir.join("ca-key.pem")).expect("CA key");
+    let ca_cert = CertificateDer::from_pem_file(bank_dir.join("ca.pem")).expect("CA cert");
+    let ca = Ca::load(key.secret_pkcs8_der(), ca_cert.as_ref()).expect("CA");
+    let der = ca
+        .issue_client(&ClientCert {
+            subject: parse_name("CN=Forever,O=Demo Company,C=SI").expect("name"),
+            spki: spki::SubjectPublicKeyInfoOwned::from_der(&spki).expect("SPKI"),
+            serial: random_serial(|_| false).expect("serial"),
+            not_before: datetime!(2025-12-31 23:59:59 UTC),
+            not_after: datetime!(9999-12-31 23:59:59 UTC),
+            san: None,
+        })
+        .expect("issue");
     let cert = dir.join(format!("forever-{id}.der"));
-    // A frozen clock (no '@'), so notAfter lands exactly on 23:59:59.
-    run(std::process::Command::new("faketime")
-        .arg("2025-12-31 23:59:59")
-        .args(["openssl", "x509", "-new", "-subj"])
-        .arg("/C=SI/O=Demo Company/CN=Forever")
-        .arg("-force_pubkey")
-        .arg(&pub_pem)
-        .arg("-CA")
-        .arg(ca_pem)
-        .arg("-CAkey")
-        .arg(ca_key)
-        .args(["-days", DAYS_TO_9999, "-extfile"])
-        .arg(&ext)
-        .args(["-outform", "DER", "-out"])
+    std::fs::write(&cert, &der).expect("write cert");
+    // As other tools read it: GeneralizedTime 99991231235959Z.
+    let parsed = run(openssl()
+        .args(["asn1parse", "-inform", "DER", "-in"])
         .arg(&cert));
-    let dates = run(openssl()
-        .args(["x509", "-inform", "DER", "-noout", "-enddate", "-in"])
-        .arg(&cert));
-    assert!(dates.contains("Dec 31 23:59:59 9999 GMT"), "{dates}");
+    assert!(
+        parsed.contains("GENERALIZEDTIME   :99991231235959Z"),
+        "{parsed}"
+    );
     ok(hsm.pkcs11_tool(
         &[
             &login[..],
@@ -101,7 +97,7 @@ fn no_expiry_cert_on_token(hsm: &SoftHsm, id: &str, ca_pem: &Path, ca_key: &Path
         ]
         .concat(),
     ));
-    std::fs::read(&cert).expect("cert")
+    der
 }
 
 fn stdout(o: &std::process::Output) -> String {
@@ -126,8 +122,11 @@ fn entry<'a>(list: &'a Value, id: &str) -> &'a Value {
 fn status_show_and_doctor_handle_a_certificate_without_expiry() {
     let hsm = SoftHsm::empty();
     hsm.provision(LABEL, &[200]);
-    let ca = hsm.path().join("ca");
-    no_expiry_cert_on_token(&hsm, "02", &ca.join("ca.pem"), &ca.join("ca.key"));
+    // With no [bank] configured every end-entity certificate is listed; the
+    // no-expiry one comes from another CA than the provisioning one.
+    let bank_dir = hsm.path().join("bank");
+    certagent_bank::init(&bank_dir).expect("bank");
+    no_expiry_cert_on_token(&hsm, "02", &bank_dir);
     let config = hsm.config("softhsm2", "");
 
     let status = json(&hsm.certagent(&config, &["status", "--json"], None));
@@ -194,12 +193,7 @@ fn status_show_and_doctor_handle_a_certificate_without_expiry() {
 fn the_agent_starts_with_a_certificate_without_expiry_and_answers() {
     // On the token before the agent starts: its first look used to panic.
     let agent = Agent::start_prepared(200, |hsm, bank_dir| {
-        no_expiry_cert_on_token(
-            hsm,
-            "02",
-            &bank_dir.join("ca.pem"),
-            &bank_dir.join("ca-key.pem"),
-        );
+        no_expiry_cert_on_token(hsm, "02", bank_dir);
     });
     let reply = agent.page("GET", "/v1/status", "");
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -213,12 +207,7 @@ fn the_agent_starts_with_a_certificate_without_expiry_and_answers() {
     // One put on the token by another tool while the agent runs: the agent
     // keeps its view of the token until the token comes or goes (the
     // watch), but the CLI beside it reads the token and shows it.
-    no_expiry_cert_on_token(
-        &agent.hsm,
-        "03",
-        &agent.bank_dir.join("ca.pem"),
-        &agent.bank_dir.join("ca-key.pem"),
-    );
+    no_expiry_cert_on_token(&agent.hsm, "03", &agent.bank_dir);
     let out = agent.cli(&["status", "--json"], &[]);
     let cli = json(&out);
     assert!(entry(&cli["certificates"], "03")["next_notice"].is_null());

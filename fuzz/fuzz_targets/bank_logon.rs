@@ -62,13 +62,16 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(o) = web_origin(text) {
-            assert_eq!(
-                web_origin(&o).as_deref(),
-                Ok(o.as_str()),
-                "normalised twice"
-            );
-        }
+    // The bank's own origin and the agent's URL: what it accepts is
+    // normalised once and for all.
+    if let Ok(o) = std::str::from_utf8(data)
+        .map(web_origin)
+        .unwrap_or(Err(String::new()))
+    {
+        assert_eq!(
+            web_origin(&o).as_deref(),
+            Ok(o.as_str()),
+            "normalised twice"
+        );
     }
 });

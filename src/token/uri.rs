@@ -140,6 +140,9 @@ fn percent_decode(s: &str) -> Option<Vec<u8>> {
     while let Some(&c) = b.get(i) {
         if c == b'%' {
             let hex = s.get(i.saturating_add(1)..i.saturating_add(3))?;
+            if !hex.bytes().all(|h| h.is_ascii_hexdigit()) {
+                return None;
+            }
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i = i.saturating_add(3);
         } else {
@@ -187,6 +190,14 @@ mod tests {
             TokenSelector::from_uri("pkcs11:token=%zz"),
             Err(UriError::Encoding(_))
         ));
+        // Two hex digits, nothing else: `u8::from_str_radix` alone took a
+        // sign ("%+f" as 0x0f).
+        for bad in ["pkcs11:token=%+f", "pkcs11:id=%+1", "pkcs11:token=%-1"] {
+            assert!(
+                matches!(TokenSelector::from_uri(bad), Err(UriError::Encoding(_))),
+                "{bad}"
+            );
+        }
         assert!(matches!(
             TokenSelector::from_uri("pkcs11:token=%4"),
             Err(UriError::Encoding(_))
