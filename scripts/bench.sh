@@ -281,6 +281,9 @@ stop "$AGENT_PID"
 log "2. logon through the API (x$N_LOGON), raw C_Sign (x$N_SIGN), pkcs11-tool per signature (x$N_PROC)"
 ID=$(current_id)
 start_agent
+# The agent reads the host's TCP table (/proc/net/tcp) for every connection
+# (the owner check): other work's sockets lengthen it.
+SOCKETS=$(($(ss -Htan | wc -l)))
 LOGON=$("$HELPER" logon --addr "$API" --origin "$ORIGIN" --count "$N_LOGON")
 SIGN=$("$HELPER" sign --module "$FAULT" --token "$LABEL" --pin "$PIN" --id "$ID" --count "$N_SIGN")
 proc_sign "$ID" >/dev/null 2>&1 # warm the page cache
@@ -399,6 +402,7 @@ row() { printf '  %-44s %-34s %-22s %s\n' "$@"; }
     row "raw in-process C_Sign (logged in once)" "$(r3 "$(field p50 "$SIGN")") / $(r3 "$(field p99 "$SIGN")") (n=$(field n "$SIGN"))" \
         "$(ratio "$(field p50 "$SIGN")" "$(field p50 "$PROC")")x" ""
     row "process per signature (pkcs11-tool)" "$(r3 "$(field p50 "$PROC")") / $(r3 "$(field p99 "$PROC")") (n=$(field n "$PROC"))" "1.00x" ""
+    echo "    TCP sockets on the host (all users, all states) when the logons began: $SOCKETS"
     echo "    ratios are of the p50s; at p99 the logon is $(ratio "$(field p99 "$LOGON")" "$(field p99 "$PROC")")x a process per signature"
     echo
     echo "3. renewal: median of $N_RENEW each, alternating (min-max)"
