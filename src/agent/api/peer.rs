@@ -12,11 +12,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-/// The OS user owning the client socket `peer` connected to `local`, if the
-/// kernel's table shows it.
+/// The owner (uid) of the first socket in the kernel's TCP table for
+/// `family`'s address family whose (local, remote, state) `wanted` accepts.
 #[cfg(target_os = "linux")]
-pub fn owner(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
-    let table = match peer.ip() {
+fn table_owner(
+    family: SocketAddr,
+    wanted: impl Fn(SocketAddr, SocketAddr, &str) -> bool,
+) -> Option<u32> {
+    let table = match family.ip() {
         IpAddr::V4(_) => "/proc/net/tcp",
         IpAddr::V6(_) => "/proc/net/tcp6",
     };
@@ -26,10 +29,18 @@ pub fn owner(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
         let _slot = cols.next()?;
         let l = parse_addr(cols.next()?)?;
         let r = parse_addr(cols.next()?)?;
-        // state, tx:rx queue, timer, retransmits, then uid.
-        let uid = cols.nth(4)?.parse().ok()?;
-        (l == peer && r == local).then_some(uid)
+        let state = cols.next()?;
+        // tx:rx queue, timer, retransmits, then uid.
+        let uid = cols.nth(3)?.parse().ok()?;
+        wanted(l, r, state).then_some(uid)
     })
+}
+
+/// The OS user owning the client socket `peer` connected to `local`, if the
+/// kernel's table shows it.
+#[cfg(target_os = "linux")]
+pub fn owner(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
+    table_owner(peer, |l, r, _| l == peer && r == local)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -40,20 +51,8 @@ pub fn owner(_peer: SocketAddr, _local: SocketAddr) -> Option<u32> {
 /// The OS user whose socket listens on `addr` (when binding it failed).
 #[cfg(target_os = "linux")]
 pub fn listener(addr: SocketAddr) -> Option<u32> {
-    let table = match addr.ip() {
-        IpAddr::V4(_) => "/proc/net/tcp",
-        IpAddr::V6(_) => "/proc/net/tcp6",
-    };
-    let text = std::fs::read_to_string(table).ok()?;
-    text.lines().skip(1).find_map(|line| {
-        let mut cols = line.split_whitespace();
-        let _slot = cols.next()?;
-        let l = parse_addr(cols.next()?)?;
-        let _remote = cols.next()?;
-        let listening = cols.next()? == "0A";
-        let uid = cols.nth(3)?.parse().ok()?;
-        (listening && l == addr).then_some(uid)
-    })
+    // State 0A is TCP_LISTEN.
+    table_owner(addr, |l, _, state| state == "0A" && l == addr)
 }
 
 #[cfg(not(target_os = "linux"))]
