@@ -60,6 +60,11 @@ pub fn encode_certs_only(certs: &[Vec<u8>]) -> Result<Vec<u8>, der::Error> {
 }
 
 /// The certificates (DER) in a certs-only SignedData, DER or BER.
+///
+/// `certificates` is a SET OF: the order they come in carries no meaning,
+/// and DER sorts them by encoding, so a set re-encoded by
+/// [`encode_certs_only`] may read back in another order. Callers find
+/// certificates by key and name, never by position.
 pub fn decode_certs_only(bytes: &[u8]) -> Result<Vec<Vec<u8>>, Pkcs7Error> {
     let bad = |e: der::Error| Pkcs7Error::NotPkcs7(e.to_string());
     let ci = ContentInfo::from_der(bytes)
@@ -114,6 +119,20 @@ mod tests {
             want
         );
         assert!(decode_base64(b"not*base64").is_err());
+    }
+
+    /// Found by the `pkcs7` fuzz target: an answer whose SET OF lists the
+    /// leaf before the CA (not DER order) reads, and sent on re-encoded
+    /// (sorted) it holds the same certificates, in DER order.
+    #[test]
+    fn an_unsorted_certificate_set_reads_and_reencodes_to_the_same_set() {
+        let body = include_bytes!("../tests/data/certs-only-unsorted-set.p7.der");
+        let mut certs = decode_response(body).unwrap();
+        assert_eq!(certs.len(), 2);
+        let again = decode_certs_only(&encode_certs_only(&certs).unwrap()).unwrap();
+        assert_ne!(again, certs, "the input was not in DER order");
+        certs.sort();
+        assert_eq!(again, certs);
     }
 
     #[test]
