@@ -37,6 +37,155 @@ fn trust_banks(dirs: &[&Path]) -> Vec<String> {
     )]
 }
 
+/// Chromium's flag that treats the bank's address as a public one: the
+/// bank is then "a public HTTPS site" for Local Network Access, as a real
+/// bank's site is, while it still runs on this machine.
+fn public_bank(agent: &Agent) -> String {
+    let port: u16 = agent
+        .bank
+        .origin()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the bank's origin has a port");
+    format!("--ip-address-space-overrides=127.0.0.1:{port}=public")
+}
+
+/// The logon page's result once it settled, its `data-reason` and a
+/// screenshot named `name`.
+fn logon(browser: &Browser, origin: &str, name: &str) -> (String, String) {
+    browser.goto(&format!("{origin}/"));
+    browser.click("#logon");
+    let text = browser.wait_text(
+        "#result",
+        &["Logged on as", "Error"],
+        Duration::from_secs(30),
+    );
+    browser.screenshot(&shots().join(name));
+    (text, browser.attribute("#result", "data-reason"))
+}
+
+#[test]
+fn a_public_bank_page_reaches_the_agent_only_with_the_permission_or_the_policy() {
+    common::require_root("this test installs the managed browser policy under /etc");
+    let agent = Agent::start_with(
+        20,
+        |bank| vec![bank.origin().to_string()],
+        ServeOptions::default(),
+    );
+    let origin = agent.bank.origin().to_string();
+    let mut flags = trust_banks(&[&agent.bank_dir]);
+    flags.push(public_bank(&agent));
+
+    // (1) Neither permission nor policy: Chromium blocks the page's calls
+    // to loopback; the page says what to do, and the user is never asked
+    // by the agent.
+    {
+        let browser = Browser::start(&flags);
+        let (text, reason) = logon(&browser, &origin, "lna-blocked-logon.png");
+        assert_eq!(reason, "local-network-denied", "{text}");
+        assert!(
+            text.contains("Local network access") && text.contains("certagent browser-policy"),
+            "the guidance names the setting and the policy: {text}"
+        );
+        browser.goto(&format!("{origin}/notices"));
+        let notice =
+            browser.wait_text("#notice", &["expires in", "Error"], Duration::from_secs(30));
+        browser.screenshot(&shots().join("lna-blocked-notices.png"));
+        assert_eq!(
+            browser.attribute("#notice", "data-reason"),
+            "local-network-denied",
+            "{notice}"
+        );
+        assert!(agent.prompts().is_empty(), "{:?}", agent.prompts());
+    }
+
+    // (2) The user allowed the bank's site to reach this computer (the
+    // permission Chromium asks for): logon works and the bank opens a session.
+    {
+        let browser = Browser::start(&flags);
+        browser.goto(&format!("{origin}/"));
+        browser.grant("loopback-network");
+        let (text, reason) = logon(&browser, &origin, "lna-permitted-logon.png");
+        assert!(
+            text.contains("Logged on as") && text.contains("Ana Novak"),
+            "with the permission: {text} ({reason})"
+        );
+        assert_eq!(agent.prompts(), ["CONFIRM", "GETPIN"]);
+    }
+
+    // (3) IT installed the policy for the bank's origin: no permission, no
+    // browser prompt, logon works. Removed, the page is blocked again.
+    let install = agent.cli(&["browser-policy", "--install"], &[]);
+    assert!(
+        install.status.success(),
+        "browser-policy --install: {}",
+        String::from_utf8_lossy(&install.stderr)
+    );
+    let policy = std::fs::read_to_string("/etc/chromium/policies/managed/certagent.json")
+        .expect("the policy file for Chromium");
+    assert!(policy.contains(&origin), "{policy}");
+    let outcome = {
+        let browser = Browser::start(&flags);
+        logon(&browser, &origin, "lna-policy-logon.png")
+    };
+    let remove = agent.cli(&["browser-policy", "--remove"], &[]);
+    assert!(
+        remove.status.success(),
+        "browser-policy --remove: {}",
+        String::from_utf8_lossy(&remove.stderr)
+    );
+    assert!(
+        outcome.0.contains("Logged on as") && outcome.0.contains("Ana Novak"),
+        "with the policy: {} ({})",
+        outcome.0,
+        outcome.1
+    );
+    assert_eq!(agent.prompts().len(), 4, "{:?}", agent.prompts());
+    assert!(!std::path::Path::new("/etc/chromium/policies/managed/certagent.json").exists());
+    {
+        let browser = Browser::start(&flags);
+        let (text, reason) = logon(&browser, &origin, "lna-policy-removed-logon.png");
+        assert_eq!(reason, "local-network-denied", "after --remove: {text}");
+    }
+    assert_eq!(agent.prompts().len(), 4, "{:?}", agent.prompts());
+}
+
+#[test]
+fn the_page_tells_an_agent_that_is_not_running_from_one_that_refuses_the_site() {
+    // A bank site whose agent URL has nothing listening, on a loopback
+    // origin (no Local Network Access gate).
+    let agent = Agent::start_with(
+        20,
+        |bank| vec![bank.origin().to_string()],
+        ServeOptions::default(),
+    );
+    let dir = agent.hsm.path().join("site-without-agent");
+    certagent_bank::init(&dir).expect("site");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let dead = common::agent::free_port();
+    let site = rt
+        .block_on(certagent_bank::serve(
+            &dir,
+            ServeOptions {
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                agent_url: format!("http://127.0.0.1:{dead}"),
+                ..ServeOptions::default()
+            },
+        ))
+        .expect("site serves");
+    let browser = Browser::start(&trust_banks(&[&dir]));
+    let (text, reason) = logon(&browser, site.origin(), "agent-not-running.png");
+    assert_eq!(reason, "agent-not-running", "{text}");
+    assert!(text.contains("Start it"), "{text}");
+    assert!(agent.prompts().is_empty());
+    rt.block_on(site.shutdown());
+}
+
 #[test]
 fn logon_notice_and_renewal_in_a_real_browser_and_refusal_for_another_origin() {
     // The agent allows the bank's origin, https://localhost:PORT, only.
@@ -111,10 +260,12 @@ fn logon_notice_and_renewal_in_a_real_browser_and_refusal_for_another_origin() {
         refused.contains("Error") && !refused.contains("Logged on"),
         "foreign origin: {refused}"
     );
-    assert!(
-        refused.to_lowercase().contains("agent"),
+    assert_eq!(
+        browser.attribute("#result", "data-reason"),
+        "origin-not-allowed",
         "refused by the agent, not the site: {refused}"
     );
+    assert!(refused.contains(&foreign), "names the site: {refused}");
     browser.goto(&format!("{foreign}/notices"));
     let refused = browser.wait_text("#notice", &["expires in", "No notices", "Error"], wait);
     browser.screenshot(&shots().join("foreign-notices.png"));

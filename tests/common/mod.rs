@@ -35,6 +35,18 @@ pub fn require_with(tool: &str, install: &str) {
     assert!(found, "{tool} is missing; {install}");
 }
 
+/// Fail loudly unless the test runs as root (CI does): `why` says what
+/// needs it.
+pub fn require_root(why: &str) {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { geteuid() } == 0;
+    assert!(root, "{why} and needs root, as CI runs it");
+}
+
+unsafe extern "C" {
+    fn geteuid() -> u32;
+}
+
 fn first_existing(candidates: &[&str], what: &str) -> PathBuf {
     candidates
         .iter()

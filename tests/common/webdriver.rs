@@ -178,6 +178,26 @@ impl Browser {
             .to_string()
     }
 
+    /// An attribute of the element (empty when it has none).
+    pub fn attribute(&self, css: &str, name: &str) -> String {
+        let e = self.element(css);
+        self.cmd("GET", &format!("/element/{e}/attribute/{name}"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Grant a permission (by its Permissions API name) to the current
+    /// page's origin, as the user would in the site's settings
+    /// (WebDriver's Set Permission extension).
+    pub fn grant(&self, permission: &str) {
+        self.cmd(
+            "POST",
+            "/permissions",
+            Some(json!({"descriptor": {"name": permission}, "state": "granted"})),
+        );
+    }
+
     /// Wait until the element's text contains one of `any`; returns the text.
     pub fn wait_text(&self, css: &str, any: &[&str], timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;

@@ -47,7 +47,88 @@
     return answer(resp, 'the bank');
   }
 
+  // A failure to reach the agent that the customer can act on; `reason`
+  // tells the cases apart for the page (and for tests).
+  class AgentError extends Error {
+    constructor(message, reason) {
+      super(message);
+      this.reason = reason;
+    }
+  }
+
+  // Local Network Access (Chromium 142 and later): a page on a public
+  // address may call the agent on this computer only with the user's
+  // permission, or where the company's IT allows the bank's site by
+  // policy. Chromium 146+ names the permission `loopback-network`, earlier
+  // versions `local-network-access`; browsers without it have no such gate.
+  async function loopbackPermission() {
+    if (!navigator.permissions || !navigator.permissions.query) {
+      return 'unsupported';
+    }
+    for (const name of ['loopback-network', 'local-network-access']) {
+      try {
+        return (await navigator.permissions.query({ name })).state;
+      } catch (_) {
+        // Not a permission this browser knows; try the older name.
+      }
+    }
+    return 'unsupported';
+  }
+
+  function localNetworkError() {
+    return new AgentError(
+      'your browser does not let this site reach certagent on this computer. ' +
+      'Click the icon left of the address bar, open the site settings, set ' +
+      '"Local network access" to Allow and try again. Your company\'s IT can ' +
+      'allow this site for everyone with "certagent browser-policy --install".',
+      'local-network-denied');
+  }
+
+  // Why the agent could not be reached: the browser's gate, an agent that
+  // is not running, or an agent that does not accept this site. A network
+  // error and a CORS refusal look the same to a page, so an opaque
+  // (no-cors) request tells them apart: it reaches a running agent whatever
+  // the agent allows, and reads nothing (without an Origin, the agent
+  // refuses it before anything else).
+  async function whyUnreachable() {
+    if ((await loopbackPermission()) === 'denied') {
+      return localNetworkError();
+    }
+    try {
+      await fetch(agent + '/v1/status', {
+        method: 'GET',
+        mode: 'no-cors',
+        credentials: 'omit',
+        cache: 'no-store',
+        referrerPolicy: 'no-referrer',
+        targetAddressSpace: 'loopback',
+      });
+    } catch (_) {
+      const state = await loopbackPermission();
+      if (state === 'denied') {
+        return localNetworkError();
+      }
+      const asked = state === 'prompt'
+        ? ' If your browser asks whether this site may reach devices on this ' +
+          'computer, choose Allow.'
+        : '';
+      return new AgentError(
+        'certagent does not answer on this computer. Start it (in your ' +
+        `applications menu: certagent) and try again.${asked}`,
+        'agent-not-running');
+    }
+    return new AgentError(
+      `certagent on this computer does not accept this site (${location.origin}): ` +
+      'it is set up for another address of the bank. Ask your IT to add this ' +
+      'address to certagent\'s [bank] origins.',
+      'origin-not-allowed');
+  }
+
   async function agentCall(method, path, body) {
+    // Already refused by the browser: do not ask again, say what to do.
+    if ((await loopbackPermission()) === 'denied') {
+      throw localNetworkError();
+    }
     let resp;
     try {
       resp = await fetch(agent + path, {
@@ -55,23 +136,25 @@
         mode: 'cors',
         credentials: 'omit',
         referrerPolicy: 'no-referrer',
+        // The agent listens on loopback: saying so lets Chromium ask for the
+        // right permission and exempts the request from mixed-content rules.
+        targetAddressSpace: 'loopback',
       });
     } catch (_) {
-      // A network error and a CORS refusal look the same to a page.
-      throw new Error(
-        `the certagent agent does not answer at ${agent}: is it running, ` +
-        `and does it allow ${location.origin}?`);
+      throw await whyUnreachable();
     }
     return answer(resp, 'the certagent agent');
   }
 
   function show(el, text) {
     el.classList.remove('error');
+    delete el.dataset.reason;
     el.textContent = text;
   }
 
   function showError(el, e) {
     el.classList.add('error');
+    el.dataset.reason = e.reason || 'error';
     el.textContent = `Error: ${e.message}`;
   }
 
