@@ -521,3 +521,54 @@ fn a_port_taken_by_another_user_names_that_user() {
         common::text(&out)
     );
 }
+
+#[test]
+fn one_process_holding_connections_cannot_starve_the_browser() {
+    common::require_with("python3", "apt-get install python3");
+    let agent = Agent::start(20);
+    // Another process of the same user opens 300 connections and sends
+    // half a request on each, then reports how many the agent left open.
+    let hog = r#"
+import socket, sys, time
+port = int(sys.argv[1])
+socks = []
+for _ in range(300):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /v1/status HTTP/1.1\r\n")
+    socks.append(s)
+time.sleep(2)
+open_ = 0
+for s in socks:
+    s.settimeout(0.05)
+    try:
+        open_ += s.recv(1) != b""
+    except socket.timeout:
+        open_ += 1
+    except OSError:
+        pass
+print(open_, flush=True)
+sys.stdin.read()
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", hog, &agent.port.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("the hog's count");
+    // While it holds its connections, the page is answered.
+    let status = agent.page("GET", "/v1/status", "");
+    drop(child.stdin.take());
+    let _ = child.wait();
+    assert_eq!(
+        line.trim(),
+        "8",
+        "connections the agent kept open for one process"
+    );
+    assert_eq!(status.status, 200, "{}", status.body);
+}

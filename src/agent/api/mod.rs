@@ -38,8 +38,13 @@ use gate::{Failure, failure, json_response};
 pub use gate::MAX_BODY;
 pub use logon::TOKEN_FORMAT;
 
-/// Connections served at once; more wait in the kernel's backlog.
-const MAX_CONNECTIONS: usize = 32;
+/// Connections served at once; beyond, new ones are closed at once (not
+/// left in the kernel's backlog, where they would wait behind slow ones).
+const MAX_CONNECTIONS: usize = 256;
+/// Connections one process (or, where its process is not known, one user)
+/// may hold at once: more than a browser opens to one host (6), few enough
+/// that one local program cannot take them all.
+const PER_PEER: usize = 8;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A logon waits for the user at most this long (pinentry has its own timeout too).
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
@@ -105,12 +110,11 @@ pub async fn serve(agent: Arc<Agent>) -> Result<RunningApi, ApiError> {
     })?;
     let (stop, mut stopped) = oneshot::channel();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let peers = Peers::default();
     let task = tokio::spawn(async move {
         loop {
-            let permit = tokio::select! {
-                _ = &mut stopped => return,
-                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            };
+            // Accept at once, whatever is being served: a connection waits
+            // for its turn here, never in the kernel's backlog.
             let (tcp, from) = tokio::select! {
                 _ = &mut stopped => return,
                 a = listener.accept() => match a {
@@ -121,17 +125,30 @@ pub async fn serve(agent: Arc<Agent>) -> Result<RunningApi, ApiError> {
                     }
                 },
             };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                log::warn!(
+                    "local API: {MAX_CONNECTIONS} connections open; closing one from {from}"
+                );
+                continue;
+            };
             let agent = agent.clone();
+            let peers = peers.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                // Whose process this is, asked once per connection, after the
-                // Host and Origin checks (which cost nothing: a flood of
-                // foreign origins never makes the agent read the kernel's table).
-                let own: Arc<tokio::sync::OnceCell<bool>> = Arc::new(tokio::sync::OnceCell::new());
+                // Who holds the client socket, before reading a byte of it.
+                let who = tokio::task::spawn_blocking(move || peer::identify(from, addr))
+                    .await
+                    .unwrap_or(peer::Peer::Unknown);
+                let Some(_slot) = peers.enter(who) else {
+                    log::warn!(
+                        "local API: {who:?} holds {PER_PEER} connections already; closing one"
+                    );
+                    return;
+                };
+                let own = who.is_own();
                 let service = service_fn(move |req| {
                     let agent = agent.clone();
-                    let own = own.clone();
-                    async move { Ok::<_, Infallible>(handle(agent, addr, from, own, req).await) }
+                    async move { Ok::<_, Infallible>(handle(agent, addr, own, req).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -148,11 +165,59 @@ pub async fn serve(agent: Arc<Agent>) -> Result<RunningApi, ApiError> {
     })
 }
 
+/// Open connections per peer, for [`PER_PEER`].
+#[derive(Clone, Default)]
+struct Peers(Arc<std::sync::Mutex<std::collections::HashMap<peer::Peer, usize>>>);
+
+/// A peer's connection, counted until dropped.
+struct PeerSlot {
+    peers: Peers,
+    who: peer::Peer,
+}
+
+impl Peers {
+    fn count(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<peer::Peer, usize>> {
+        // A panic elsewhere while counting leaves counts that are still right.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A slot for `who`, unless it holds [`PER_PEER`] already. Where the
+    /// platform cannot tell peers apart, there is no per-peer cap.
+    fn enter(&self, who: peer::Peer) -> Option<PeerSlot> {
+        if who != peer::Peer::Unknown {
+            let mut count = self.count();
+            let n = count.entry(who).or_insert(0);
+            if *n >= PER_PEER {
+                return None;
+            }
+            *n += 1;
+        }
+        Some(PeerSlot {
+            peers: self.clone(),
+            who,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        if self.who == peer::Peer::Unknown {
+            return;
+        }
+        let mut count = self.peers.count();
+        if let Some(n) = count.get_mut(&self.who) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                count.remove(&self.who);
+            }
+        }
+    }
+}
+
 async fn handle(
     agent: Arc<Agent>,
     addr: SocketAddr,
-    from: SocketAddr,
-    own: Arc<tokio::sync::OnceCell<bool>>,
+    own: bool,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let origin = match gate::gate(&agent, addr, req.headers()) {
@@ -170,14 +235,7 @@ async fn handle(
     };
     // Then, before anything happens for this request (a preflight's CORS
     // answer included): the connecting process must be this user's.
-    let mine = own
-        .get_or_init(|| async move {
-            tokio::task::spawn_blocking(move || peer::allowed(from, addr))
-                .await
-                .unwrap_or(false)
-        })
-        .await;
-    if !*mine {
+    if !own {
         return another_user();
     }
     let o = Some(origin.as_str());

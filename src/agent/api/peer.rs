@@ -9,16 +9,87 @@
 //! owner. Reading the table is what `ss -tnpe` does; no crate offers it for
 //! one socket. Elsewhere the check is not made here (SECURITY.md says how
 //! Windows and macOS would do it).
+//!
+//! The same line gives the socket's inode; the process holding it is the
+//! one of this user's processes with a descriptor `socket:[inode]` (what
+//! `ss -p` and `lsof` do). Connections are capped per process, so one local
+//! program cannot take every connection the agent serves.
 
 use std::net::{IpAddr, SocketAddr};
 
-/// The owner (uid) of the first socket in the kernel's TCP table for
-/// `family`'s address family whose (local, remote, state) `wanted` accepts.
+/// A client socket as the kernel's table shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Socket {
+    uid: u32,
+    inode: u64,
+}
+
+/// Who is connecting, as far as this platform can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Peer {
+    /// A process of the agent's own user.
+    Process(u32),
+    /// A socket of this OS user whose process was not found (it exited, or
+    /// this user may not look at it).
+    User(u32),
+    /// The platform does not say (not Linux).
+    Unknown,
+}
+
+impl Peer {
+    /// Whether the connection may be served: it belongs to this user. Where
+    /// the platform gives no answer, the Host and Origin checks remain the
+    /// only gate.
+    pub fn is_own(self) -> bool {
+        match self {
+            Peer::Process(_) => true,
+            Peer::User(uid) => uid == me(),
+            Peer::Unknown => !cfg!(target_os = "linux"),
+        }
+    }
+}
+
+/// Who holds the client socket `peer` connected to `local`.
 #[cfg(target_os = "linux")]
-fn table_owner(
+pub fn identify(peer: SocketAddr, local: SocketAddr) -> Peer {
+    match table_find(peer, |l, r, _| l == peer && r == local) {
+        Some(s) if s.uid == me() => process_of(s.inode).map_or(Peer::User(s.uid), Peer::Process),
+        Some(s) => Peer::User(s.uid),
+        None => Peer::Unknown,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn identify(_peer: SocketAddr, _local: SocketAddr) -> Peer {
+    Peer::Unknown
+}
+
+/// The process of this user with a descriptor on socket `inode`.
+#[cfg(target_os = "linux")]
+fn process_of(inode: u64) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let want = format!("socket:[{inode}]");
+    let me = me();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|p| {
+        let pid: u32 = p.file_name().to_str()?.parse().ok()?;
+        // Only this user's processes: others' descriptors are not ours to read.
+        if p.metadata().ok()?.uid() != me {
+            return None;
+        }
+        let fds = std::fs::read_dir(p.path().join("fd")).ok()?;
+        fds.flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == want.as_str()))
+            .then_some(pid)
+    })
+}
+
+/// The first socket in the kernel's TCP table for `family`'s address
+/// family whose (local, remote, state) `wanted` accepts.
+#[cfg(target_os = "linux")]
+fn table_find(
     family: SocketAddr,
     wanted: impl Fn(SocketAddr, SocketAddr, &str) -> bool,
-) -> Option<u32> {
+) -> Option<Socket> {
     let table = match family.ip() {
         IpAddr::V4(_) => "/proc/net/tcp",
         IpAddr::V6(_) => "/proc/net/tcp6",
@@ -30,29 +101,21 @@ fn table_owner(
         let l = parse_addr(cols.next()?)?;
         let r = parse_addr(cols.next()?)?;
         let state = cols.next()?;
-        // tx:rx queue, timer, retransmits, then uid.
+        if !wanted(l, r, state) {
+            return None;
+        }
+        // tx:rx queue, timer, retransmits, then uid, timeout and inode.
         let uid = cols.nth(3)?.parse().ok()?;
-        wanted(l, r, state).then_some(uid)
+        let inode = cols.nth(1)?.parse().ok()?;
+        Some(Socket { uid, inode })
     })
-}
-
-/// The OS user owning the client socket `peer` connected to `local`, if the
-/// kernel's table shows it.
-#[cfg(target_os = "linux")]
-pub fn owner(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
-    table_owner(peer, |l, r, _| l == peer && r == local)
-}
-
-#[cfg(not(target_os = "linux"))]
-pub fn owner(_peer: SocketAddr, _local: SocketAddr) -> Option<u32> {
-    None
 }
 
 /// The OS user whose socket listens on `addr` (when binding it failed).
 #[cfg(target_os = "linux")]
 pub fn listener(addr: SocketAddr) -> Option<u32> {
     // State 0A is TCP_LISTEN.
-    table_owner(addr, |l, _, state| state == "0A" && l == addr)
+    table_find(addr, |l, _, state| state == "0A" && l == addr).map(|s| s.uid)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -85,17 +148,6 @@ pub fn me() -> u32 {
 #[cfg(not(unix))]
 pub fn me() -> u32 {
     0
-}
-
-/// Whether the connection from `peer` may be served: it belongs to this
-/// user. Where the platform gives no answer, the Host and Origin checks
-/// remain the only gate.
-pub fn allowed(peer: SocketAddr, local: SocketAddr) -> bool {
-    if cfg!(target_os = "linux") {
-        owner(peer, local) == Some(me())
-    } else {
-        true
-    }
 }
 
 /// `0100007F:1F90` (IPv4) or 32 hex digits and a port (IPv6), as the kernel
@@ -150,7 +202,8 @@ mod tests {
         let client = std::net::TcpStream::connect(local).expect("connect");
         let (_server, peer) = listener.accept().expect("accept");
         assert_eq!(client.local_addr().expect("addr"), peer);
-        assert_eq!(owner(peer, local), Some(me()));
-        assert!(allowed(peer, local));
+        let who = identify(peer, local);
+        assert_eq!(who, Peer::Process(std::process::id()));
+        assert!(who.is_own());
     }
 }
