@@ -3,6 +3,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // SAFETY: first thing, while this is the only thread.
+    unsafe { certagent::prompt::take_env_secrets() };
     let cli = certagent::cli::Cli::parse();
     let level = match cli.verbose {
         0 => "warn",

@@ -16,6 +16,57 @@ pub const PIN_ENV: &str = "CERTAGENT_PIN";
 /// Environment variable with the bank's one-time password, for unattended tests only.
 pub const OTP_ENV: &str = "CERTAGENT_OTP";
 
+/// `CERTAGENT_PIN` and `CERTAGENT_OTP`, as the process found them.
+struct EnvSecrets {
+    pin: Option<SecretString>,
+    otp: Option<SecretString>,
+}
+
+static ENV_SECRETS: std::sync::OnceLock<EnvSecrets> = std::sync::OnceLock::new();
+
+/// Take `CERTAGENT_PIN` and `CERTAGENT_OTP` out of the environment, once,
+/// at start: they stay in this process (where a prompt that honours them
+/// finds them) and no child (pinentry, the browser "Open bank site"
+/// starts, the demo's bank) inherits them.
+///
+/// # Safety
+///
+/// Changes the environment: call it before any other thread runs (first
+/// thing in `main`).
+pub unsafe fn take_env_secrets() {
+    let take = |name: &str| {
+        let value = std::env::var_os(name)?;
+        // SAFETY: the caller guarantees no other thread reads or writes
+        // the environment now.
+        unsafe { std::env::remove_var(name) };
+        Some(SecretString::from(value.to_string_lossy().into_owned()))
+    };
+    let secrets = EnvSecrets {
+        pin: take(PIN_ENV),
+        otp: take(OTP_ENV),
+    };
+    let _ = ENV_SECRETS.set(secrets);
+}
+
+/// An unattended secret: the one taken at start, or (for a library user
+/// that never took them) the environment's.
+fn env_secret(name: &str) -> Option<SecretString> {
+    use secrecy::ExposeSecret;
+    match ENV_SECRETS.get() {
+        Some(s) => {
+            let v = if name == PIN_ENV { &s.pin } else { &s.otp };
+            v.as_ref()
+                .map(|v| SecretString::from(v.expose_secret().to_string()))
+        }
+        None => std::env::var(name).ok().map(SecretString::from),
+    }
+}
+
+/// Whether `CERTAGENT_PIN` or `CERTAGENT_OTP` was given to this process.
+pub fn env_secrets_given() -> bool {
+    env_secret(PIN_ENV).is_some() || env_secret(OTP_ENV).is_some()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PromptError {
     #[error("cannot ask for {what}: {why}; for unattended use set {hint}")]
@@ -43,9 +94,13 @@ pub trait Prompt: Send + Sync {
     }
 }
 
-/// The terminal. `CERTAGENT_PIN` (for unattended tests) is taken first.
+/// The terminal. With `unattended`, `CERTAGENT_PIN` and `CERTAGENT_OTP`
+/// (for unattended tests) are taken first: the one-shot commands a user
+/// runs with them set opt in; the agent (`run`) only with `--unattended`.
 #[derive(Debug, Default)]
-pub struct TerminalPrompt;
+pub struct TerminalPrompt {
+    pub unattended: bool,
+}
 
 /// A warning about the PIN counter worth showing before asking.
 pub fn pin_warning(token: &TokenInfo) -> Option<&'static str> {
@@ -60,8 +115,11 @@ pub fn pin_warning(token: &TokenInfo) -> Option<&'static str> {
 
 impl Prompt for TerminalPrompt {
     fn pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
-        if let Ok(pin) = std::env::var(PIN_ENV) {
-            return Ok(AuthPin::from(pin));
+        if self.unattended
+            && let Some(pin) = env_secret(PIN_ENV)
+        {
+            use secrecy::ExposeSecret;
+            return Ok(AuthPin::from(pin.expose_secret().to_string()));
         }
         let tty_error = |why: String| PromptError::Unavailable {
             what: "the PIN",
@@ -83,8 +141,10 @@ impl Prompt for TerminalPrompt {
     }
 
     fn otp(&self, user: &str) -> Result<SecretString, PromptError> {
-        if let Ok(otp) = std::env::var(OTP_ENV) {
-            return Ok(SecretString::from(otp));
+        if self.unattended
+            && let Some(otp) = env_secret(OTP_ENV)
+        {
+            return Ok(otp);
         }
         if !std::io::stdin().is_terminal() {
             return Err(PromptError::Unavailable {
@@ -358,14 +418,58 @@ impl Prompt for PinentryPrompt {
 /// The agent's prompt: pinentry where one is installed (or configured), else
 /// the terminal if there is one, else an explanation at the moment a prompt
 /// is needed (the agent still shows status and notices).
-pub fn desktop_prompt(configured: Option<&std::path::Path>) -> std::sync::Arc<dyn Prompt> {
-    match PinentryPrompt::find(configured) {
+///
+/// With `unattended` (`run --unattended`, never the default), the PIN and
+/// the one-time password come from `CERTAGENT_PIN` and `CERTAGENT_OTP`
+/// where they are set; confirmations are still asked.
+pub fn desktop_prompt(
+    configured: Option<&std::path::Path>,
+    unattended: bool,
+) -> std::sync::Arc<dyn Prompt> {
+    let inner: std::sync::Arc<dyn Prompt> = match PinentryPrompt::find(configured) {
         Ok(p) => std::sync::Arc::new(p),
         Err(e) if std::io::stdin().is_terminal() => {
             log::warn!("{e}; asking on the terminal instead");
-            std::sync::Arc::new(TerminalPrompt)
+            std::sync::Arc::new(TerminalPrompt { unattended: false })
         }
         Err(e) => std::sync::Arc::new(NoPrompt(e.to_string())),
+    };
+    if unattended {
+        std::sync::Arc::new(EnvFirst(inner))
+    } else {
+        if env_secrets_given() {
+            log::warn!(
+                "{PIN_ENV}/{OTP_ENV} are set and ignored: the agent asks in its own window \
+                 (run --unattended is for unattended tests only)"
+            );
+        }
+        inner
+    }
+}
+
+/// The PIN and one-time password from the environment where given (for
+/// unattended tests), everything else from `0`.
+struct EnvFirst(std::sync::Arc<dyn Prompt>);
+
+impl Prompt for EnvFirst {
+    fn pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
+        use secrecy::ExposeSecret;
+        match env_secret(PIN_ENV) {
+            Some(pin) => Ok(AuthPin::from(pin.expose_secret().to_string())),
+            None => self.0.pin(token, purpose),
+        }
+    }
+    fn confirm(&self, question: &str) -> Result<bool, PromptError> {
+        self.0.confirm(question)
+    }
+    fn otp(&self, user: &str) -> Result<SecretString, PromptError> {
+        match env_secret(OTP_ENV) {
+            Some(otp) => Ok(otp),
+            None => self.0.otp(user),
+        }
+    }
+    fn show(&self, text: &str) -> Result<(), PromptError> {
+        self.0.show(text)
     }
 }
 

@@ -572,3 +572,28 @@ sys.stdin.read()
     );
     assert_eq!(status.status, 200, "{}", status.body);
 }
+
+#[test]
+fn the_agent_ignores_certagent_pin_unless_run_unattended_and_never_passes_it_on() {
+    let good = format!("{{\"challenge\":\"{}\"}}", challenge(32));
+    // `run` with a wrong CERTAGENT_PIN: ignored, the PIN comes from the
+    // agent's own prompt, and pinentry does not inherit the variables.
+    let agent = Agent::start_env(
+        20,
+        &[("CERTAGENT_PIN", "999999"), ("CERTAGENT_OTP", "000000")],
+        &[],
+    );
+    let r = agent.page("POST", "/v1/logon", &good);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(agent.prompts(), ["CONFIRM", "GETPIN"]);
+    assert_eq!(common::pinentry_inherited(&agent.prompt_dir), "");
+
+    // `run --unattended` (for unattended tests): the PIN is the variable's;
+    // consent is still asked, and pinentry still inherits nothing.
+    let agent = Agent::start_env(20, &[("CERTAGENT_PIN", common::PIN)], &["--unattended"]);
+    std::fs::write(agent.prompt_dir.join("pin"), "999999").expect("pin");
+    let r = agent.page("POST", "/v1/logon", &good);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(agent.prompts(), ["CONFIRM"]);
+    assert_eq!(common::pinentry_inherited(&agent.prompt_dir), "");
+}

@@ -125,8 +125,8 @@ macro_rules! say {
 }
 
 /// Run the agent until SIGTERM, Ctrl-C or "Quit".
-pub fn run(config: Config, drivers: Drivers, no_tray: bool) -> Result<(), Error> {
-    let prompt = desktop_prompt(config.agent.pinentry.as_deref());
+pub fn run(config: Config, drivers: Drivers, no_tray: bool, unattended: bool) -> Result<(), Error> {
+    let prompt = desktop_prompt(config.agent.pinentry.as_deref(), unattended);
     let bank_site = config
         .bank
         .as_ref()

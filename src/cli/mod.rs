@@ -80,6 +80,9 @@ pub enum Command {
         /// Serve the API and notices without a tray icon
         #[arg(long)]
         no_tray: bool,
+        /// For unattended tests only: take the PIN and one-time password from CERTAGENT_PIN and CERTAGENT_OTP
+        #[arg(long)]
+        unattended: bool,
     },
     /// The whole story on a fresh SoftHSM token and the reference bank (certagent-bank beside certagent)
     Demo,
@@ -104,7 +107,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         config,
         drivers,
         json: cli.json,
-        prompt: Box::new(TerminalPrompt),
+        // A one-shot command run with CERTAGENT_PIN/OTP set opts in.
+        prompt: Box::new(TerminalPrompt { unattended: true }),
     };
     match cli.command {
         Command::Tokens => tokens::run(&app),
@@ -114,7 +118,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Renew { id, yes } => renew::renew(&app, id.as_deref(), yes),
         Command::Enroll { user, id, yes } => renew::enroll(&app, &user, id.as_deref(), yes),
         Command::Demo => demo::run(cli.json),
-        Command::Run { no_tray } => crate::agent::run(app.config, app.drivers, no_tray),
+        Command::Run {
+            no_tray,
+            unattended,
+        } => crate::agent::run(app.config, app.drivers, no_tray, unattended),
     }
 }
 

@@ -58,7 +58,20 @@ impl Agent {
         origins: impl FnOnce(&RunningBank) -> Vec<String>,
         bank_opts: ServeOptions,
     ) -> Agent {
-        Agent::launch(days_left, origins, bank_opts, |_, _| {})
+        Agent::launch(days_left, origins, bank_opts, |_, _| {}, &[], &[])
+    }
+
+    /// As [`Agent::start`], with `env` set for `certagent run` and `args`
+    /// added after it.
+    pub fn start_env(days_left: i64, env: &[(&str, &str)], args: &[&str]) -> Agent {
+        Agent::launch(
+            days_left,
+            |_| vec![ORIGIN.to_string()],
+            ServeOptions::default(),
+            |_, _| {},
+            env,
+            args,
+        )
     }
 
     /// As [`Agent::start`], with `prepare(token, bank_dir)` run after the
@@ -70,6 +83,8 @@ impl Agent {
             |_| vec![ORIGIN.to_string()],
             ServeOptions::default(),
             prepare,
+            &[],
+            &[],
         )
     }
 
@@ -78,6 +93,8 @@ impl Agent {
         origins: impl FnOnce(&RunningBank) -> Vec<String>,
         bank_opts: ServeOptions,
         prepare: impl FnOnce(&SoftHsm, &Path),
+        env: &[(&str, &str)],
+        args: &[&str],
     ) -> Agent {
         let hsm = SoftHsm::new();
         let port = free_port();
@@ -117,12 +134,15 @@ impl Agent {
             .env("PINENTRY_TEST_DIR", &prompt_dir)
             .env("XDG_STATE_HOME", hsm.path().join("state"))
             .env_remove("CERTAGENT_PIN")
+            .env_remove("CERTAGENT_OTP")
+            .envs(env.iter().copied())
             .args([
                 "--config",
                 &config.display().to_string(),
                 "run",
                 "--no-tray",
             ])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

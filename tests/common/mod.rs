@@ -350,9 +350,11 @@ pub fn bank_cert_on_token(
 /// `confirm` ("yes", the default, or anything else to decline) in
 /// $PINENTRY_TEST_DIR; with a file `slow` there, CONFIRM takes three
 /// seconds. Every command's verb is appended to `log`, and every line as
-/// received (Assuan-escaped) to `lines`.
+/// received (Assuan-escaped) to `lines`. The names of any CERTAGENT_PIN
+/// or CERTAGENT_OTP it inherited go to `inherited`.
 const PINENTRY: &str = r#"#!/bin/sh
 d="$PINENTRY_TEST_DIR"
+env | grep -E '^CERTAGENT_(PIN|OTP)=' | cut -d= -f1 >> "$d/inherited"
 echo "OK Pleased to meet you"
 while IFS= read -r line; do
   verb=${line%% *}
@@ -380,6 +382,11 @@ pub fn scripted_pinentry(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::write(&program, PINENTRY).expect("pinentry");
     std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     (program, data)
+}
+
+/// The secrets' names the scripted pinentry found in its environment.
+pub fn pinentry_inherited(data: &Path) -> String {
+    std::fs::read_to_string(data.join("inherited")).unwrap_or_default()
 }
 
 /// GETPIN and CONFIRM, in order, as the scripted pinentry saw them.
