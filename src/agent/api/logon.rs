@@ -137,7 +137,7 @@ pub(super) async fn logon(
             ));
         }
         let question = format!(
-            "The web page {} asks to log you on with your certificate\n\n{}\n(valid until {}).\n\nAllow?",
+            "A page of {} in your browser asks to log you on with your certificate\n\n{}\n(valid until {}).\n\nAllow only if you are logging on to your bank at that address now.",
             short(&origin, 120),
             short(&chosen.cert.subject, 200),
             rfc3339(chosen.cert.not_after)

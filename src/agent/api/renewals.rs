@@ -106,7 +106,7 @@ async fn start(
     }
     let who = match requester {
         Requester::Page(origin) => format!(
-            "The web page {} asks to renew your certificate",
+            "A page of {} in your browser asks to renew your certificate",
             short(origin, 120)
         ),
         Requester::Desktop => "Renew your bank certificate".to_string(),
