@@ -33,3 +33,23 @@ pub enum Error {
     #[error("cannot write output: {0}")]
     Io(#[from] std::io::Error),
 }
+
+impl Error {
+    /// A stable code for scripts: `--json` prints `{"error": code,
+    /// "message": text}` on stdout.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "config",
+            Error::Driver(_) => "driver",
+            Error::Token(e) => e.code(),
+            Error::Cert(_) => "certificate",
+            Error::Csr(_) => "csr",
+            Error::Prompt(PromptError::Cancelled) => "cancelled",
+            Error::Prompt(_) => "prompt",
+            Error::Renewal(_) => "renewal",
+            Error::Usage(_) => "usage",
+            Error::ChecksFailed(_) => "checks-failed",
+            Error::Io(_) => "io",
+        }
+    }
+}

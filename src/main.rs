@@ -24,12 +24,23 @@ fn main() -> ExitCode {
             },
         )
         .init();
+    let json = cli.json;
     match certagent::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the reason, whatever its nesting.
             let line = e.to_string().replace('\n', " ");
-            eprintln!("certagent: {line}");
+            if json && matches!(e, certagent::Error::ChecksFailed(_)) {
+                // The report, on stdout already, says which checks failed.
+            } else if json {
+                // Scripts read stdout: the error is data there too.
+                println!(
+                    "{}",
+                    serde_json::json!({"error": e.code(), "message": line})
+                );
+            } else {
+                eprintln!("certagent: {line}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -414,3 +414,73 @@ fn demo_without_the_bank_program_says_where_it_looked() {
         ),
     );
 }
+
+#[test]
+fn errors_under_json_are_json_on_stdout_and_say_what_to_do() {
+    let hsm = SoftHsm::empty();
+    let write = |name: &str, body: &str| {
+        let p = hsm.path().join(name);
+        std::fs::write(&p, body).expect("config");
+        p
+    };
+    // A module path with no file behind it.
+    let missing = write(
+        "missing.toml",
+        "[token]\nmodule = \"/nonexistent/libp11.so\"\n",
+    );
+    let out = hsm.certagent(&missing, &["status"], None);
+    let e = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        e.contains("no such file") && e.contains("[token] module") && !e.contains("libloading"),
+        "{e}"
+    );
+    // A file that is not a library.
+    let not_lib = write(
+        "notlib.toml",
+        &format!("[token]\nmodule = \"{}\"\n", missing.display()),
+    );
+    let e = stderr(&hsm.certagent(&not_lib, &["status"], None));
+    assert!(
+        e.contains("not a PKCS#11 library") && !e.contains("libloading"),
+        "{e}"
+    );
+    // --json: one object on stdout, the exit status says it failed.
+    let out = hsm.certagent(&missing, &["--json", "status"], None);
+    assert!(!out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)));
+    assert_eq!(v["error"], "module-load", "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no such file"))
+    );
+    // No token at all: said plainly, in text and JSON.
+    let any = write("any.toml", "[token]\nmodule = \"softhsm2\"\n");
+    let out = hsm.certagent(&any, &["--json", "status"], None);
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)));
+    assert_eq!(v["error"], "no-token", "{v}");
+    let m = v["message"].as_str().unwrap_or_default();
+    assert!(
+        !m.contains("matching any token") && m.contains("insert the token"),
+        "{m}"
+    );
+    // doctor's fix for a PIN it cannot ask names the way to give one.
+    hsm.provision(LABEL, &[200]);
+    let config = hsm.config("softhsm2", "");
+    let out = Command::new(env!("CARGO_BIN_EXE_certagent"))
+        .env("SOFTHSM2_CONF", hsm.conf())
+        .env_remove("CERTAGENT_PIN")
+        .args(["--config", &config.display().to_string(), "doctor"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("certagent");
+    let o = stdout(&out);
+    assert!(!o.contains("see the message"), "{o}");
+    assert!(
+        o.contains("fix: run `certagent doctor` in a terminal"),
+        "{o}"
+    );
+}

@@ -7,6 +7,7 @@ use super::{App, pin_state, token_line};
 use crate::Error;
 use crate::cert::verify;
 use crate::policy::State;
+use crate::prompt::PromptError;
 use crate::token::{Token, TokenError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -185,11 +186,22 @@ fn checks(app: &App, r: &mut Report) {
             );
         }
         Err(e) => {
-            return r.fail(
-                "login",
-                e.to_string(),
-                "see the message; then run `certagent doctor` again",
-            );
+            let fix = match &e {
+                Error::Prompt(PromptError::Unavailable { .. }) => {
+                    "run `certagent doctor` in a terminal to type the PIN (or set CERTAGENT_PIN for an unattended check)"
+                }
+                Error::Prompt(PromptError::Cancelled) => {
+                    "run `certagent doctor` again and enter the PIN"
+                }
+                Error::Token(TokenError::PinLocked) => {
+                    "ask your bank administrator (the token's security officer) to unlock the PIN"
+                }
+                Error::Token(TokenError::NotFound { .. } | TokenError::Removed { .. }) => {
+                    "insert the token and run `certagent doctor` again"
+                }
+                _ => "correct what the message names, then run `certagent doctor` again",
+            };
+            return r.fail("login", e.to_string(), fix);
         }
     }
 

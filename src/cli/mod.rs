@@ -75,7 +75,7 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// The agent: local API for the bank's web pages (and, later, tray and notices)
+    /// The agent: tray icon, desktop notices and the local API for the bank's web pages
     Run {
         /// Serve the API and notices without a tray icon
         #[arg(long)]

@@ -27,9 +27,7 @@ pub enum TokenError {
     #[error("cannot load the PKCS#11 module {path}: {reason}")]
     ModuleLoad { path: PathBuf, reason: String },
     /// No token matching the configuration is present.
-    #[error(
-        "no token matching {wanted} is present ({present}); insert the token, or fix [token] in the configuration"
-    )]
+    #[error("{}", not_found_message(wanted, present))]
     NotFound { wanted: String, present: String },
     /// More than one token matches.
     #[error("{count} tokens match {wanted} ({present}); set [token] serial to choose one")]
@@ -87,6 +85,40 @@ pub enum TokenError {
     /// Any other PKCS#11 failure.
     #[error("PKCS#11 {function} failed: {rv}")]
     Pkcs11 { function: String, rv: String },
+}
+
+fn not_found_message(wanted: &str, present: &str) -> String {
+    if wanted == "any token" {
+        format!("{present}: insert the token and try again")
+    } else {
+        format!(
+            "no token matching {wanted} is present ({present}); insert the token, or fix [token] label, serial or uri in the configuration"
+        )
+    }
+}
+
+impl TokenError {
+    /// A stable code for scripts (`--json`), as the local API's.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TokenError::UnknownProfile { .. } => "module-unknown",
+            TokenError::ModuleMissing { .. } => "module-missing",
+            TokenError::ModuleLoad { .. } => "module-load",
+            TokenError::NotFound { .. } | TokenError::Removed { .. } => "no-token",
+            TokenError::Ambiguous { .. } => "token-ambiguous",
+            TokenError::PinIncorrect { .. } => "pin-incorrect",
+            TokenError::AlreadyLoggedIn => "busy",
+            TokenError::PinLocked => "pin-locked",
+            TokenError::PinFormat(_) => "pin-format",
+            TokenError::NotLoggedIn => "not-logged-in",
+            TokenError::Full { .. } => "token-full",
+            TokenError::WriteProtected { .. } => "token-write-protected",
+            TokenError::KeyNotFound { .. } => "key-not-found",
+            TokenError::Unsupported { .. } => "unsupported",
+            TokenError::Malformed(_) => "token-malformed",
+            TokenError::Pkcs11 { .. } => "pkcs11",
+        }
+    }
 }
 
 fn pin_incorrect_message(final_try: bool, count_low: bool, locked: bool) -> String {

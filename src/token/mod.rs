@@ -160,7 +160,23 @@ impl Module {
             path: path.clone(),
             reason,
         };
-        let ctx = Pkcs11::new(&path).map_err(|e| load_err(e.to_string()))?;
+        if !path.exists() {
+            return Err(load_err(
+                "there is no such file: set [token] module to a profile name (as in drivers/: softhsm2, opensc, ...) or to the module library's full path".into(),
+            ));
+        }
+        let ctx = Pkcs11::new(&path).map_err(|e| {
+            // cryptoki wraps the loader's message as "libloading error (...)".
+            let why = e.to_string();
+            let why = why
+                .strip_prefix("libloading error (")
+                .and_then(|w| w.strip_suffix(')'))
+                .unwrap_or(&why)
+                .to_string();
+            load_err(format!(
+                "it is not a PKCS#11 library this program can load ({why}); set [token] module to the module's .so for this computer, or to a profile name"
+            ))
+        })?;
         match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
             Ok(()) => {}
             Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
