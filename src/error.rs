@@ -23,6 +23,8 @@ pub enum Error {
     #[error(transparent)]
     Prompt(#[from] PromptError),
     #[error(transparent)]
+    BrowserPolicy(#[from] crate::browser_policy::PolicyError),
+    #[error(transparent)]
     Renewal(crate::renewal::RenewalError),
     /// A request the user made that cannot be met (bad argument, no such certificate).
     #[error("{0}")]
