@@ -166,7 +166,7 @@ impl Origins {
         let source = match &config.source {
             Some(p) => format!("the configuration file {}", p.display()),
             None => {
-                "the built-in default configuration (no configuration file was found)".to_string()
+                "the built-in default configuration (no configuration file was found; under sudo, name it with --config FILE)".to_string()
             }
         };
         let list = config

@@ -108,8 +108,9 @@ fn print(origins: &Origins, json: bool) -> Result<(), Error> {
         println!("#   {o}");
     }
     println!();
-    println!("## Linux: `sudo certagent browser-policy --install` writes these files (mode 0644)");
-    println!("## and `sudo certagent browser-policy --remove` removes them again.");
+    println!("## Linux: `sudo certagent --config FILE browser-policy --install` writes these");
+    println!("## files (mode 0644), for every browser whether installed yet or not, and");
+    println!("## `sudo certagent browser-policy --remove` removes them again.");
     for f in &linux {
         println!();
         println!("### {}", f.path);
@@ -117,29 +118,32 @@ fn print(origins: &Origins, json: bool) -> Result<(), Error> {
     }
     if origins.firefox_hosts().is_empty() {
         println!();
-        println!(
-            "# Firefox: no file; every origin is on this machine (loopback), which Firefox does not restrict."
-        );
+        println!("# Firefox: no file; every origin is on this machine (loopback), and a page on");
+        println!("# this machine may call the agent without a prompt.");
     }
     println!();
-    println!("## Windows: save as certagent.reg and import as an administrator");
-    println!("## (`reg import certagent.reg`), or set the same values by Group Policy.");
+    println!("## Windows: save as certagent.reg and import it as an administrator");
+    println!("## (`reg import certagent.reg`), or set the same values by Group Policy;");
+    println!("## `certagent browser-policy --json | jq -r .windows_reg` gives the file alone.");
     println!();
     print!("{}", bp::windows_reg(origins));
     println!();
     println!("## macOS: deploy this configuration profile (certagent.mobileconfig) with your MDM;");
-    println!("## Chrome and Edge on macOS take policies only from managed preferences.");
+    println!("## Chrome and Edge on macOS take policies only from managed preferences;");
+    println!("## `certagent browser-policy --json | jq -r .macos_mobileconfig` gives it alone.");
     println!();
     print!("{}", bp::macos_mobileconfig(origins));
     if let Some(p) = bp::firefox_policies_json(origins) {
         let text = serde_json::to_string_pretty(&p)
             .map_err(|e| Error::Usage(format!("cannot encode JSON: {e}")))?;
         println!();
-        println!(
-            "## Firefox elsewhere (Mozilla's builds, Windows, macOS): the enterprise policy in"
-        );
-        println!("## policies.json (Linux: /etc/firefox/policies/policies.json, one file for all");
-        println!("## policies: merge this into it). {FIREFOX_NOTE}.");
+        println!("## Firefox elsewhere (Mozilla's own builds, Windows, macOS): the enterprise");
+        println!("## policy LocalNetworkAccess in policies.json (Linux:");
+        println!("## /etc/firefox/policies/policies.json, one file for all policies: merge this");
+        println!("## into it). Firefox, ESR 153 too, asks before a public page may reach this");
+        println!("## machine; the policy sets network.lna.skip-domains, which takes host names,");
+        println!("## not origins. Loopback hosts are left out: the preference also matches the");
+        println!("## address a request goes to, so they would lift the prompt for every page.");
         println!();
         println!("{text}");
     }
