@@ -348,7 +348,7 @@ fn validate(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Conf
 /// A bank's pages are https; plain http is accepted for loopback hosts
 /// only (a tester's page on this machine), since anyone on the network path
 /// could inject script into an http page and have the user sign for it.
-fn check_origin(origin: &str) -> Result<(), &'static str> {
+pub(crate) fn check_origin(origin: &str) -> Result<(), &'static str> {
     let (rest, https) = match origin.strip_prefix("https://") {
         Some(r) => (r, true),
         None => (

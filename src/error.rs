@@ -23,6 +23,8 @@ pub enum Error {
     #[error(transparent)]
     Prompt(#[from] PromptError),
     #[error(transparent)]
+    BrowserPolicy(#[from] crate::browser_policy::PolicyError),
+    #[error(transparent)]
     Renewal(crate::renewal::RenewalError),
     /// A request the user made that cannot be met (bad argument, no such certificate).
     #[error("{0}")]
@@ -47,6 +49,7 @@ impl Error {
             Error::Prompt(PromptError::Cancelled) => "cancelled",
             Error::Prompt(_) => "prompt",
             Error::Renewal(_) => "renewal",
+            Error::BrowserPolicy(_) => "browser-policy",
             Error::Usage(_) => "usage",
             Error::ChecksFailed(_) => "checks-failed",
             Error::Io(_) => "io",

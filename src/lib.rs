@@ -22,6 +22,7 @@
 
 pub mod agent;
 pub mod alg;
+pub mod browser_policy;
 pub mod cert;
 pub mod cli;
 pub mod config;

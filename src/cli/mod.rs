@@ -1,5 +1,6 @@
 //! The `certagent` command line.
 
+mod browser_policy;
 mod demo;
 mod doctor;
 mod renew;
@@ -86,6 +87,16 @@ pub enum Command {
     },
     /// The whole story on a fresh SoftHSM token and the reference bank (certagent-bank beside certagent)
     Demo,
+    /// Print, install (root) or remove the managed browser policies that let `[bank] origins` reach the agent
+    #[command(name = "browser-policy")]
+    BrowserPolicy {
+        /// Write the Linux policy files under /etc (Chromium, Chrome, Edge, Firefox ESR); needs root
+        #[arg(long, conflicts_with = "remove")]
+        install: bool,
+        /// Remove the files --install wrote and the directories it created; needs root
+        #[arg(long)]
+        remove: bool,
+    },
 }
 
 /// What every command starts from.
@@ -100,6 +111,16 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     if let Command::Demo = cli.command {
         // The demo brings its own token and bank; no configuration is read.
         return demo::run(cli.json);
+    }
+    if let Command::BrowserPolicy { install, remove } = cli.command {
+        // Needs only `[bank] origins` (and --remove not even that): no
+        // driver profiles are read.
+        let action = match (install, remove) {
+            (true, _) => browser_policy::Action::Install,
+            (_, true) => browser_policy::Action::Remove,
+            _ => browser_policy::Action::Print,
+        };
+        return browser_policy::run(cli.config.as_deref(), cli.json, action);
     }
     let config = Config::discover(cli.config.as_deref())?;
     let drivers = Drivers::load(&Drivers::user_dirs(config.dir()))?;
@@ -118,6 +139,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Renew { id, yes } => renew::renew(&app, id.as_deref(), yes),
         Command::Enroll { user, id, yes } => renew::enroll(&app, &user, id.as_deref(), yes),
         Command::Demo => demo::run(cli.json),
+        Command::BrowserPolicy { .. } => Err(Error::Usage(
+            "browser-policy is handled before the configuration is loaded".into(),
+        )),
         Command::Run {
             no_tray,
             unattended,
