@@ -283,7 +283,7 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, ban
         let bank = bank.clone();
         let client_cert = client_cert.clone();
         let tls_version = tls_version.clone();
-        async move { Ok::<_, Infallible>(bank.handle(client_cert, tls_version, req).await) }
+        async move { Ok::<_, Infallible>(bank.handle(peer, client_cert, tls_version, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -420,6 +420,7 @@ enum Requester {
 impl Bank {
     async fn handle(
         self: Arc<Self>,
+        peer: SocketAddr,
         client_cert: Option<Arc<Vec<u8>>>,
         tls_version: Option<Arc<str>>,
         req: Request<Incoming>,
@@ -430,7 +431,7 @@ impl Bank {
             .as_ref()
             .and_then(|d| Cert::from_der(d).ok())
             .map(|c| c.subject);
-        let answer = self.clone().route(client_cert, req).await;
+        let answer = self.clone().route(peer, client_cert, req).await;
         self.log_request(
             &method,
             &path,
@@ -444,6 +445,7 @@ impl Bank {
     /// EST, logon or a page, by path.
     async fn route(
         self: Arc<Self>,
+        peer: SocketAddr,
         client_cert: Option<Arc<Vec<u8>>>,
         req: Request<Incoming>,
     ) -> Answer {
@@ -452,7 +454,7 @@ impl Bank {
             return self.est(op, client_cert, req).await;
         }
         if let Some(op) = path.strip_prefix(LOGON_BASE) {
-            return self.logon.clone().handle(op, req).await;
+            return self.logon.clone().handle(op, peer.ip(), req).await;
         }
         match self.pages.get(req.method(), &path) {
             Some(answer) => answer,
