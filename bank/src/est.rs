@@ -142,6 +142,13 @@ impl Drop for RunningBank {
 pub async fn serve(dir: &std::path::Path, opts: ServeOptions) -> Result<RunningBank, BankError> {
     let paths = Paths::new(dir);
     paths.require_bank()?;
+    if paths.tls_ca_key().exists() {
+        log::warn!(
+            "{} is the private key of the TLS CA testers trust; nothing needs it: delete it \
+             (or make a new bank with `certagent-bank init`, whose TLS CA is name-constrained)",
+            paths.tls_ca_key().display()
+        );
+    }
     let ca = super::load_issuing_ca(&paths)?;
     let cacerts = certagent::pkcs7::encode_certs_only(std::slice::from_ref(&ca.cert_der))
         .map_err(|e| BankError::Build(e.to_string()))?;

@@ -734,6 +734,79 @@ async fn strongswan_pki_enrolls_and_reenrolls() {
 
 // ---------------------------------------------------------------------- CLI
 
+/// The tester CA (`tls-roots.pem`, which testers trust in a browser) may
+/// vouch for the bank's own loopback names only, and its key is not kept.
+#[test]
+fn init_makes_a_name_constrained_tls_ca_and_keeps_no_key_for_it() {
+    use der::Decode;
+    use x509_cert::ext::pkix::constraints::name::NameConstraints;
+    use x509_cert::ext::pkix::name::GeneralName;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = bank_cli(&["init", "--dir", tmp.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    let files: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    println!("files after init: {files:?}");
+    assert!(
+        !tmp.path().join("tls-ca-key.pem").exists(),
+        "the TLS CA's private key is on disk: {files:?}"
+    );
+    assert!(files.iter().all(|f| !f.starts_with("tls-ca")), "{files:?}");
+
+    let der = CertificateDer::from_pem_file(tmp.path().join("tls-roots.pem")).unwrap();
+    let cert = x509_cert::Certificate::from_der(der.as_ref()).unwrap();
+    let ext = cert
+        .tbs_certificate()
+        .extensions()
+        .into_iter()
+        .flatten()
+        .find(|e| e.extn_id == const_oid::db::rfc5280::ID_CE_NAME_CONSTRAINTS)
+        .cloned()
+        .expect("the TLS CA has a NameConstraints extension");
+    assert!(ext.critical, "NameConstraints must be critical");
+    let nc = NameConstraints::from_der(ext.extn_value.as_bytes()).unwrap();
+    assert_eq!(nc.excluded_subtrees, None);
+    let permitted: Vec<String> = nc
+        .permitted_subtrees
+        .expect("permitted subtrees")
+        .iter()
+        .map(|t| {
+            assert_eq!((t.minimum, t.maximum), (0, None));
+            match &t.base {
+                GeneralName::DnsName(n) => format!("DNS:{}", n.as_str()),
+                GeneralName::IpAddress(ip) => format!("IP:{}", hex::encode(ip.as_bytes())),
+                other => panic!("unexpected subtree {other:?}"),
+            }
+        })
+        .collect();
+    println!("permitted: {permitted:?}");
+    assert_eq!(permitted, ["DNS:localhost", "IP:7f000001ffffffff"]);
+
+    // openssl reads it the same way, and the server certificate is within it.
+    let text = String::from_utf8(run(openssl()
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(tmp.path().join("tls-roots.pem"))))
+    .unwrap();
+    let shown: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains("Name Constraints"))
+        .take(4)
+        .map(str::trim)
+        .collect();
+    println!("openssl: {shown:?}");
+    assert_eq!(shown.first(), Some(&"X509v3 Name Constraints: critical"));
+    let verified = run(openssl()
+        .args(["verify", "-CAfile"])
+        .arg(tmp.path().join("tls-roots.pem"))
+        .arg(tmp.path().join("tls-server.pem")));
+    assert!(String::from_utf8_lossy(&verified).contains(": OK"));
+}
+
 fn bank_cli(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_certagent-bank"))
         .args(args)
