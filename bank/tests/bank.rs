@@ -232,10 +232,10 @@ async fn reenroll_at_20_days_left_issues_a_new_certificate() {
         .await;
     let cert = reply.certificate();
     assert_eq!(cert.subject, ALICE);
-    assert_eq!(
-        cert.san,
-        ["email:alice@bank.example"],
-        "copied from the request"
+    assert!(
+        cert.san.is_empty(),
+        "the current certificate has no SAN, whatever the request asks: {:?}",
+        cert.san
     );
     assert_eq!(cert.spki_der, new_key.spki);
     assert!(cert.client_auth && !cert.is_ca);
@@ -251,6 +251,128 @@ async fn reenroll_at_20_days_left_issues_a_new_certificate() {
         bank.users()["users"]["alice"]["current_serial"],
         cert.serial.as_str()
     );
+    bank.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reenroll_takes_the_san_of_the_current_certificate_not_the_request() {
+    // A window as long as a certificate's life, so a fresh one renews.
+    let policy = Policy {
+        renew_window_days: 400,
+        ..Policy::default()
+    };
+    let bank = TestBank::start_with(false, policy).await;
+    let otp = bank::add_user(bank.path(), "alice", ALICE).unwrap();
+    let key = bank.key("first", "ec");
+    let own = ["-addext", "subjectAltName=email:alice@bank.example"];
+    let first = bank
+        .enroll("alice", &otp, &bank.csr_with(&key, ALICE_SUBJ, &own))
+        .await
+        .certificate();
+    assert_eq!(first.san, ["email:alice@bank.example"]);
+    let first_path = save_pem(&bank, "first.pem", &first);
+
+    let more = [
+        "-addext",
+        "subjectAltName=email:alice@bank.example,DNS:evil.example,email:mallory@evil.example",
+    ];
+    let second = bank.key("second", "ec");
+    let renewed = bank
+        .reenroll(
+            &first_path,
+            &key,
+            &bank.csr_with(&second, ALICE_SUBJ, &more),
+        )
+        .await
+        .certificate();
+    println!("asked for {more:?}, got SAN {:?}", renewed.san);
+    assert_eq!(renewed.san, first.san);
+    // Byte for byte: the extension is the current certificate's.
+    assert_eq!(san_extension(&renewed.der), san_extension(&first.der));
+
+    // Another subjectAltName instead of the current one: the current one.
+    let renewed_path = save_pem(&bank, "renewed.pem", &renewed);
+    let other = ["-addext", "subjectAltName=email:mallory@evil.example"];
+    let third = bank
+        .reenroll(
+            &renewed_path,
+            &second,
+            &bank.csr_with(&bank.key("third", "ec"), ALICE_SUBJ, &other),
+        )
+        .await
+        .certificate();
+    println!("asked for {other:?}, got SAN {:?}", third.san);
+    assert_eq!(third.san, ["email:alice@bank.example"]);
+
+    // A certificate without one renews without one.
+    let bob_key = bank.key("bob", "ec");
+    let bob = bank.issue("CN=bob,O=Bank", &bob_key, 20);
+    let evil = ["-addext", "subjectAltName=DNS:evil.example"];
+    let renewed = bank
+        .reenroll(
+            &bob,
+            &bob_key,
+            &bank.csr_with(&bank.key("bob2", "ec"), "/O=Bank/CN=bob", &evil),
+        )
+        .await
+        .certificate();
+    println!(
+        "asked for {evil:?} without a SAN, got SAN {:?}",
+        renewed.san
+    );
+    assert!(renewed.san.is_empty(), "{:?}", renewed.san);
+    assert_eq!(san_extension(&renewed.der), None);
+    bank.stop().await;
+}
+
+/// The subjectAltName extension of a certificate, DER as it stands.
+fn san_extension(cert_der: &[u8]) -> Option<(bool, Vec<u8>)> {
+    use der::Decode;
+    let cert = x509_cert::Certificate::from_der(cert_der).unwrap();
+    cert.tbs_certificate()
+        .extensions()
+        .into_iter()
+        .flatten()
+        .find(|e| e.extn_id == const_oid::db::rfc5280::ID_CE_SUBJECT_ALT_NAME)
+        .map(|e| (e.critical, e.extn_value.as_bytes().to_vec()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_request_gets_the_remembered_answer_only_with_the_same_credentials() {
+    let bank = TestBank::start().await;
+    let otp = bank::add_user(bank.path(), "bob", "CN=bob,O=Bank").unwrap();
+    let csr = bank.csr(&bank.key("bob", "ec"), "/O=Bank/CN=bob");
+    let first = bank.enroll("bob", &otp, &csr).await.certificate();
+    // The client lost the answer and sends the identical request again.
+    let again = bank.enroll("bob", &otp, &csr).await.certificate();
+    assert_eq!(again.serial, first.serial);
+    // Someone who has the request (a CSR is no secret) but not the password.
+    for (user, password) in [("bob", "WRONGWRONG22"), ("mallory", &otp)] {
+        let replay = bank.enroll(user, password, &csr).await;
+        println!(
+            "simpleenroll replayed as {user} without bob's credentials: {} {}",
+            replay.status,
+            replay.text().trim()
+        );
+        replay.refused(403, "wrong one-time password");
+    }
+
+    // Renewal: the identical body under another client certificate.
+    let alice_key = bank.key("alice", "ec");
+    let alice = bank.issue(ALICE, &alice_key, 20);
+    let csr = bank.csr(&bank.key("alice2", "ec"), ALICE_SUBJ);
+    let renewed = bank.reenroll(&alice, &alice_key, &csr).await.certificate();
+    let again = bank.reenroll(&alice, &alice_key, &csr).await.certificate();
+    assert_eq!(again.serial, renewed.serial);
+    let mallory_key = bank.key("mallory", "ec");
+    let mallory = bank.issue("CN=mallory,O=Bank", &mallory_key, 20);
+    let replay = bank.reenroll(&mallory, &mallory_key, &csr).await;
+    println!(
+        "simplereenroll replayed with another certificate: {} {}",
+        replay.status,
+        replay.text().trim()
+    );
+    replay.refused(403, "is not the certificate's subject");
     bank.stop().await;
 }
 
