@@ -783,7 +783,10 @@ async fn strongswan_pki_enrolls_and_reenrolls() {
 
     let (key1, req1, cert1) = (p("sw-key1.der"), p("sw-req1.der"), p("sw-cert1.der"));
     let (key2, req2, cert2) = (p("sw-key2.der"), p("sw-req2.der"), p("sw-cert2.der"));
-    let (tls_roots, ca) = (p("tls-roots.pem"), p("ca.pem"));
+    // pki trusts the bank's TLS server by its own certificate: strongSwan
+    // 5.9 cannot load the TLS CA, whose critical NameConstraints has an
+    // iPAddress subtree ("found unsupported critical X.509 extension").
+    let (tls_roots, ca) = (p("tls-server.pem"), p("ca.pem"));
     let userpass = format!("sw:{otp}");
     let enrolled = tokio::task::spawn_blocking(move || {
         std::fs::write(&key1, pki(&["--gen", "--type", "ecdsa", "--size", "256"])).unwrap();
