@@ -8,6 +8,12 @@
 //! client certificate can never pass as a server certificate, and the
 //! trust anchor a client needs for TLS says nothing about whom the bank
 //! certifies.
+//!
+//! Testers are asked to trust the TLS CA in a browser, so it is made as
+//! harmless as a trusted root can be: it is name-constrained (critical
+//! NameConstraints) to `localhost` and `127.0.0.1`, and its private key
+//! lives only in memory during `init`, which signs the one server
+//! certificate and forgets it (see [`super::init`]).
 
 use std::net::Ipv4Addr;
 use std::str::FromStr;
@@ -31,6 +37,7 @@ use x509_cert::builder::profile::BuilderProfile;
 use x509_cert::builder::{Builder, CertificateBuilder};
 use x509_cert::certificate::TbsCertificate;
 use x509_cert::ext::Extension;
+use x509_cert::ext::pkix::constraints::name::{GeneralSubtree, NameConstraints};
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{
     AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages,
@@ -181,15 +188,26 @@ impl Ca {
         })
     }
 
-    /// A new self-signed CA called `name`.
+    /// A new self-signed CA called `name`, unconstrained (the issuing CA).
     pub fn create(name: &str) -> Result<(Ca, Vec<u8>), BankError> {
+        Ca::create_with(name, None)
+    }
+
+    /// A new self-signed CA for the bank's TLS server only: name-constrained
+    /// to the names of [`Ca::issue_tls_server`] (`localhost`, `127.0.0.1`),
+    /// so that a browser that trusts it trusts it for nothing else.
+    pub fn create_tls(name: &str) -> Result<(Ca, Vec<u8>), BankError> {
+        Ca::create_with(name, Some(tls_name_constraints()?))
+    }
+
+    fn create_with(name: &str, constraints: Option<Extension>) -> Result<(Ca, Vec<u8>), BankError> {
         let (key, pkcs8) = CaKey::generate()?;
         let subject = parse_name(name)?;
         let now = OffsetDateTime::now_utc();
         let profile = Profile {
             issuer: subject.clone(),
             subject: subject.clone(),
-            kind: Kind::Ca,
+            kind: Kind::Ca(constraints),
         };
         let der = sign(
             profile,
@@ -215,10 +233,8 @@ impl Ca {
         let (server_key, pkcs8) = CaKey::generate()?;
         let now = OffsetDateTime::now_utc();
         let san = SubjectAltName(vec![
-            GeneralName::DnsName(Ia5String::new("localhost").map_err(build_err)?),
-            GeneralName::IpAddress(
-                OctetString::new(Ipv4Addr::LOCALHOST.octets().to_vec()).map_err(build_err)?,
-            ),
+            GeneralName::DnsName(Ia5String::new(TLS_DNS_NAME).map_err(build_err)?),
+            GeneralName::IpAddress(OctetString::new(TLS_IP.octets().to_vec()).map_err(build_err)?),
         ]);
         let profile = Profile {
             issuer: self.name.clone(),
@@ -263,6 +279,38 @@ pub struct ClientCert {
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
     pub san: Option<Extension>,
+}
+
+/// The names the bank's TLS server certificate holds, and all the TLS CA
+/// may ever vouch for.
+pub const TLS_DNS_NAME: &str = "localhost";
+pub const TLS_IP: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+/// NameConstraints (RFC 5280 4.2.1.10, critical): permitted dNSName
+/// `localhost` and iPAddress 127.0.0.1/32. Only those two name forms are
+/// constrained; the server certificate has no others (IPv6 is not served,
+/// so no `::1/128`: with an iPAddress subtree present, every IPv6 address
+/// falls outside it).
+fn tls_name_constraints() -> Result<Extension, BankError> {
+    let mut ip_and_mask = TLS_IP.octets().to_vec();
+    ip_and_mask.extend([0xff; 4]);
+    let subtree = |base| GeneralSubtree {
+        base,
+        minimum: 0,
+        maximum: None,
+    };
+    let constraints = NameConstraints {
+        permitted_subtrees: Some(vec![
+            subtree(GeneralName::DnsName(
+                Ia5String::new(TLS_DNS_NAME).map_err(build_err)?,
+            )),
+            subtree(GeneralName::IpAddress(
+                OctetString::new(ip_and_mask).map_err(build_err)?,
+            )),
+        ]),
+        excluded_subtrees: None,
+    };
+    extension(true, &constraints).map_err(build_err)
 }
 
 /// Parse an RFC 4514 name, refusing an empty one.
@@ -328,7 +376,8 @@ fn extension<T: Encode + AssociatedOid>(critical: bool, value: &T) -> der::Resul
 }
 
 enum Kind {
-    Ca,
+    /// With NameConstraints, if any.
+    Ca(Option<Extension>),
     /// With its subjectAltName.
     TlsServer(Extension),
     /// With the subjectAltName copied from the request, if any.
@@ -360,8 +409,8 @@ impl BuilderProfile for Profile {
     ) -> x509_cert::builder::Result<Vec<Extension>> {
         let ski = SubjectKeyIdentifier::try_from(spk)?;
         let (eku, san) = match &self.kind {
-            Kind::Ca => {
-                return Ok(vec![
+            Kind::Ca(constraints) => {
+                let mut out = vec![
                     extension(
                         true,
                         &BasicConstraints {
@@ -371,7 +420,9 @@ impl BuilderProfile for Profile {
                     )?,
                     extension(true, &KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign))?,
                     extension(false, &ski)?,
-                ]);
+                ];
+                out.extend(constraints.iter().cloned());
+                return Ok(out);
             }
             Kind::TlsServer(san) => (ID_KP_SERVER_AUTH, Some(san)),
             Kind::Client(san) => (ID_KP_CLIENT_AUTH, san.as_ref()),

@@ -35,7 +35,10 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
+use const_oid::AssociatedOid;
 use der::Decode;
+use x509_cert::ext::Extension;
+use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::name::Name;
 
 use certagent::cert::Cert;
@@ -142,6 +145,13 @@ impl Drop for RunningBank {
 pub async fn serve(dir: &std::path::Path, opts: ServeOptions) -> Result<RunningBank, BankError> {
     let paths = Paths::new(dir);
     paths.require_bank()?;
+    if paths.tls_ca_key().exists() {
+        log::warn!(
+            "{} is the private key of the TLS CA testers trust; nothing needs it: delete it \
+             (or make a new bank with `certagent-bank init`, whose TLS CA is name-constrained)",
+            paths.tls_ca_key().display()
+        );
+    }
     let ca = super::load_issuing_ca(&paths)?;
     let cacerts = certagent::pkcs7::encode_certs_only(std::slice::from_ref(&ca.cert_der))
         .map_err(|e| BankError::Build(e.to_string()))?;
@@ -283,7 +293,7 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, ban
         let bank = bank.clone();
         let client_cert = client_cert.clone();
         let tls_version = tls_version.clone();
-        async move { Ok::<_, Infallible>(bank.handle(client_cert, tls_version, req).await) }
+        async move { Ok::<_, Infallible>(bank.handle(peer, client_cert, tls_version, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -314,7 +324,10 @@ struct Bank {
     seen: Mutex<HashSet<[u8; 32]>>,
     /// Certificates issued, by request hash: the identical request sent
     /// again (a client that lost the answer and resumes) gets the same
-    /// certificate instead of a "key not new" refusal.
+    /// certificate instead of a "key not new" refusal. The hash covers the
+    /// credentials that were checked when it was issued (see
+    /// [`request_hash`]), so only the client that authenticated then gets
+    /// the remembered answer; anyone else goes through the rules.
     answered: Mutex<HashMap<[u8; 32], Issued>>,
     log_lock: Mutex<()>,
 }
@@ -403,6 +416,34 @@ pub fn parse_csr(body: &[u8]) -> Result<CheckedCsr, Refusal> {
     csr::check(&der).map_err(|e| Refusal::bad_request(e.0))
 }
 
+/// What identifies a request to remember its answer by: the operation,
+/// the credentials it came with and the body. The credentials are part of
+/// it so that a remembered answer (or the approval of a 202) goes only to
+/// the client that presented them: the same user ID and one-time
+/// password, or the same TLS client certificate (whose key the handshake
+/// proved). A request body alone (a CSR is no secret) gets nothing.
+fn request_hash(op: &str, requester: &Requester, body: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_be_bytes());
+        hasher.update(bytes);
+    };
+    field(op.as_bytes());
+    match requester {
+        Requester::Password { user, otp } => {
+            field(b"password");
+            field(user.as_bytes());
+            field(otp.as_bytes());
+        }
+        Requester::Certificate(der) => {
+            field(b"certificate");
+            field(der);
+        }
+    }
+    field(body);
+    hasher.finalize().into()
+}
+
 /// What an enroll produced.
 enum Done {
     Issued { der: Vec<u8>, serial: String },
@@ -420,6 +461,7 @@ enum Requester {
 impl Bank {
     async fn handle(
         self: Arc<Self>,
+        peer: SocketAddr,
         client_cert: Option<Arc<Vec<u8>>>,
         tls_version: Option<Arc<str>>,
         req: Request<Incoming>,
@@ -430,7 +472,7 @@ impl Bank {
             .as_ref()
             .and_then(|d| Cert::from_der(d).ok())
             .map(|c| c.subject);
-        let answer = self.clone().route(client_cert, req).await;
+        let answer = self.clone().route(peer, client_cert, req).await;
         self.log_request(
             &method,
             &path,
@@ -444,6 +486,7 @@ impl Bank {
     /// EST, logon or a page, by path.
     async fn route(
         self: Arc<Self>,
+        peer: SocketAddr,
         client_cert: Option<Arc<Vec<u8>>>,
         req: Request<Incoming>,
     ) -> Answer {
@@ -452,7 +495,7 @@ impl Bank {
             return self.est(op, client_cert, req).await;
         }
         if let Some(op) = path.strip_prefix(LOGON_BASE) {
-            return self.logon.clone().handle(op, req).await;
+            return self.logon.clone().handle(op, peer.ip(), req).await;
         }
         match self.pages.get(req.method(), &path) {
             Some(answer) => answer,
@@ -513,11 +556,7 @@ impl Bank {
             Ok(c) => c,
             Err(r) => return Answer::refused(r).with_user(claimed_user),
         };
-        let mut hasher = Sha256::new();
-        hasher.update(op.as_bytes());
-        hasher.update([0]);
-        hasher.update(&body);
-        let request_hash: [u8; 32] = hasher.finalize().into();
+        let request_hash = request_hash(op, &requester, &body);
         let bank = self.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let _guard = store::lock();
@@ -670,6 +709,11 @@ impl Bank {
                 csr.subject, cert.subject
             )));
         }
+        // The bank vouched for the current certificate's names, not for
+        // whatever a request adds: the new certificate gets its
+        // subjectAltName as it stands (or none), whatever the CSR asks.
+        let mut csr = csr;
+        csr.san = subject_alt_name(cert_der).ok_or_else(not_ours)?;
         rules::key_is_new(state.key_certified(&sha256_hex(&csr.spki_der)))?;
         if self.pending(request_hash) {
             return Ok(Done::Pending);
@@ -780,6 +824,20 @@ struct LogLine<'a> {
     user: Option<&'a str>,
     status: u16,
     reason: &'a str,
+}
+
+/// The subjectAltName extension of a certificate exactly as it stands
+/// (`Some(None)`: it has none); `None` if the certificate does not parse.
+fn subject_alt_name(cert_der: &[u8]) -> Option<Option<Extension>> {
+    let cert = x509_cert::Certificate::from_der(cert_der).ok()?;
+    Some(
+        cert.tbs_certificate()
+            .extensions()
+            .into_iter()
+            .flatten()
+            .find(|e| e.extn_id == SubjectAltName::OID)
+            .cloned(),
+    )
 }
 
 /// The user a request claims to be, for the log of a repeated answer.

@@ -63,6 +63,12 @@ use store::{Paths, State, User};
 /// Create a bank in `dir` (created if missing): a new issuing CA, and a
 /// separate TLS CA with a server certificate for 127.0.0.1 and localhost.
 /// Refuses to touch a directory that already holds a bank.
+///
+/// The TLS CA (`tls-roots.pem`, which testers trust in a browser) is
+/// name-constrained to localhost and 127.0.0.1, and its private key is
+/// never written: it signs the server certificate here and is dropped, so
+/// nothing on disk can make another certificate that browser trusts. A new
+/// server certificate means a new bank directory (`init` again).
 pub fn init(dir: &Path) -> Result<(), BankError> {
     let paths = Paths::new(dir);
     for existing in [
@@ -78,12 +84,12 @@ pub fn init(dir: &Path) -> Result<(), BankError> {
     std::fs::create_dir_all(dir).map_err(|e| BankError::io("create", dir, e))?;
     let _guard = store::lock();
     let (issuing, issuing_key) = Ca::create(ca::ISSUING_CA_NAME)?;
-    let (tls_ca, tls_ca_key) = Ca::create(ca::TLS_CA_NAME)?;
+    // The TLS CA's key is used once, here, and goes with `tls_ca`.
+    let (tls_ca, _never_stored) = Ca::create_tls(ca::TLS_CA_NAME)?;
     let (server_cert, server_key) = tls_ca.issue_tls_server()?;
-    let files: [(std::path::PathBuf, &str, &[u8], u32); 6] = [
+    let files: [(std::path::PathBuf, &str, &[u8], u32); 5] = [
         (paths.ca_key(), "PRIVATE KEY", &issuing_key, 0o600),
         (paths.ca_cert(), "CERTIFICATE", &issuing.cert_der, 0o644),
-        (paths.tls_ca_key(), "PRIVATE KEY", &tls_ca_key, 0o600),
         (paths.tls_roots(), "CERTIFICATE", &tls_ca.cert_der, 0o644),
         (paths.tls_key(), "PRIVATE KEY", &server_key, 0o600),
         (paths.tls_cert(), "CERTIFICATE", &server_cert, 0o644),

@@ -1,12 +1,15 @@
 //! Web logon with the token: the bank's side of the certagent-auth:1
 //! token the agent returns from `POST /v1/logon` (see the contract).
 //!
-//! 1. `POST /logon/challenge`: 32 random bytes, single-use, for five minutes.
+//! 1. `POST /logon/challenge`: 32 random bytes, single-use, for five minutes,
+//!    in the answer and in a cookie: the challenge is bound to the browser
+//!    that asked for it. Only the bank's own pages may ask (Origin).
 //! 2. The page hands the challenge to the agent; the agent signs
 //!    `SHA-256(origin) || SHA-256(challenge)` on the token, with the Origin
 //!    of the page that called it.
 //! 3. `POST /logon/verify`: the bank rebuilds that message from *its own*
-//!    origin and a challenge it issued, checks the signature with the
+//!    origin and the challenge it issued to this browser (the cookie; the
+//!    token's `challenge` field, if any, must be the same), checks the signature with the
 //!    certificate's key, that the certificate is one this bank issued and
 //!    the holder's current one, and that its lifecycle state allows logon.
 //!    Then it opens a session (a cookie).
@@ -17,6 +20,7 @@
 //! a failed attempt cannot be retried with the same challenge.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,9 +49,13 @@ pub const TOKEN_FORMAT: &str = "certagent-auth:1";
 pub const CHALLENGE_TTL: Duration = Duration::from_secs(5 * 60);
 /// A token is a certificate and a signature: a few KiB.
 pub const MAX_TOKEN: usize = 16 * 1024;
-/// Challenges remembered at once; beyond, the oldest are dropped (its
-/// holder just starts again), so a flood of requests cannot exhaust memory.
+/// Live challenges at once; beyond, new ones are refused (503) until some
+/// expire or are used, so a flood of requests can neither exhaust memory
+/// nor push out a logon in progress.
 const MAX_CHALLENGES: usize = 10_000;
+/// Live challenges one client (peer address) may hold: a browser needs one
+/// (asking again replaces its own); beyond, 429.
+const MAX_CHALLENGES_PER_CLIENT: usize = 16;
 /// Used and expired challenges are remembered this long after expiry, so
 /// a replay is refused as a replay rather than as an unknown challenge.
 const REMEMBER_AFTER_EXPIRY: Duration = Duration::from_secs(10 * 60);
@@ -56,8 +64,9 @@ const SESSION_TTL: Duration = Duration::from_secs(30 * 60);
 const MAX_SESSIONS: usize = 10_000;
 const CHALLENGE_LEN: usize = 32;
 pub const SESSION_COOKIE: &str = "session";
-/// Set by `/logon/challenge`, so a client may send the agent's token
-/// unchanged; a `challenge` field in the token takes precedence.
+/// Set by `/logon/challenge`: the challenge this browser may use. A
+/// `challenge` field in the token must match it; without the field the
+/// agent's token can be sent unchanged.
 pub const CHALLENGE_COOKIE: &str = "logon_challenge";
 
 /// Why a logon request was refused. Each has an HTTP status and a stable
@@ -80,12 +89,34 @@ pub enum LogonError {
     UnknownChallenge,
     #[error("this challenge was already used: start the logon again")]
     ChallengeUsed,
+    #[error("a newer challenge replaced this one in this browser: start the logon again")]
+    ChallengeReplaced,
+    #[error(
+        "this browser holds no logon challenge (the {CHALLENGE_COOKIE} cookie): a challenge is \
+         only accepted from the browser it was issued to; allow the bank's cookies and start the logon again"
+    )]
+    NoChallengeCookie,
+    #[error(
+        "the challenge in the token is not the one this browser was given: start the logon again"
+    )]
+    ChallengeMismatch,
+    #[error(
+        "too many logons in progress from this address: finish them, or wait {retry_after} seconds"
+    )]
+    TooManyChallenges { retry_after: u64 },
+    #[error("the bank has too many logons in progress: try again in {retry_after} seconds")]
+    Busy { retry_after: u64 },
     #[error("the challenge expired after {minutes} minutes: start the logon again")]
     ChallengeExpired { minutes: u64 },
     #[error("the token was made for {got:?}, not for this bank ({want})")]
     WrongOrigin { got: String, want: String },
     #[error("this request comes from a page at {got:?}, not from the bank's own pages ({want})")]
     CrossOrigin { got: String, want: String },
+    #[error(
+        "this request names no Origin: only the bank's own pages ({want}) may ask for challenges \
+         and log on, and a browser names them in every POST"
+    )]
+    NoOrigin { want: String },
     #[error("the {0} is not standard base64")]
     BadBase64(&'static str),
     #[error("the certificate cannot be read: {0}")]
@@ -144,9 +175,13 @@ impl LogonError {
             | AlgorithmMismatch { .. } => 400,
             UnknownChallenge
             | ChallengeUsed
+            | ChallengeReplaced
+            | NoChallengeCookie
+            | ChallengeMismatch
             | ChallengeExpired { .. }
             | WrongOrigin { .. }
             | CrossOrigin { .. }
+            | NoOrigin { .. }
             | BadSignature
             | Untrusted(_)
             | NotIssued
@@ -155,6 +190,8 @@ impl LogonError {
             | Expired(_)
             | Lapsed { .. } => 403,
             NoSession | SessionExpired => 401,
+            TooManyChallenges { .. } => 429,
+            Busy { .. } => 503,
             Method(_) => 405,
             NotFound => 404,
             Internal(_) => 500,
@@ -175,9 +212,15 @@ impl LogonError {
             BadChallenge => "bad_challenge",
             UnknownChallenge => "unknown_challenge",
             ChallengeUsed => "challenge_used",
+            ChallengeReplaced => "challenge_replaced",
+            NoChallengeCookie => "no_challenge_cookie",
+            ChallengeMismatch => "challenge_mismatch",
+            TooManyChallenges { .. } => "too_many_challenges",
+            Busy { .. } => "busy",
             ChallengeExpired { .. } => "challenge_expired",
             WrongOrigin { .. } => "wrong_origin",
             CrossOrigin { .. } => "cross_origin",
+            NoOrigin { .. } => "no_origin",
             BadBase64(_) => "bad_base64",
             BadCertificate(_) => "bad_certificate",
             UnsupportedAlgorithm(_) => "unsupported_algorithm",
@@ -206,6 +249,9 @@ impl LogonError {
         );
         match self {
             LogonError::Method(allow) => answer.with_header(header::ALLOW, allow),
+            LogonError::TooManyChallenges { retry_after } | LogonError::Busy { retry_after } => {
+                answer.with_header_value(header::RETRY_AFTER, HeaderValue::from(*retry_after))
+            }
             _ => answer,
         }
     }
@@ -213,90 +259,182 @@ impl LogonError {
 
 // ------------------------------------------------------------ challenges
 
-/// One issued challenge.
-struct Issued {
+/// A challenge that may still be used: whom it was issued to, and until when.
+struct Live {
     expires: Instant,
-    used: bool,
+    client: IpAddr,
 }
 
-/// Challenges issued and not yet forgotten, oldest first. The TTL is the
-/// same for all, so insertion order is expiry order.
+/// Why a challenge can no longer be used; remembered for a while so the
+/// refusal says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spent {
+    Used,
+    /// Expired and not yet refused as such (the next attempt says "used").
+    Expired,
+    /// The same browser asked for a new challenge, which replaced it.
+    Replaced,
+}
+
+/// Challenges issued, bounded so that no flood can push out a logon in
+/// progress: live (unused, unexpired) challenges are never dropped before
+/// they expire. Instead a client (peer address) may hold only `per_client`
+/// live challenges, and when `cap` are live altogether new ones are
+/// refused until some expire or are used. A browser that asks again
+/// replaces its own previous challenge (named by its cookie).
+///
+/// Spent challenges are remembered up to `cap` as well, only so that a
+/// replay is refused as a replay; forgetting one early only changes the
+/// refusal to "unknown challenge".
 pub(super) struct Challenges {
     ttl: Duration,
     cap: usize,
-    entries: HashMap<[u8; CHALLENGE_LEN], Issued>,
-    order: VecDeque<[u8; CHALLENGE_LEN]>,
+    per_client: usize,
+    live: HashMap<[u8; CHALLENGE_LEN], Live>,
+    /// Issue order, which with one TTL for all is expiry order. Keys of
+    /// challenges already spent are skipped (and compacted away).
+    live_order: VecDeque<[u8; CHALLENGE_LEN]>,
+    clients: HashMap<IpAddr, usize>,
+    spent: HashMap<[u8; CHALLENGE_LEN], (Instant, Spent)>,
+    spent_order: VecDeque<[u8; CHALLENGE_LEN]>,
 }
 
 impl Challenges {
-    pub fn new(ttl: Duration, cap: usize) -> Challenges {
+    pub fn new(ttl: Duration, cap: usize, per_client: usize) -> Challenges {
         Challenges {
             ttl,
             cap: cap.max(1),
-            entries: HashMap::new(),
-            order: VecDeque::new(),
+            per_client: per_client.max(1),
+            live: HashMap::new(),
+            live_order: VecDeque::new(),
+            clients: HashMap::new(),
+            spent: HashMap::new(),
+            spent_order: VecDeque::new(),
         }
     }
 
-    /// A fresh challenge, remembered until it can no longer matter.
+    /// A fresh challenge for `client`, remembered until it can no longer
+    /// matter. `replacing`: the challenge this client's browser holds (its
+    /// cookie), which the new one replaces.
     pub fn issue(
         &mut self,
         rng: &dyn SecureRandom,
         now: Instant,
+        client: IpAddr,
+        replacing: Option<&[u8]>,
     ) -> Result<[u8; CHALLENGE_LEN], LogonError> {
-        self.forget_old(now);
-        while self.order.len() >= self.cap {
-            if let Some(oldest) = self.order.pop_front() {
-                self.entries.remove(&oldest);
-            }
+        self.sweep(now);
+        if let Some(old) = replacing.and_then(|c| <[u8; CHALLENGE_LEN]>::try_from(c).ok())
+            && self.live.get(&old).is_some_and(|l| l.client == client)
+        {
+            self.retire(old, now, Spent::Replaced);
+        }
+        if self.clients.get(&client).copied().unwrap_or(0) >= self.per_client {
+            return Err(LogonError::TooManyChallenges {
+                retry_after: self.ttl.as_secs().max(1),
+            });
+        }
+        if self.live.len() >= self.cap {
+            let first_expiry = self
+                .live_order
+                .iter()
+                .find_map(|k| self.live.get(k))
+                .map_or(self.ttl, |l| l.expires.saturating_duration_since(now));
+            return Err(LogonError::Busy {
+                retry_after: first_expiry.as_secs().max(1),
+            });
         }
         let mut c = [0u8; CHALLENGE_LEN];
         rng.fill(&mut c)
             .map_err(|_| LogonError::Internal("the random generator failed".into()))?;
-        self.entries.insert(
+        self.live.insert(
             c,
-            Issued {
+            Live {
                 expires: now + self.ttl,
-                used: false,
+                client,
             },
         );
-        self.order.push_back(c);
+        self.live_order.push_back(c);
+        *self.clients.entry(client).or_insert(0) += 1;
         Ok(c)
     }
 
     /// Use a challenge: it is spent whatever happens next.
     pub fn take(&mut self, challenge: &[u8], now: Instant) -> Result<(), LogonError> {
-        self.forget_old(now);
+        self.sweep(now);
         let Ok(key) = <[u8; CHALLENGE_LEN]>::try_from(challenge) else {
             return Err(LogonError::UnknownChallenge);
         };
-        let entry = self
-            .entries
+        if self.live.contains_key(&key) {
+            self.retire(key, now, Spent::Used);
+            return Ok(());
+        }
+        let (_, why) = self
+            .spent
             .get_mut(&key)
             .ok_or(LogonError::UnknownChallenge)?;
-        if entry.used {
-            return Err(LogonError::ChallengeUsed);
+        match *why {
+            Spent::Used => Err(LogonError::ChallengeUsed),
+            Spent::Replaced => Err(LogonError::ChallengeReplaced),
+            Spent::Expired => {
+                *why = Spent::Used;
+                Err(LogonError::ChallengeExpired {
+                    minutes: self.ttl.as_secs().div_ceil(60),
+                })
+            }
         }
-        entry.used = true;
-        if now >= entry.expires {
-            return Err(LogonError::ChallengeExpired {
-                minutes: self.ttl.as_secs().div_ceil(60),
-            });
-        }
-        Ok(())
     }
 
-    fn forget_old(&mut self, now: Instant) {
-        while let Some(oldest) = self.order.front() {
-            let old = self
-                .entries
-                .get(oldest)
-                .is_none_or(|e| e.expires + REMEMBER_AFTER_EXPIRY <= now);
-            if !old {
+    /// A live challenge becomes spent.
+    fn retire(&mut self, key: [u8; CHALLENGE_LEN], now: Instant, why: Spent) {
+        let Some(live) = self.live.remove(&key) else {
+            return;
+        };
+        if let Some(n) = self.clients.get_mut(&live.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.clients.remove(&live.client);
+            }
+        }
+        while self.spent.len() >= self.cap {
+            match self.spent_order.pop_front() {
+                Some(oldest) => {
+                    self.spent.remove(&oldest);
+                }
+                None => {
+                    self.spent.clear();
+                    break;
+                }
+            }
+        }
+        let forget_at = live.expires.max(now) + REMEMBER_AFTER_EXPIRY;
+        if self.spent.insert(key, (forget_at, why)).is_none() {
+            self.spent_order.push_back(key);
+        }
+    }
+
+    /// Expire what is due, forget what no longer matters.
+    fn sweep(&mut self, now: Instant) {
+        while let Some(oldest) = self.live_order.front().copied() {
+            match self.live.get(&oldest) {
+                Some(l) if now < l.expires => break,
+                Some(_) => self.retire(oldest, now, Spent::Expired),
+                None => {}
+            }
+            self.live_order.pop_front();
+        }
+        // Keys of used challenges stay in `live_order` until they reach
+        // its front; do not let a stream of quick logons pile them up.
+        if self.live_order.len() > 2 * self.live.len() + 64 {
+            let live = &self.live;
+            self.live_order.retain(|k| live.contains_key(k));
+        }
+        while let Some(oldest) = self.spent_order.front() {
+            if self.spent.get(oldest).is_some_and(|(at, _)| now < *at) {
                 break;
             }
-            self.entries.remove(oldest);
-            self.order.pop_front();
+            self.spent.remove(oldest);
+            self.spent_order.pop_front();
         }
     }
 }
@@ -361,8 +499,8 @@ struct TokenJson {
     algorithm: String,
     signature: String,
     origin: String,
-    /// The page adds the challenge it passed to the agent; without it the
-    /// challenge cookie is used.
+    /// The page adds the challenge it passed to the agent; it must be the
+    /// one in the challenge cookie, which is used when it is absent.
     #[serde(default)]
     challenge: Option<String>,
 }
@@ -419,8 +557,10 @@ fn decode_token(token: &TokenJson) -> Result<Presented, LogonError> {
     })
 }
 
-/// The body as a token of the right format, and the challenge it answers
-/// (its own `challenge` field, else the challenge cookie), decoded.
+/// The body as a token of the right format, and the challenge it answers,
+/// decoded: the one issued to this browser (the challenge cookie). A
+/// `challenge` field in the token, if any, must be that same challenge: a
+/// challenge is only good in the browser it was issued to.
 fn parse_token(
     body: &[u8],
     cookie_challenge: Option<&str>,
@@ -430,14 +570,23 @@ fn parse_token(
     if token.format != TOKEN_FORMAT {
         return Err(LogonError::Format(token.format.chars().take(64).collect()));
     }
-    let challenge_text = token
-        .challenge
-        .as_deref()
-        .or(cookie_challenge)
-        .ok_or(LogonError::NoChallenge)?;
-    let challenge = URL_SAFE_NO_PAD
-        .decode(challenge_text.trim())
-        .map_err(|_| LogonError::BadChallenge)?;
+    let decode = |text: &str| {
+        URL_SAFE_NO_PAD
+            .decode(text.trim())
+            .map_err(|_| LogonError::BadChallenge)
+    };
+    let challenge = match (token.challenge.as_deref(), cookie_challenge) {
+        (None, None) => return Err(LogonError::NoChallenge),
+        (Some(_), None) => return Err(LogonError::NoChallengeCookie),
+        (None, Some(cookie)) => decode(cookie)?,
+        (Some(field), Some(cookie)) => {
+            let cookie = decode(cookie)?;
+            if decode(field)? != cookie {
+                return Err(LogonError::ChallengeMismatch);
+            }
+            cookie
+        }
+    };
     Ok((token, challenge))
 }
 
@@ -594,7 +743,11 @@ impl Logon {
             policy,
             ca_der,
             rng: SystemRandom::new(),
-            challenges: Mutex::new(Challenges::new(challenge_ttl, MAX_CHALLENGES)),
+            challenges: Mutex::new(Challenges::new(
+                challenge_ttl,
+                MAX_CHALLENGES,
+                MAX_CHALLENGES_PER_CLIENT,
+            )),
             sessions: Mutex::new(Sessions {
                 entries: HashMap::new(),
                 order: VecDeque::new(),
@@ -602,13 +755,18 @@ impl Logon {
         }
     }
 
-    /// `op` is the path after `/logon/`.
-    pub async fn handle(self: Arc<Self>, op: &str, req: Request<Incoming>) -> Answer {
+    /// `op` is the path after `/logon/`; `client` the peer's address.
+    pub async fn handle(
+        self: Arc<Self>,
+        op: &str,
+        client: IpAddr,
+        req: Request<Incoming>,
+    ) -> Answer {
         let method = req.method().clone();
         let result = match (op, method) {
             ("challenge", Method::POST) => self
                 .same_origin(req.headers())
-                .and_then(|()| self.challenge()),
+                .and_then(|()| self.challenge(client, req.headers())),
             ("verify", Method::POST) => Ok(self.clone().verify(req).await),
             ("session", Method::GET) => self.session(req.headers()),
             ("challenge" | "verify", _) => Err(LogonError::Method("POST")),
@@ -619,10 +777,13 @@ impl Logon {
     }
 
     /// A browser names the page that sent a POST; only the bank's own pages
-    /// may ask for challenges and log on (no logon from another site's form).
+    /// may ask for challenges and log on (no logon from another site's form,
+    /// and none from a request that names no page at all).
     fn same_origin(&self, headers: &HeaderMap) -> Result<(), LogonError> {
         match headers.get(header::ORIGIN).map(|v| v.to_str()) {
-            None => Ok(()),
+            None => Err(LogonError::NoOrigin {
+                want: self.origin.clone(),
+            }),
             Some(Ok(o)) if o == self.origin => Ok(()),
             Some(o) => Err(LogonError::CrossOrigin {
                 got: o.unwrap_or("?").chars().take(200).collect(),
@@ -631,11 +792,15 @@ impl Logon {
         }
     }
 
-    /// A new challenge, in the answer and in a cookie.
-    fn challenge(&self) -> Result<Answer, LogonError> {
+    /// A new challenge for `client`, in the answer and in a cookie; it
+    /// replaces the one this browser held (its cookie), if any.
+    fn challenge(&self, client: IpAddr, headers: &HeaderMap) -> Result<Answer, LogonError> {
+        let held = http::cookie(headers, CHALLENGE_COOKIE)
+            .and_then(|c| URL_SAFE_NO_PAD.decode(c.trim()).ok());
         let (challenge, ttl) = {
             let mut challenges = lock(&self.challenges);
-            (challenges.issue(&self.rng, Instant::now())?, challenges.ttl)
+            let issued = challenges.issue(&self.rng, Instant::now(), client, held.as_deref())?;
+            (issued, challenges.ttl)
         };
         let text = URL_SAFE_NO_PAD.encode(challenge);
         let expires = OffsetDateTime::now_utc() + ttl;
@@ -668,7 +833,21 @@ impl Logon {
         let body = http::read_body(req, MAX_TOKEN)
             .await
             .map_err(|r| LogonError::Body(r.reason, r.status))?;
-        let (token, challenge) = parse_token(&body, cookie_challenge.as_deref())?;
+        let (token, challenge) = match parse_token(&body, cookie_challenge.as_deref()) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                // A token for another challenge than this browser's: this
+                // browser's challenge is spent too, as by any failed attempt.
+                if e == LogonError::ChallengeMismatch
+                    && let Some(own) = cookie_challenge
+                        .as_deref()
+                        .and_then(|c| URL_SAFE_NO_PAD.decode(c.trim()).ok())
+                {
+                    let _ = lock(&self.challenges).take(&own, Instant::now());
+                }
+                return Err(e);
+            }
+        };
         lock(&self.challenges).take(&challenge, Instant::now())?;
         let presented = present(&token, &self.origin)?;
         let me = self.clone();
@@ -815,9 +994,9 @@ mod tests {
     fn challenges_are_single_use_and_expire() {
         let rng = SystemRandom::new();
         let t0 = Instant::now();
-        let mut c = Challenges::new(Duration::from_secs(300), 100);
-        let a = c.issue(&rng, t0).unwrap();
-        let b = c.issue(&rng, t0).unwrap();
+        let mut c = Challenges::new(Duration::from_secs(300), 100, 10);
+        let a = c.issue(&rng, t0, HOME, None).unwrap();
+        let b = c.issue(&rng, t0, HOME, None).unwrap();
         assert_ne!(a, b);
         assert_eq!(c.take(&a, t0 + Duration::from_secs(10)), Ok(()));
         assert_eq!(c.take(&a, t0), Err(LogonError::ChallengeUsed));
@@ -835,21 +1014,90 @@ mod tests {
         // Long after expiry they are forgotten.
         let later = t0 + Duration::from_secs(300) + REMEMBER_AFTER_EXPIRY;
         assert_eq!(c.take(&a, later), Err(LogonError::UnknownChallenge));
-        assert!(c.entries.is_empty() && c.order.is_empty());
+        assert!(c.live.is_empty() && c.live_order.is_empty() && c.clients.is_empty());
+        assert!(c.spent.is_empty() && c.spent_order.is_empty());
+    }
+
+    const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, n))
     }
 
     #[test]
-    fn the_oldest_challenge_goes_when_the_cap_is_reached() {
+    fn a_flood_of_challenges_does_not_evict_one_in_progress() {
         let rng = SystemRandom::new();
         let now = Instant::now();
-        let mut c = Challenges::new(CHALLENGE_TTL, 2);
-        let first = c.issue(&rng, now).unwrap();
-        let second = c.issue(&rng, now).unwrap();
-        let third = c.issue(&rng, now).unwrap();
-        assert_eq!(c.entries.len(), 2);
-        assert_eq!(c.take(&first, now), Err(LogonError::UnknownChallenge));
-        assert_eq!(c.take(&second, now), Ok(()));
-        assert_eq!(c.take(&third, now), Ok(()));
+        let mut c = Challenges::new(CHALLENGE_TTL, 4, 2);
+        let in_progress = c.issue(&rng, now, HOME, None).unwrap();
+        // One client floods: beyond its share, 429.
+        let mut refused = Vec::new();
+        for _ in 0..20 {
+            if let Err(e) = c.issue(&rng, now, ip(1), None) {
+                refused.push(e.code());
+            }
+        }
+        println!(
+            "one client, 20 challenges, 2 each: {} refused",
+            refused.len()
+        );
+        assert_eq!(refused.len(), 18);
+        assert!(refused.iter().all(|code| *code == "too_many_challenges"));
+        // Many clients flood: beyond the table, 503, and nothing is evicted.
+        let mut busy = 0;
+        for n in 2..=21 {
+            match c.issue(&rng, now, ip(n), None) {
+                Err(e @ LogonError::Busy { .. }) => {
+                    assert_eq!(e.status(), 503);
+                    busy += 1;
+                }
+                Err(e) => panic!("{e}"),
+                Ok(_) => {}
+            }
+        }
+        println!("20 clients, 1 challenge each, room for 1 more: {busy} refused");
+        assert_eq!(busy, 19);
+        assert_eq!(c.take(&in_progress, now), Ok(()));
+        // Room again once one is used; all room once they expired.
+        assert!(c.issue(&rng, now, ip(30), None).is_ok());
+        assert!(c.issue(&rng, now, ip(31), None).is_err());
+        let later = now + CHALLENGE_TTL;
+        for n in 40..44 {
+            assert!(c.issue(&rng, later, ip(n), None).is_ok());
+        }
+    }
+
+    #[test]
+    fn asking_again_replaces_the_browsers_own_challenge_only() {
+        let rng = SystemRandom::new();
+        let now = Instant::now();
+        let mut c = Challenges::new(CHALLENGE_TTL, 100, 2);
+        let first = c.issue(&rng, now, HOME, None).unwrap();
+        // The same browser asks again (its cookie names `first`) many times:
+        // it never runs out, and only its latest challenge is live.
+        let mut latest = first;
+        for _ in 0..10 {
+            latest = c.issue(&rng, now, HOME, Some(&latest)).unwrap();
+        }
+        assert_eq!(c.take(&first, now), Err(LogonError::ChallengeReplaced));
+        // Another client cannot retire a challenge it was not issued.
+        let theirs = c.issue(&rng, now, ip(1), Some(&latest)).unwrap();
+        assert_ne!(theirs, latest);
+        assert_eq!(c.take(&latest, now), Ok(()));
+        assert_eq!(c.take(&theirs, now), Ok(()));
+    }
+
+    #[test]
+    fn spent_challenges_are_remembered_within_bounds() {
+        let rng = SystemRandom::new();
+        let now = Instant::now();
+        let mut c = Challenges::new(CHALLENGE_TTL, 8, 8);
+        for _ in 0..1000 {
+            let x = c.issue(&rng, now, HOME, None).unwrap();
+            c.take(&x, now).unwrap();
+        }
+        assert!(c.spent.len() <= 8 && c.spent_order.len() <= 8);
+        assert!(c.live.is_empty() && c.live_order.len() <= 64 + 1);
     }
 
     #[test]
@@ -929,13 +1177,29 @@ mod tests {
             (token(r#","certificate":"*""#), Some("AA"), "bad_base64"),
             (
                 token(r#","certificate":"MIIB","challenge":"AA""#),
-                None,
+                Some("AA"),
                 "bad_certificate",
             ),
             (
                 token(&format!(r#","certificate":"{cert}","challenge":"AA""#)),
-                None,
+                Some("AA"),
                 "algorithm_mismatch",
+            ),
+            // The challenge must be the one issued to this browser (its cookie).
+            (
+                token(r#","certificate":"MIIB","challenge":"AA""#),
+                None,
+                "no_challenge_cookie",
+            ),
+            (
+                token(r#","certificate":"MIIB","challenge":"AA""#),
+                Some("AQ"),
+                "challenge_mismatch",
+            ),
+            (
+                token(r#","certificate":"MIIB","challenge":"AA""#),
+                Some("%%"),
+                "bad_challenge",
             ),
         ] {
             let e = verify_body(

@@ -26,6 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create a bank: an issuing CA, a TLS CA and a TLS certificate for 127.0.0.1/localhost.
+    /// The TLS CA is name-constrained to those names and its key is not kept.
     Init {
         #[arg(long)]
         dir: PathBuf,
@@ -133,6 +134,9 @@ fn run(command: Command) -> Result<(), String> {
             println!("bank created in {}", dir.display());
             println!("issuing CA:        {}", dir.join("ca.pem").display());
             println!("TLS trust anchor:  {}", dir.join("tls-roots.pem").display());
+            println!(
+                "                   (valid only for localhost and 127.0.0.1; its private key was not kept)"
+            );
             Ok(())
         }
         Command::AddUser { dir, user, subject } => {

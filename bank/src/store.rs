@@ -50,6 +50,9 @@ impl Paths {
     pub fn tls_roots(&self) -> PathBuf {
         self.file("tls-roots.pem")
     }
+    /// The TLS CA's key, which `init` no longer writes (nothing needs it
+    /// after the server certificate is signed). A bank made by an earlier
+    /// version may still hold one; `serve` warns about it.
     pub fn tls_ca_key(&self) -> PathBuf {
         self.file("tls-ca-key.pem")
     }

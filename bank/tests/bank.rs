@@ -232,10 +232,10 @@ async fn reenroll_at_20_days_left_issues_a_new_certificate() {
         .await;
     let cert = reply.certificate();
     assert_eq!(cert.subject, ALICE);
-    assert_eq!(
-        cert.san,
-        ["email:alice@bank.example"],
-        "copied from the request"
+    assert!(
+        cert.san.is_empty(),
+        "the current certificate has no SAN, whatever the request asks: {:?}",
+        cert.san
     );
     assert_eq!(cert.spki_der, new_key.spki);
     assert!(cert.client_auth && !cert.is_ca);
@@ -251,6 +251,128 @@ async fn reenroll_at_20_days_left_issues_a_new_certificate() {
         bank.users()["users"]["alice"]["current_serial"],
         cert.serial.as_str()
     );
+    bank.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reenroll_takes_the_san_of_the_current_certificate_not_the_request() {
+    // A window as long as a certificate's life, so a fresh one renews.
+    let policy = Policy {
+        renew_window_days: 400,
+        ..Policy::default()
+    };
+    let bank = TestBank::start_with(false, policy).await;
+    let otp = bank::add_user(bank.path(), "alice", ALICE).unwrap();
+    let key = bank.key("first", "ec");
+    let own = ["-addext", "subjectAltName=email:alice@bank.example"];
+    let first = bank
+        .enroll("alice", &otp, &bank.csr_with(&key, ALICE_SUBJ, &own))
+        .await
+        .certificate();
+    assert_eq!(first.san, ["email:alice@bank.example"]);
+    let first_path = save_pem(&bank, "first.pem", &first);
+
+    let more = [
+        "-addext",
+        "subjectAltName=email:alice@bank.example,DNS:evil.example,email:mallory@evil.example",
+    ];
+    let second = bank.key("second", "ec");
+    let renewed = bank
+        .reenroll(
+            &first_path,
+            &key,
+            &bank.csr_with(&second, ALICE_SUBJ, &more),
+        )
+        .await
+        .certificate();
+    println!("asked for {more:?}, got SAN {:?}", renewed.san);
+    assert_eq!(renewed.san, first.san);
+    // Byte for byte: the extension is the current certificate's.
+    assert_eq!(san_extension(&renewed.der), san_extension(&first.der));
+
+    // Another subjectAltName instead of the current one: the current one.
+    let renewed_path = save_pem(&bank, "renewed.pem", &renewed);
+    let other = ["-addext", "subjectAltName=email:mallory@evil.example"];
+    let third = bank
+        .reenroll(
+            &renewed_path,
+            &second,
+            &bank.csr_with(&bank.key("third", "ec"), ALICE_SUBJ, &other),
+        )
+        .await
+        .certificate();
+    println!("asked for {other:?}, got SAN {:?}", third.san);
+    assert_eq!(third.san, ["email:alice@bank.example"]);
+
+    // A certificate without one renews without one.
+    let bob_key = bank.key("bob", "ec");
+    let bob = bank.issue("CN=bob,O=Bank", &bob_key, 20);
+    let evil = ["-addext", "subjectAltName=DNS:evil.example"];
+    let renewed = bank
+        .reenroll(
+            &bob,
+            &bob_key,
+            &bank.csr_with(&bank.key("bob2", "ec"), "/O=Bank/CN=bob", &evil),
+        )
+        .await
+        .certificate();
+    println!(
+        "asked for {evil:?} without a SAN, got SAN {:?}",
+        renewed.san
+    );
+    assert!(renewed.san.is_empty(), "{:?}", renewed.san);
+    assert_eq!(san_extension(&renewed.der), None);
+    bank.stop().await;
+}
+
+/// The subjectAltName extension of a certificate, DER as it stands.
+fn san_extension(cert_der: &[u8]) -> Option<(bool, Vec<u8>)> {
+    use der::Decode;
+    let cert = x509_cert::Certificate::from_der(cert_der).unwrap();
+    cert.tbs_certificate()
+        .extensions()
+        .into_iter()
+        .flatten()
+        .find(|e| e.extn_id == const_oid::db::rfc5280::ID_CE_SUBJECT_ALT_NAME)
+        .map(|e| (e.critical, e.extn_value.as_bytes().to_vec()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_request_gets_the_remembered_answer_only_with_the_same_credentials() {
+    let bank = TestBank::start().await;
+    let otp = bank::add_user(bank.path(), "bob", "CN=bob,O=Bank").unwrap();
+    let csr = bank.csr(&bank.key("bob", "ec"), "/O=Bank/CN=bob");
+    let first = bank.enroll("bob", &otp, &csr).await.certificate();
+    // The client lost the answer and sends the identical request again.
+    let again = bank.enroll("bob", &otp, &csr).await.certificate();
+    assert_eq!(again.serial, first.serial);
+    // Someone who has the request (a CSR is no secret) but not the password.
+    for (user, password) in [("bob", "WRONGWRONG22"), ("mallory", &otp)] {
+        let replay = bank.enroll(user, password, &csr).await;
+        println!(
+            "simpleenroll replayed as {user} without bob's credentials: {} {}",
+            replay.status,
+            replay.text().trim()
+        );
+        replay.refused(403, "wrong one-time password");
+    }
+
+    // Renewal: the identical body under another client certificate.
+    let alice_key = bank.key("alice", "ec");
+    let alice = bank.issue(ALICE, &alice_key, 20);
+    let csr = bank.csr(&bank.key("alice2", "ec"), ALICE_SUBJ);
+    let renewed = bank.reenroll(&alice, &alice_key, &csr).await.certificate();
+    let again = bank.reenroll(&alice, &alice_key, &csr).await.certificate();
+    assert_eq!(again.serial, renewed.serial);
+    let mallory_key = bank.key("mallory", "ec");
+    let mallory = bank.issue("CN=mallory,O=Bank", &mallory_key, 20);
+    let replay = bank.reenroll(&mallory, &mallory_key, &csr).await;
+    println!(
+        "simplereenroll replayed with another certificate: {} {}",
+        replay.status,
+        replay.text().trim()
+    );
+    replay.refused(403, "is not the certificate's subject");
     bank.stop().await;
 }
 
@@ -661,7 +783,10 @@ async fn strongswan_pki_enrolls_and_reenrolls() {
 
     let (key1, req1, cert1) = (p("sw-key1.der"), p("sw-req1.der"), p("sw-cert1.der"));
     let (key2, req2, cert2) = (p("sw-key2.der"), p("sw-req2.der"), p("sw-cert2.der"));
-    let (tls_roots, ca) = (p("tls-roots.pem"), p("ca.pem"));
+    // pki trusts the bank's TLS server by its own certificate: strongSwan
+    // 5.9 cannot load the TLS CA, whose critical NameConstraints has an
+    // iPAddress subtree ("found unsupported critical X.509 extension").
+    let (tls_roots, ca) = (p("tls-server.pem"), p("ca.pem"));
     let userpass = format!("sw:{otp}");
     let enrolled = tokio::task::spawn_blocking(move || {
         std::fs::write(&key1, pki(&["--gen", "--type", "ecdsa", "--size", "256"])).unwrap();
@@ -733,6 +858,79 @@ async fn strongswan_pki_enrolls_and_reenrolls() {
 }
 
 // ---------------------------------------------------------------------- CLI
+
+/// The tester CA (`tls-roots.pem`, which testers trust in a browser) may
+/// vouch for the bank's own loopback names only, and its key is not kept.
+#[test]
+fn init_makes_a_name_constrained_tls_ca_and_keeps_no_key_for_it() {
+    use der::Decode;
+    use x509_cert::ext::pkix::constraints::name::NameConstraints;
+    use x509_cert::ext::pkix::name::GeneralName;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = bank_cli(&["init", "--dir", tmp.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    let files: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    println!("files after init: {files:?}");
+    assert!(
+        !tmp.path().join("tls-ca-key.pem").exists(),
+        "the TLS CA's private key is on disk: {files:?}"
+    );
+    assert!(files.iter().all(|f| !f.starts_with("tls-ca")), "{files:?}");
+
+    let der = CertificateDer::from_pem_file(tmp.path().join("tls-roots.pem")).unwrap();
+    let cert = x509_cert::Certificate::from_der(der.as_ref()).unwrap();
+    let ext = cert
+        .tbs_certificate()
+        .extensions()
+        .into_iter()
+        .flatten()
+        .find(|e| e.extn_id == const_oid::db::rfc5280::ID_CE_NAME_CONSTRAINTS)
+        .cloned()
+        .expect("the TLS CA has a NameConstraints extension");
+    assert!(ext.critical, "NameConstraints must be critical");
+    let nc = NameConstraints::from_der(ext.extn_value.as_bytes()).unwrap();
+    assert_eq!(nc.excluded_subtrees, None);
+    let permitted: Vec<String> = nc
+        .permitted_subtrees
+        .expect("permitted subtrees")
+        .iter()
+        .map(|t| {
+            assert_eq!((t.minimum, t.maximum), (0, None));
+            match &t.base {
+                GeneralName::DnsName(n) => format!("DNS:{}", n.as_str()),
+                GeneralName::IpAddress(ip) => format!("IP:{}", hex::encode(ip.as_bytes())),
+                other => panic!("unexpected subtree {other:?}"),
+            }
+        })
+        .collect();
+    println!("permitted: {permitted:?}");
+    assert_eq!(permitted, ["DNS:localhost", "IP:7f000001ffffffff"]);
+
+    // openssl reads it the same way, and the server certificate is within it.
+    let text = String::from_utf8(run(openssl()
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(tmp.path().join("tls-roots.pem"))))
+    .unwrap();
+    let shown: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains("Name Constraints"))
+        .take(4)
+        .map(str::trim)
+        .collect();
+    println!("openssl: {shown:?}");
+    assert_eq!(shown.first(), Some(&"X509v3 Name Constraints: critical"));
+    let verified = run(openssl()
+        .args(["verify", "-CAfile"])
+        .arg(tmp.path().join("tls-roots.pem"))
+        .arg(tmp.path().join("tls-server.pem")));
+    assert!(String::from_utf8_lossy(&verified).contains(": OK"));
+}
 
 fn bank_cli(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_certagent-bank"))

@@ -164,8 +164,13 @@ impl TestBank {
         .await
     }
 
-    /// One request on a fresh TLS connection; POSTs are JSON unless
-    /// `headers` say otherwise.
+    /// One request on a fresh TLS connection, as the browser on the bank's
+    /// page sends it: POSTs are JSON and name the bank's origin, unless
+    /// `headers` say otherwise (an empty value: no such header); the
+    /// challenge cookie this browser holds goes with every request unless
+    /// `headers` name a cookie, and an answer's challenge cookie is kept.
+    /// A request that names its own cookie is another browser: its answer's
+    /// cookies are not kept.
     async fn send(
         &self,
         method: &str,
@@ -173,15 +178,40 @@ impl TestBank {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Reply {
-        send_to(
+        let names = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+        let origin = self.origin();
+        let held = self.held_challenge_cookie();
+        let mut all: Vec<(&str, &str)> = Vec::new();
+        if method == "POST" && !names("origin") {
+            all.push(("origin", &origin));
+        }
+        let own_browser = !names("cookie");
+        if let Some(cookie) = held.as_deref().filter(|_| own_browser) {
+            all.push(("cookie", cookie));
+        }
+        all.extend_from_slice(headers);
+        let reply = send_to(
             self.running().addr(),
             &self.file("tls-roots.pem"),
             method,
             path,
-            headers,
+            &all,
             body,
         )
-        .await
+        .await;
+        if let Some(set) = reply.set_cookie("logon_challenge").filter(|_| own_browser) {
+            let pair = set.split(';').next().unwrap().to_string();
+            // The bank clears it with an empty value. (A challenge made
+            // with a zero lifetime, for the expiry test, is kept.)
+            let cleared = pair == "logon_challenge=";
+            *self.challenge_cookie.lock().unwrap() = (!cleared).then_some(pair);
+        }
+        reply
+    }
+
+    /// The challenge cookie (`logon_challenge=...`) this browser holds.
+    fn held_challenge_cookie(&self) -> Option<String> {
+        self.challenge_cookie.lock().unwrap().clone()
     }
 }
 
@@ -385,7 +415,7 @@ async fn the_agents_token_unchanged_logs_on_with_the_challenge_cookie() {
     let cleared = reply.set_cookie("logon_challenge").expect("cleared");
     assert!(cleared.contains("Max-Age=0"), "{cleared}");
     // Without cookie or field there is no challenge to check against.
-    bank.send("POST", "/logon/verify", &[], body)
+    bank.send("POST", "/logon/verify", &[("cookie", "")], body)
         .await
         .refused(400, "no_challenge");
     bank.stop().await;
@@ -397,10 +427,20 @@ async fn a_replayed_challenge_is_refused() {
     let key = bank.key("alice", "ec");
     let cert = bank.issue(ALICE, &key, 200);
     let challenge = bank.challenge().await;
+    let cookie = bank.held_challenge_cookie().expect("challenge cookie");
     let origin = bank.origin();
     let token = bank.token(&key, &cert, "ES256", &challenge, &origin, &origin);
     bank.verify(&token).await.logged_on();
-    let message = bank.verify(&token).await.refused(403, "challenge_used");
+    // Replayed with the cookie it came with (the answer cleared it).
+    let message = bank
+        .send(
+            "POST",
+            "/logon/verify",
+            &[("cookie", &cookie)],
+            serde_json::to_vec(&token).unwrap(),
+        )
+        .await
+        .refused(403, "challenge_used");
     assert!(message.contains("already used"), "{message}");
 
     // A failed attempt spends the challenge too.
@@ -410,6 +450,152 @@ async fn a_replayed_challenge_is_refused() {
     bank.verify(&bad).await.refused(403, "bad_signature");
     let good = bank.token(&key, &cert, "ES256", &challenge, &origin, &origin);
     bank.verify(&good).await.refused(403, "challenge_used");
+    bank.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenge_is_only_good_in_the_browser_it_was_issued_to() {
+    let bank = TestBank::start().await;
+    let key = bank.key("alice", "ec");
+    let cert = bank.issue(ALICE, &key, 200);
+    let origin = bank.origin();
+    // This browser's challenge, and a token for it (the page adds the field).
+    let mine = bank.challenge().await;
+    let token = bank.token(&key, &cert, "ES256", &mine, &origin, &origin);
+    let body = serde_json::to_vec(&token).unwrap();
+
+    // Sent by a client that holds no challenge cookie: refused, whatever
+    // the body says.
+    let reply = bank
+        .send("POST", "/logon/verify", &[("cookie", "")], body.clone())
+        .await;
+    println!("without the cookie: {} {}", reply.status, reply.text());
+    let message = reply.refused(403, "no_challenge_cookie");
+    assert!(message.contains("issued to"), "{message}");
+
+    // Sent by another browser, with the cookie of its own challenge.
+    let other = bank
+        .send("POST", "/logon/challenge", &[("cookie", "")], Vec::new())
+        .await;
+    let theirs = other.set_cookie("logon_challenge").expect("their cookie");
+    let theirs = theirs.split(';').next().unwrap().to_string();
+    let reply = bank
+        .send(
+            "POST",
+            "/logon/verify",
+            &[("cookie", &theirs)],
+            body.clone(),
+        )
+        .await;
+    println!(
+        "with another browser's cookie: {} {}",
+        reply.status,
+        reply.text()
+    );
+    let message = reply.refused(403, "challenge_mismatch");
+    assert!(
+        message.contains("not the one this browser was given"),
+        "{message}"
+    );
+    // That browser's own challenge is spent by the attempt.
+    let their_challenge = URL_SAFE_NO_PAD
+        .decode(other.json()["challenge"].as_str().unwrap())
+        .unwrap();
+    let their_token = bank.token(&key, &cert, "ES256", &their_challenge, &origin, &origin);
+    bank.send(
+        "POST",
+        "/logon/verify",
+        &[("cookie", &theirs)],
+        serde_json::to_vec(&their_token).unwrap(),
+    )
+    .await
+    .refused(403, "challenge_used");
+
+    // In the browser it was issued to, the same token logs on.
+    bank.send("POST", "/logon/verify", &[], body)
+        .await
+        .logged_on();
+    bank.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_is_required_on_challenge_and_verify() {
+    let bank = TestBank::start().await;
+    let key = bank.key("alice", "ec");
+    let cert = bank.issue(ALICE, &key, 200);
+    let origin = bank.origin();
+
+    let reply = bank
+        .send("POST", "/logon/challenge", &[("origin", "")], Vec::new())
+        .await;
+    println!(
+        "challenge without Origin: {} {}",
+        reply.status,
+        reply.text()
+    );
+    let message = reply.refused(403, "no_origin");
+    assert!(message.contains(&origin), "{message}");
+    assert!(reply.set_cookie("logon_challenge").is_none());
+    bank.send(
+        "POST",
+        "/logon/challenge",
+        &[("origin", "null")],
+        Vec::new(),
+    )
+    .await
+    .refused(403, "cross_origin");
+
+    let challenge = bank.challenge().await;
+    let token = bank.token(&key, &cert, "ES256", &challenge, &origin, &origin);
+    let body = serde_json::to_vec(&token).unwrap();
+    let reply = bank
+        .send("POST", "/logon/verify", &[("origin", "")], body.clone())
+        .await;
+    println!("verify without Origin: {} {}", reply.status, reply.text());
+    reply.refused(403, "no_origin");
+    bank.send("POST", "/logon/verify", &[("origin", EVIL)], body.clone())
+        .await
+        .refused(403, "cross_origin");
+    // Refused before the challenge was looked at: it still works from the
+    // bank's page.
+    bank.send("POST", "/logon/verify", &[], body)
+        .await
+        .logged_on();
+    bank.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_challenge_requests_does_not_evict_a_logon_in_progress() {
+    let bank = TestBank::start().await;
+    let key = bank.key("alice", "ec");
+    let cert = bank.issue(ALICE, &key, 200);
+    let origin = bank.origin();
+    let in_progress = bank.challenge().await;
+
+    // Another client on the same address asks again and again, without
+    // the cookie of the logon in progress.
+    let (mut issued, mut refused) = (0, 0);
+    for _ in 0..40 {
+        let reply = bank
+            .send("POST", "/logon/challenge", &[("cookie", "")], Vec::new())
+            .await;
+        match reply.status {
+            200 => issued += 1,
+            _ => {
+                let message = reply.refused(429, "too_many_challenges");
+                assert!(message.contains("too many logons in progress"), "{message}");
+                let retry: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+                assert!((1..=300).contains(&retry), "{retry}");
+                refused += 1;
+            }
+        }
+    }
+    println!("flood of 40 challenge requests: {issued} issued, {refused} refused with 429");
+    assert!(refused > 0 && issued < 40);
+
+    // The logon whose challenge came before the flood still verifies.
+    let token = bank.token(&key, &cert, "ES256", &in_progress, &origin, &origin);
+    bank.verify(&token).await.logged_on();
     bank.stop().await;
 }
 
@@ -435,12 +621,22 @@ async fn an_unknown_or_unreadable_challenge_is_refused() {
     let cert = bank.issue(ALICE, &key, 200);
     let origin = bank.origin();
     let made_up = [42u8; 32];
+    let forged = format!("logon_challenge={}", URL_SAFE_NO_PAD.encode(made_up));
     let token = bank.token(&key, &cert, "ES256", &made_up, &origin, &origin);
-    let message = bank.verify(&token).await.refused(403, "unknown_challenge");
+    let with_forged = [("cookie", forged.as_str())];
+    let verify = |token: &Value| {
+        bank.send(
+            "POST",
+            "/logon/verify",
+            &with_forged,
+            serde_json::to_vec(token).unwrap(),
+        )
+    };
+    let message = verify(&token).await.refused(403, "unknown_challenge");
     assert!(message.contains("did not issue"), "{message}");
     let mut token = token;
     token["challenge"] = json!("not*base64url");
-    bank.verify(&token).await.refused(400, "bad_challenge");
+    verify(&token).await.refused(400, "bad_challenge");
     bank.stop().await;
 }
 

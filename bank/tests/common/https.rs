@@ -134,6 +134,9 @@ pub async fn send(
 pub struct TestBank {
     dir: tempfile::TempDir,
     running: Option<certagent_bank::RunningBank>,
+    /// The logon challenge cookie (`name=value`) as the tests' one browser
+    /// holds it; see bank_logon.rs.
+    pub challenge_cookie: std::sync::Mutex<Option<String>>,
 }
 
 impl TestBank {
@@ -154,6 +157,7 @@ impl TestBank {
         TestBank {
             dir,
             running: Some(running),
+            challenge_cookie: std::sync::Mutex::new(None),
         }
     }
 
