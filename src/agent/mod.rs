@@ -10,6 +10,7 @@
 //! the desktop. The desk loop below ties them together on the main thread.
 
 pub mod api;
+pub mod icons;
 pub mod notices;
 pub mod owner;
 pub mod prompts;

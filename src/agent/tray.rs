@@ -8,7 +8,9 @@
 use std::sync::mpsc::{self, Receiver, Sender};
 
 use tray_icon::menu::{Menu, MenuEvent, MenuItem, PredefinedMenuItem};
-use tray_icon::{Icon, TrayIconBuilder};
+use tray_icon::{Icon, NativeIcon, TrayIconBuilder};
+
+use super::icons;
 
 /// What the icon shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +123,10 @@ fn tray_thread(
     let open = MenuItem::with_id(MENU_OPEN, "Open bank site", true, None);
     let quit = MenuItem::with_id(MENU_QUIT, "Quit", true, None);
     let menu = Menu::new();
+    // Named icons where the theme has them (the package installs them): the
+    // panel then takes the size it draws. Else one 64-pixel pixmap, which
+    // panels scale down rather than up.
+    let themed = icons::themed();
     let built = menu
         .append_items(&[
             &cert_item,
@@ -133,14 +139,18 @@ fn tray_thread(
         ])
         .map_err(|e| e.to_string())
         .and_then(|()| {
-            TrayIconBuilder::new()
+            let builder = TrayIconBuilder::new()
                 .with_id("certagent")
                 .with_title("certagent")
                 .with_tooltip(&first.tooltip)
-                .with_icon(icon(first.look))
-                .with_menu(Box::new(menu))
-                .build()
-                .map_err(|e| e.to_string())
+                .with_menu(Box::new(menu));
+            if themed {
+                builder.with_native_icon(named(first.look))
+            } else {
+                builder.with_icon(icon(first.look))
+            }
+            .build()
+            .map_err(|e| e.to_string())
         });
     let tray = match built {
         Ok(t) => {
@@ -160,7 +170,11 @@ fn tray_thread(
                 renew.set_enabled(view.can_renew);
                 let _ = tray.set_tooltip(Some(&view.tooltip));
                 if view.look != current.look {
-                    let _ = tray.set_icon(Some(icon(view.look)));
+                    let _ = if themed {
+                        tray.set_native_icon(Some(named(view.look)))
+                    } else {
+                        tray.set_icon(Some(icon(view.look)))
+                    };
                 }
                 current = view;
             }
@@ -180,36 +194,17 @@ fn tray_thread(
     }
 }
 
-/// A 32×32 icon per state: a disc in the state's colour with a white ring,
-/// drawn here so no image files or decoders are needed.
+/// The state's icon as a pixmap (see [`icons`] for the shapes).
 fn icon(look: Look) -> Icon {
-    let (r, g, b) = match look {
-        Look::Valid => (0x2e, 0x7d, 0x32),
-        Look::RenewalDue => (0xf9, 0xa8, 0x25),
-        Look::Expired => (0xc6, 0x28, 0x28),
-        Look::Lapsed => (0x6a, 0x1b, 0x1b),
-        Look::NoToken => (0x75, 0x75, 0x75),
-        Look::Working => (0x15, 0x65, 0xc0),
-    };
-    const N: u32 = 32;
-    let mut rgba = Vec::with_capacity((N * N * 4) as usize);
-    for y in 0..N {
-        for x in 0..N {
-            let dx = x as f32 - 15.5;
-            let dy = y as f32 - 15.5;
-            let d = (dx * dx + dy * dy).sqrt();
-            let px = if d > 15.5 {
-                [0, 0, 0, 0]
-            } else if (8.0..10.5).contains(&d) {
-                [0xff, 0xff, 0xff, 0xff]
-            } else {
-                [r, g, b, 0xff]
-            };
-            rgba.extend_from_slice(&px);
-        }
-    }
+    const N: u32 = 64;
     // The buffer is N*N*4 bytes by construction.
-    Icon::from_rgba(rgba, N, N).unwrap_or_else(|e| unreachable!("icon buffer: {e}"))
+    Icon::from_rgba(icons::render(look, N), N, N)
+        .unwrap_or_else(|e| unreachable!("icon buffer: {e}"))
+}
+
+/// The state's icon by its theme name.
+fn named(look: Look) -> NativeIcon {
+    NativeIcon::from_name(icons::theme_name(look))
 }
 
 /// Show a desktop notification; with `renew`, it carries a "Renew now"

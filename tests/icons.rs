@@ -1,0 +1,105 @@
+//! The tray's state icons: the PNGs the package installs under hicolor are
+//! exactly what the agent draws, and a strip of all of them (in colour and
+//! in grey, as a colour-blind user may see them) is kept at
+//! `target/tmp/tray-icons.png` for a person to look at.
+//!
+//! After changing the drawing, write the packaged PNGs again with
+//! `CERTAGENT_WRITE_ICONS=1 cargo nextest run -E 'binary(icons)'`.
+
+use std::path::{Path, PathBuf};
+
+use certagent::agent::icons::{LOOKS, SIZES, render, theme_name};
+
+fn packaged(size: u32, name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "packaging/icons/hicolor/{size}x{size}/status/{name}.png"
+    ))
+}
+
+fn write_png(path: &Path, width: u32, height: u32, rgba: &[u8]) {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).expect("dir");
+    }
+    let file = std::fs::File::create(path).expect("create png");
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), width, height);
+    enc.set_color(png::ColorType::Rgba);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut w = enc.write_header().expect("png header");
+    w.write_image_data(rgba).expect("png data");
+}
+
+fn read_png(path: &Path) -> (u32, u32, Vec<u8>) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; write the icons with CERTAGENT_WRITE_ICONS=1",
+            path.display()
+        )
+    });
+    let mut dec = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .expect("png");
+    let mut buf = vec![0; dec.output_buffer_size().expect("size")];
+    let info = dec.next_frame(&mut buf).expect("frame");
+    assert_eq!(info.color_type, png::ColorType::Rgba, "{}", path.display());
+    buf.truncate(info.buffer_size());
+    (info.width, info.height, buf)
+}
+
+#[test]
+fn packaged_icons_are_the_rendered_ones_and_a_strip_shows_them() {
+    let write = std::env::var_os("CERTAGENT_WRITE_ICONS").is_some();
+    for size in SIZES {
+        for look in LOOKS {
+            let path = packaged(size, theme_name(look));
+            let drawn = render(look, size);
+            if write {
+                write_png(&path, size, size, &drawn);
+            }
+            let (w, h, data) = read_png(&path);
+            assert_eq!((w, h), (size, size), "{}", path.display());
+            assert!(
+                data == drawn,
+                "{} differs from the drawing; write it again with CERTAGENT_WRITE_ICONS=1",
+                path.display()
+            );
+        }
+    }
+
+    // The strip: a row per size, a column per state, on a light panel; the
+    // second half of the rows again in grey (luminance only).
+    let cell = 72u32;
+    let (width, height) = (cell * LOOKS.len() as u32, cell * SIZES.len() as u32 * 2);
+    let mut strip = vec![0xeeu8; (width * height * 4) as usize];
+    for (row, size) in SIZES.iter().chain(SIZES.iter()).enumerate() {
+        let grey = row >= SIZES.len();
+        for (col, look) in LOOKS.iter().enumerate() {
+            let icon = render(*look, *size);
+            for y in 0..*size {
+                for x in 0..*size {
+                    let i = ((y * size + x) * 4) as usize;
+                    let (mut r, mut g, mut b, a) = (
+                        f32::from(icon[i]),
+                        f32::from(icon[i + 1]),
+                        f32::from(icon[i + 2]),
+                        f32::from(icon[i + 3]) / 255.0,
+                    );
+                    if grey {
+                        let l = 0.2126 * r + 0.7152 * g + 0.0722 * b;
+                        (r, g, b) = (l, l, l);
+                    }
+                    let ox = col as u32 * cell + (cell - size) / 2 + x;
+                    let oy = row as u32 * cell + (cell - size) / 2 + y;
+                    let o = ((oy * width + ox) * 4) as usize;
+                    for (k, v) in [r, g, b].into_iter().enumerate() {
+                        let bg = f32::from(strip[o + k]);
+                        strip[o + k] = (v * a + bg * (1.0 - a)).round() as u8;
+                    }
+                    strip[o + 3] = 0xff;
+                }
+            }
+        }
+    }
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tray-icons.png");
+    write_png(&out, width, height, &strip);
+    println!("strip of the tray icons: {}", out.display());
+}
