@@ -180,6 +180,9 @@ impl AgentProcess {
             .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
             .env("XDG_STATE_HOME", s.hsm.path().join("state"))
             .env("PINENTRY_TEST_DIR", &s.prompt_dir)
+            // The icon theme: only what a test puts there.
+            .env("XDG_DATA_HOME", s.hsm.path().join("data"))
+            .env("XDG_DATA_DIRS", s.hsm.path().join("data-dirs"))
             .env_remove("CERTAGENT_PIN")
             .args(["--config", &s.config.display().to_string(), "run"])
             .stdin(Stdio::null())
@@ -511,4 +514,62 @@ fn the_tray_resumes_an_interrupted_renewal_and_says_it_waits() {
     assert_eq!(certs.len(), 1, "one certificate left: {j}");
     assert_eq!(certs[0]["state"], "valid", "{j}");
     drop(s.bank);
+}
+
+/// A StatusNotifierItem property of the tray.
+fn tray_property(conn: &zbus::blocking::Connection, item: &str, name: &str) -> OwnedValue {
+    zbus::blocking::fdo::PropertiesProxy::builder(conn)
+        .destination(item.to_string())
+        .expect("dest")
+        .path("/StatusNotifierItem")
+        .expect("path")
+        .build()
+        .expect("props")
+        .get(
+            zbus::names::InterfaceName::try_from("org.kde.StatusNotifierItem").expect("iface"),
+            name,
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn the_tray_icon_is_named_from_the_theme_or_drawn_at_64_pixels() {
+    let bus = Bus::start();
+    let s = Setup::new(20);
+    let conn = bus.connect();
+
+    // No icon theme: one 64-pixel pixmap of the renewal-due glyph.
+    let agent = AgentProcess::start(&s, &bus, true);
+    let item = tray_item(&conn);
+    let name: String = tray_property(&conn, &item, "IconName")
+        .try_into()
+        .expect("IconName");
+    assert_eq!(name, "");
+    let pixmaps: Vec<(i32, i32, Vec<u8>)> = tray_property(&conn, &item, "IconPixmap")
+        .try_into()
+        .expect("IconPixmap");
+    let sizes: Vec<(i32, i32)> = pixmaps.iter().map(|(w, h, _)| (*w, *h)).collect();
+    assert_eq!(sizes, [(64, 64)]);
+    drop(agent);
+
+    // The package's icons in the theme: the tray names the state's icon.
+    for size in certagent::agent::icons::SIZES {
+        let rel = format!("icons/hicolor/{size}x{size}/status");
+        let dir = s.hsm.path().join("data-dirs").join(&rel);
+        std::fs::create_dir_all(&dir).expect("theme dir");
+        for look in certagent::agent::icons::LOOKS {
+            let file = format!("{}.png", certagent::agent::icons::theme_name(look));
+            std::fs::copy(
+                common::repo_root().join("packaging").join(&rel).join(&file),
+                dir.join(&file),
+            )
+            .expect("copy the packaged icon");
+        }
+    }
+    let _agent = AgentProcess::start(&s, &bus, true);
+    let item = tray_item(&conn);
+    let name: String = tray_property(&conn, &item, "IconName")
+        .try_into()
+        .expect("IconName");
+    assert_eq!(name, "certagent-renewal-due");
 }
