@@ -2,15 +2,16 @@
 # Install what certagent's demo and tests need on Debian/Ubuntu. The demo
 # needs only SoftHSM; the tests also use the tools certagent's output is
 # checked with (OpenSC's pkcs11-tool and PKCS#11 spy, GnuTLS's p11tool,
-# openssl, faketime, strongSwan's EST client) and a real browser (chromium and
-# chromedriver). Only missing packages are installed. Sourced by demo.sh and
+# openssl, faketime, strongSwan's EST client) and real browsers (chromium and
+# chromedriver; firefox-esr, with NSS's certutil for its test profiles). Only
+# missing packages are installed. Sourced by demo.sh and
 # test.sh: `certagent_setup` for the demo, `certagent_setup tests` for tests.
 set -euo pipefail
 
 certagent_demo_packages=(softhsm2 ca-certificates)
 certagent_test_packages=(opensc opensc-pkcs11 gnutls-bin openssl faketime
-    strongswan-pki libstrongswan-extra-plugins chromium chromium-driver dbus-daemon
-    curl util-linux python3)
+    strongswan-pki libstrongswan-extra-plugins chromium chromium-driver firefox-esr
+    libnss3-tools dbus-daemon curl util-linux python3)
 
 certagent_setup() {
     local wanted=("${certagent_demo_packages[@]}")

@@ -58,7 +58,20 @@ impl Agent {
         origins: impl FnOnce(&RunningBank) -> Vec<String>,
         bank_opts: ServeOptions,
     ) -> Agent {
-        Agent::launch(days_left, origins, bank_opts, |_, _| {}, &[], &[])
+        Agent::launch(days_left, origins, bank_opts, |_, _| {}, &[], &[], false)
+    }
+
+    /// As [`Agent::start_with`], but the bank listens on `bank_opts.listen`
+    /// as given (a port the test picked, so that it can name the bank's
+    /// origin before the bank serves), and `prepare(token, bank_dir)` runs
+    /// before the bank serves (to give it another TLS certificate, say).
+    pub fn start_at(
+        days_left: i64,
+        origins: impl FnOnce(&RunningBank) -> Vec<String>,
+        bank_opts: ServeOptions,
+        prepare: impl FnOnce(&SoftHsm, &Path),
+    ) -> Agent {
+        Agent::launch(days_left, origins, bank_opts, prepare, &[], &[], true)
     }
 
     /// As [`Agent::start`], with `env` set for `certagent run` and `args`
@@ -71,6 +84,7 @@ impl Agent {
             |_, _| {},
             env,
             args,
+            false,
         )
     }
 
@@ -85,6 +99,7 @@ impl Agent {
             prepare,
             &[],
             &[],
+            false,
         )
     }
 
@@ -95,6 +110,7 @@ impl Agent {
         prepare: impl FnOnce(&SoftHsm, &Path),
         env: &[(&str, &str)],
         args: &[&str],
+        keep_listen: bool,
     ) -> Agent {
         let hsm = SoftHsm::new();
         let port = free_port();
@@ -103,13 +119,15 @@ impl Agent {
         bank::add_user(&bank_dir, "ana", ANA).expect("user");
         super::bank_cert_on_token(&hsm, &bank_dir, "01", "rsa:2048", ANA, days_left);
         prepare(&hsm, &bank_dir);
-        let (rt, bank) = super::serve_bank(
-            &bank_dir,
-            ServeOptions {
-                agent_url: format!("http://127.0.0.1:{port}"),
-                ..bank_opts
-            },
-        );
+        let bank_opts = ServeOptions {
+            agent_url: format!("http://127.0.0.1:{port}"),
+            ..bank_opts
+        };
+        let (rt, bank) = if keep_listen {
+            super::serve_bank_at(&bank_dir, bank_opts)
+        } else {
+            super::serve_bank(&bank_dir, bank_opts)
+        };
         let (pinentry, prompt_dir) = super::scripted_pinentry(hsm.path());
         let origins: Vec<String> = origins(&bank).iter().map(|o| format!("\"{o}\"")).collect();
         let config = hsm.path().join("agent.toml");

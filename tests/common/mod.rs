@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod firefox;
 pub mod webdriver;
 
 use std::path::{Path, PathBuf};
@@ -404,19 +405,27 @@ pub fn serve_bank(
     bank_dir: &Path,
     opts: certagent_bank::ServeOptions,
 ) -> (tokio::runtime::Runtime, certagent_bank::RunningBank) {
+    serve_bank_at(
+        bank_dir,
+        certagent_bank::ServeOptions {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            ..opts
+        },
+    )
+}
+
+/// The reference bank serving on `opts.listen` as given, from its own runtime.
+pub fn serve_bank_at(
+    bank_dir: &Path,
+    opts: certagent_bank::ServeOptions,
+) -> (tokio::runtime::Runtime, certagent_bank::RunningBank) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime");
     let bank = rt
-        .block_on(certagent_bank::serve(
-            bank_dir,
-            certagent_bank::ServeOptions {
-                listen: "127.0.0.1:0".parse().expect("addr"),
-                ..opts
-            },
-        ))
+        .block_on(certagent_bank::serve(bank_dir, opts))
         .expect("bank serves");
     (rt, bank)
 }

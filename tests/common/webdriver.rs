@@ -200,26 +200,38 @@ impl Browser {
 
     /// Wait until the element's text contains one of `any`; returns the text.
     pub fn wait_text(&self, css: &str, any: &[&str], timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let t = self.text(css);
-            if any.iter().any(|w| t.contains(w)) || Instant::now() > deadline {
-                return t;
-            }
-            std::thread::sleep(Duration::from_millis(150));
-        }
+        poll_text(|| self.text(css), any, timeout)
     }
 
     pub fn screenshot(&self, path: &Path) {
         let b64 = self.cmd("GET", "/screenshot", None);
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(b64.as_str().unwrap_or_default())
-            .expect("png");
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).expect("screenshot dir");
-        }
-        std::fs::write(path, png).expect("screenshot");
+        save_png(b64.as_str().unwrap_or_default(), path);
     }
+}
+
+/// Read `text` until it contains one of `any` or `timeout` has passed;
+/// returns the last text read. (Shared with the Firefox client.)
+pub fn poll_text(text: impl Fn() -> String, any: &[&str], timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let t = text();
+        if any.iter().any(|w| t.contains(w)) || Instant::now() > deadline {
+            return t;
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+}
+
+/// Write a screenshot a driver sent as base64 PNG to `path`, creating its
+/// directory. (Shared with the Firefox client.)
+pub fn save_png(b64: &str, path: &Path) {
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("png");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).expect("screenshot dir");
+    }
+    std::fs::write(path, png).expect("screenshot");
 }
 
 impl Drop for Browser {
