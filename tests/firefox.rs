@@ -183,6 +183,10 @@ fn held_at_the_prompt(browser: &Browser, agent: &Agent, origin: &str, name: &str
         text.contains(waiting),
         "the page got past the agent call: {text}"
     );
+    assert!(
+        text.contains("choose Allow"),
+        "the page says the browser may ask: {text}"
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let prompt = loop {
         let prompts = browser.prompts();

@@ -124,6 +124,15 @@
       'origin-not-allowed');
   }
 
+  // While the browser has not yet been told whether this site may reach
+  // this computer, it asks the user first (and holds the call meanwhile).
+  async function askingHint() {
+    return (await loopbackPermission()) === 'prompt'
+      ? 'If your browser asks whether this site may reach apps on this computer, ' +
+        'choose Allow. '
+      : '';
+  }
+
   async function agentCall(method, path, body) {
     // Already refused by the browser: do not ask again, say what to do.
     if ((await loopbackPermission()) === 'denied') {
@@ -170,7 +179,7 @@
       try {
         show(result, 'Asking the bank for a challenge…');
         const { challenge } = await bank('POST', '/logon/challenge');
-        show(result, 'Confirm the logon and enter your PIN in the certagent window…');
+        show(result, `${await askingHint()}Confirm the logon and enter your PIN in the certagent window…`);
         const token = await agentCall('POST', '/v1/logon', { challenge });
         show(result, 'Checking your signature…');
         const who = await bank('POST', '/logon/verify', { ...token, challenge });
@@ -254,7 +263,7 @@
 
     renew.addEventListener('click', async () => {
       renew.disabled = true;
-      show(progress, 'Starting the renewal: confirm it in the certagent window…');
+      show(progress, `${await askingHint()}Starting the renewal: confirm it in the certagent window…`);
       try {
         const job = await agentCall('POST', '/v1/renewals', {});
         poll(job.id);
