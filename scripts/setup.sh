@@ -2,15 +2,17 @@
 # Install what certagent's demo and tests need on Debian/Ubuntu. The demo
 # needs only SoftHSM; the tests also use the tools certagent's output is
 # checked with (OpenSC's pkcs11-tool and PKCS#11 spy, GnuTLS's p11tool,
-# openssl, faketime, strongSwan's EST client) and a real browser (chromium and
-# chromedriver). Only missing packages are installed. Sourced by demo.sh and
+# openssl, faketime, strongSwan's EST client), a real browser (chromium and
+# chromedriver) and the build needs of the kryoptic soft token the tests
+# build from crates.io (tests/kryoptic-module: OpenSSL, libclang for bindgen,
+# SQLite). Only missing packages are installed. Sourced by demo.sh and
 # test.sh: `certagent_setup` for the demo, `certagent_setup tests` for tests.
 set -euo pipefail
 
 certagent_demo_packages=(softhsm2 ca-certificates)
 certagent_test_packages=(opensc opensc-pkcs11 gnutls-bin openssl faketime
     strongswan-pki libstrongswan-extra-plugins chromium chromium-driver dbus-daemon
-    curl util-linux python3)
+    curl util-linux python3 libssl-dev libclang-dev libsqlite3-dev)
 
 certagent_setup() {
     local wanted=("${certagent_demo_packages[@]}")
