@@ -14,18 +14,9 @@ mod common;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use common::agent::{ANA, Agent, ORIGIN};
-use common::renewal::{Env, new_cert_of, single_pair, stderr};
-use common::{LABEL, Stack, TestToken, text};
+use common::renewal::{Env, new_cert_of, single_pair};
+use common::{LABEL, Stack, TestToken, json, stderr, stdout, text};
 use serde_json::Value;
-
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(out: &std::process::Output) -> Value {
-    assert!(out.status.success(), "{}", text(out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
-}
 
 /// The token's CKA_ID rule: SHA-1 of the modulus or of the EC point.
 fn sha1_id(cert: &certagent::cert::Cert) -> Option<String> {
@@ -99,21 +90,8 @@ fn status_and_show_report_each_bank_certificate_on_kryoptic() {
 
     let status = env.status_json();
     assert_eq!(status["token"]["label"], LABEL, "{status}");
-    let mut seen: Vec<(String, i64, String)> = status["certificates"]
-        .as_array()
-        .expect("certificates")
-        .iter()
-        .map(|c| {
-            (
-                c["id"].as_str().expect("id").to_string(),
-                c["days_left"].as_i64().expect("days_left"),
-                c["state"].as_str().expect("state").to_string(),
-            )
-        })
-        .collect();
-    seen.sort();
     assert_eq!(
-        seen,
+        common::states(&status),
         [
             ("01".to_string(), 200, "valid".to_string()),
             ("02".to_string(), 20, "renewal-due".to_string()),
@@ -230,15 +208,7 @@ fn renew_on_kryoptic_leaves_one_never_extractable_pair_under_the_sha1_id() {
 
     // The bank saw 202 then 200 on simplereenroll, over TLS 1.3 (RSA-PSS
     // signed on kryoptic).
-    let reenrolls: Vec<Value> = env
-        .requests()
-        .into_iter()
-        .filter(|r| {
-            r["path"]
-                .as_str()
-                .is_some_and(|p| p.ends_with("simplereenroll"))
-        })
-        .collect();
+    let reenrolls = env.reenrolls();
     let statuses: Vec<i64> = reenrolls
         .iter()
         .filter_map(|r| r["status"].as_i64())

@@ -6,8 +6,8 @@
 mod common;
 
 use certagent_bank as bank;
-use common::renewal::{ANA, Env, new_cert_of, single_pair, stderr};
-use common::text;
+use common::renewal::{ANA, Env, new_cert_of, single_pair};
+use common::{stderr, text};
 
 #[test]
 fn renew_through_202_replaces_a_pkcs11_tool_key_with_a_token_generated_one() {
@@ -38,15 +38,7 @@ fn renew_through_202_replaces_a_pkcs11_tool_key_with_a_token_generated_one() {
     assert_eq!(env.status_json()["certificates"][0]["state"], "valid");
 
     // The bank saw 202 then 200 on simplereenroll, authenticated by the old certificate.
-    let reenrolls: Vec<_> = env
-        .requests()
-        .into_iter()
-        .filter(|r| {
-            r["path"]
-                .as_str()
-                .is_some_and(|p| p.ends_with("simplereenroll"))
-        })
-        .collect();
+    let reenrolls = env.reenrolls();
     let statuses: Vec<i64> = reenrolls
         .iter()
         .filter_map(|r| r["status"].as_i64())

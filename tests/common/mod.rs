@@ -359,6 +359,38 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The JSON a successful command printed.
+pub fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", text(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
+}
+
+/// (id, days_left, state) of each certificate in `status --json`, sorted.
+pub fn states(status: &serde_json::Value) -> Vec<(String, i64, String)> {
+    let mut seen: Vec<(String, i64, String)> = status["certificates"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no certificates in {status}"))
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().expect("id").to_string(),
+                c["days_left"].as_i64().expect("days_left"),
+                c["state"].as_str().expect("state").to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    seen
+}
+
 /// Run a command that must succeed; returns stdout.
 pub fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&run_bytes(cmd)).into_owned()

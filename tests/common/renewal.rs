@@ -145,6 +145,18 @@ impl Env {
             .collect()
     }
 
+    /// The bank's log of `simplereenroll` requests.
+    pub fn reenrolls(&self) -> Vec<serde_json::Value> {
+        self.requests()
+            .into_iter()
+            .filter(|r| {
+                r["path"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with("simplereenroll"))
+            })
+            .collect()
+    }
+
     pub fn status_json(&self) -> serde_json::Value {
         let out = self.certagent(&["status", "--json"], &[]);
         assert!(out.status.success(), "{}", text(&out));
@@ -158,10 +170,6 @@ impl Drop for Env {
             self.rt.block_on(b.shutdown());
         }
     }
-}
-
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Exactly one certificate with its key pair, all under one id.
