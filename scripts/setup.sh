@@ -2,8 +2,10 @@
 # Install what certagent's demo and tests need on Debian/Ubuntu. The demo
 # needs only SoftHSM; the tests also use the tools certagent's output is
 # checked with (OpenSC's pkcs11-tool and PKCS#11 spy, GnuTLS's p11tool,
-# openssl, faketime, strongSwan's EST client) and real browsers (chromium and
-# chromedriver; firefox-esr, with NSS's certutil for its test profiles). Only
+# openssl, faketime, strongSwan's EST client), real browsers (chromium and
+# chromedriver; firefox-esr, with NSS's certutil for its test profiles) and
+# the build needs of the kryoptic soft token the tests build from crates.io
+# (tests/kryoptic-module: OpenSSL, libclang for bindgen, SQLite). Only
 # missing packages are installed. Sourced by demo.sh and
 # test.sh: `certagent_setup` for the demo, `certagent_setup tests` for tests.
 set -euo pipefail
@@ -11,7 +13,8 @@ set -euo pipefail
 certagent_demo_packages=(softhsm2 ca-certificates)
 certagent_test_packages=(opensc opensc-pkcs11 gnutls-bin openssl faketime
     strongswan-pki libstrongswan-extra-plugins chromium chromium-driver firefox-esr
-    libnss3-tools dbus-daemon curl util-linux python3)
+    libnss3-tools dbus-daemon curl util-linux python3 libssl-dev libclang-dev
+    libsqlite3-dev)
 
 certagent_setup() {
     local wanted=("${certagent_demo_packages[@]}")

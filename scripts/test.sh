@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what it needs, then checks
 # formatting, lints, and runs every test (unit and integration, on real
-# SoftHSM tokens) with cargo-nextest, one process per test.
+# SoftHSM and kryoptic tokens) with cargo-nextest, one process per test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
@@ -16,8 +16,10 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 # The whole workspace: the agent (root package), the reference bank (bank/)
-# and the forwarding PKCS#11 module the fault and round-trip tests load
-# (tests/fault-module: a cdylib, which only `cargo build` makes).
+# and the PKCS#11 modules the tests load, cdylibs which only `cargo build`
+# makes: the forwarding module of the fault and round-trip tests
+# (tests/fault-module) and the kryoptic soft token (tests/kryoptic-module,
+# kryoptic-lib from crates.io; about a minute on two cores the first time).
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --locked

@@ -15,6 +15,7 @@ use crate::alg::{KeyKind, SignScheme};
 /// The profiles shipped with certagent, by file.
 const BUILTIN: &[(&str, &str)] = &[
     ("softhsm2.toml", include_str!("../drivers/softhsm2.toml")),
+    ("kryoptic.toml", include_str!("../drivers/kryoptic.toml")),
     ("opensc.toml", include_str!("../drivers/opensc.toml")),
     ("ykcs11.toml", include_str!("../drivers/ykcs11.toml")),
     ("etoken.toml", include_str!("../drivers/etoken.toml")),
@@ -269,7 +270,14 @@ mod tests {
             assert!(!p.install.is_empty());
         }
         let d = Drivers::builtin();
-        for name in ["softhsm2", "opensc", "ykcs11", "etoken", "p11-kit-proxy"] {
+        for name in [
+            "softhsm2",
+            "kryoptic",
+            "opensc",
+            "ykcs11",
+            "etoken",
+            "p11-kit-proxy",
+        ] {
             assert!(d.get(name).is_some(), "{name}");
         }
     }
@@ -327,6 +335,10 @@ mod tests {
         assert_eq!(
             d.by_library_manufacturer("PKCS#11 Kit").unwrap().name,
             "p11-kit-proxy"
+        );
+        assert_eq!(
+            d.by_library_manufacturer("Kryoptic").unwrap().name,
+            "kryoptic"
         );
         assert!(d.by_library_manufacturer("Nobody").is_none());
     }

@@ -5,21 +5,8 @@ mod common;
 
 use std::process::Command;
 
-use common::{LABEL, PIN, SoftHsm, text};
+use common::{LABEL, PIN, SoftHsm, json, stderr, stdout, text};
 use serde_json::Value;
-
-fn json(out: &std::process::Output) -> Value {
-    assert!(out.status.success(), "{}", text(out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 fn status_reports_each_lifecycle_state_with_ids_and_days_left() {
@@ -30,19 +17,8 @@ fn status_reports_each_lifecycle_state_with_ids_and_days_left() {
     let status = json(&hsm.certagent(&config, &["status", "--json"], None));
     assert_eq!(status["token"]["label"], LABEL);
     let certs = status["certificates"].as_array().expect("certificates");
-    let mut seen: Vec<(String, i64, String)> = certs
-        .iter()
-        .map(|c| {
-            (
-                c["id"].as_str().expect("id").to_string(),
-                c["days_left"].as_i64().expect("days_left"),
-                c["state"].as_str().expect("state").to_string(),
-            )
-        })
-        .collect();
-    seen.sort();
     assert_eq!(
-        seen,
+        common::states(&status),
         [
             ("01".to_string(), 200, "valid".to_string()),
             ("02".to_string(), 20, "renewal-due".to_string()),

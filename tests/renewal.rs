@@ -5,172 +5,9 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-use certagent::policy::Policy;
-use certagent_bank::{self as bank, RunningBank, ServeOptions};
-use common::{PIN, SoftHsm, text};
-
-const ANA: &str = "CN=Ana Novak,O=Demo Company d.o.o.,C=SI";
-
-struct Env {
-    hsm: SoftHsm,
-    bank_dir: PathBuf,
-    rt: tokio::runtime::Runtime,
-    bank: Option<RunningBank>,
-    config: PathBuf,
-    otp: String,
-}
-
-impl Env {
-    fn new(first_202: bool) -> Env {
-        let hsm = SoftHsm::new();
-        let bank_dir = hsm.path().join("bank");
-        bank::init(&bank_dir).expect("bank init");
-        let otp = bank::add_user(&bank_dir, "ana", ANA).expect("add user");
-        let (rt, bank) = common::serve_bank(
-            &bank_dir,
-            ServeOptions {
-                first_answer_202: first_202,
-                policy: Policy::default(),
-                ..ServeOptions::default()
-            },
-        );
-        let mut env = Env {
-            config: PathBuf::new(),
-            hsm,
-            bank_dir,
-            rt,
-            bank: Some(bank),
-            otp,
-        };
-        env.write_config("", "");
-        env
-    }
-
-    fn addr(&self) -> std::net::SocketAddr {
-        self.bank.as_ref().expect("bank running").addr()
-    }
-
-    /// Config for this token and bank, with extra `[bank]` and `[policy]` lines.
-    fn write_config(&mut self, bank_extra: &str, policy: &str) {
-        let roots = self.bank_dir.join("tls-roots.pem");
-        self.config = self.hsm.config(
-            "softhsm2",
-            &format!(
-                "[bank]\nest_url = \"https://{}/.well-known/est\"\nserver_roots = \"{}\"\n{bank_extra}\n[policy]\n{policy}\n",
-                self.addr(),
-                roots.display()
-            ),
-        );
-    }
-
-    /// A key pair made by pkcs11-tool and a bank certificate for it that
-    /// expires in `days_left` days, written with pkcs11-tool.
-    fn provision(&self, id: &str, key_type: &str, subject: &str, days_left: i64) -> Vec<u8> {
-        common::bank_cert_on_token(&self.hsm, &self.bank_dir, id, key_type, subject, days_left)
-    }
-
-    fn certagent(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_certagent"));
-        cmd.env("SOFTHSM2_CONF", self.hsm.conf())
-            .env("XDG_STATE_HOME", self.state_dir())
-            .env("XDG_CONFIG_HOME", self.hsm.path().join("xdg"))
-            .env("CERTAGENT_PIN", PIN)
-            .env_remove("CERTAGENT_OTP")
-            .env_remove("CERTAGENT_TEST_CRASH_AT")
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .stdin(std::process::Stdio::null());
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        cmd.output().expect("certagent runs")
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.hsm.path().join("state")
-    }
-
-    fn journal_exists(&self) -> bool {
-        std::fs::read_dir(self.state_dir().join("certagent"))
-            .map(|d| {
-                d.flatten()
-                    .any(|e| e.file_name().to_string_lossy().starts_with("renewal-"))
-            })
-            .unwrap_or(false)
-    }
-
-    /// (object kind, CKA_ID hex) for every object, as pkcs11-tool lists them.
-    fn objects(&self) -> Vec<(String, String)> {
-        let out = self.hsm.pkcs11_tool(&["--login", "--pin", PIN, "-O"]);
-        assert!(out.status.success(), "{}", text(&out));
-        let mut objs = Vec::new();
-        let mut kind = String::new();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            if let Some((k, _)) = line.split_once(" Object;") {
-                kind = k.trim().to_string();
-            } else if let Some(id) = line.trim().strip_prefix("ID:") {
-                objs.push((kind.clone(), id.trim().to_string()));
-            }
-        }
-        objs.sort();
-        objs
-    }
-
-    fn requests(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.bank_dir.join("requests.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    fn status_json(&self) -> serde_json::Value {
-        let out = self.certagent(&["status", "--json"], &[]);
-        assert!(out.status.success(), "{}", text(&out));
-        serde_json::from_slice(&out.stdout).expect("json")
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        if let Some(b) = self.bank.take() {
-            self.rt.block_on(b.shutdown());
-        }
-    }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Exactly one certificate with its key pair, all under one id.
-fn single_pair(objs: &[(String, String)]) -> String {
-    assert_eq!(objs.len(), 3, "{objs:?}");
-    let id = objs[0].1.clone();
-    assert!(objs.iter().all(|(_, i)| *i == id), "{objs:?}");
-    let kinds: Vec<&str> = objs.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(
-        kinds,
-        ["Certificate", "Private Key", "Public Key"],
-        "{objs:?}"
-    );
-    id
-}
-
-fn new_cert_of(env: &Env) -> certagent::cert::Cert {
-    let s = env.status_json();
-    let certs = s["certificates"].as_array().expect("certificates");
-    assert_eq!(certs.len(), 1, "{s}");
-    let out = env.certagent(&["show", "--json"], &[]);
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let pem = j["pem"].as_str().expect("pem");
-    let (_, der) = der::pem::decode_vec(pem.as_bytes()).expect("pem");
-    certagent::cert::Cert::from_der(&der).expect("cert")
-}
+use certagent_bank as bank;
+use common::renewal::{ANA, Env, new_cert_of, single_pair};
+use common::{stderr, text};
 
 #[test]
 fn renew_through_202_replaces_a_pkcs11_tool_key_with_a_token_generated_one() {
@@ -193,12 +30,7 @@ fn renew_through_202_replaces_a_pkcs11_tool_key_with_a_token_generated_one() {
         Some(id.clone())
     );
     assert_eq!(new.subject, ANA);
-    let listing = String::from_utf8_lossy(
-        &env.hsm
-            .pkcs11_tool(&["--login", "--pin", PIN, "-O", "--type", "privkey"])
-            .stdout,
-    )
-    .into_owned();
+    let listing = env.private_keys();
     assert!(
         listing.contains("never extractable") && listing.contains("sensitive"),
         "{listing}"
@@ -206,15 +38,7 @@ fn renew_through_202_replaces_a_pkcs11_tool_key_with_a_token_generated_one() {
     assert_eq!(env.status_json()["certificates"][0]["state"], "valid");
 
     // The bank saw 202 then 200 on simplereenroll, authenticated by the old certificate.
-    let reenrolls: Vec<_> = env
-        .requests()
-        .into_iter()
-        .filter(|r| {
-            r["path"]
-                .as_str()
-                .is_some_and(|p| p.ends_with("simplereenroll"))
-        })
-        .collect();
+    let reenrolls = env.reenrolls();
     let statuses: Vec<i64> = reenrolls
         .iter()
         .filter_map(|r| r["status"].as_i64())
@@ -522,7 +346,7 @@ impl FakeBank {
         let dir = env.hsm.path().join("fake");
         std::fs::create_dir_all(&dir).expect("dir");
         let run = |args: &[&str]| {
-            let o = Command::new("openssl")
+            let o = std::process::Command::new("openssl")
                 .args(args)
                 .current_dir(&dir)
                 .output()

@@ -198,7 +198,10 @@ impl Module {
         Ok(module)
     }
 
-    /// What the library says about itself (C_GetInfo, once).
+    /// What the library says about itself (C_GetInfo, once), with the
+    /// profile as [`Module::profile`] finds it: named, by path, else by the
+    /// library's manufacturer (a module built or installed where no profile
+    /// looks, e.g. kryoptic).
     pub fn info(&self) -> &LibraryInfo {
         self.library.get_or_init(|| {
             let path = self.path.display().to_string();
@@ -206,10 +209,16 @@ impl Module {
                 Ok(info) => {
                     let v = info.library_version();
                     let c = info.cryptoki_version();
+                    let manufacturer = info.manufacturer_id().trim_end().to_string();
+                    let profile = self
+                        .named
+                        .as_ref()
+                        .or_else(|| self.drivers.by_library_manufacturer(&manufacturer))
+                        .map(|p| p.name.clone());
                     LibraryInfo {
                         path,
-                        profile: self.named.as_ref().map(|p| p.name.clone()),
-                        manufacturer: info.manufacturer_id().trim_end().to_string(),
+                        profile,
+                        manufacturer,
                         description: info.library_description().trim_end().to_string(),
                         version: format!("{}.{}", v.major(), v.minor()),
                         cryptoki_version: format!("{}.{}", c.major(), c.minor()),

@@ -1,5 +1,5 @@
 //! A running agent for tests: `certagent run --no-tray` as its own process,
-//! a SoftHSM token behind OpenSC's PKCS#11 spy (to count logins), a scripted
+//! a SoftHSM (or kryoptic) token behind OpenSC's PKCS#11 spy (to count logins), a scripted
 //! Assuan pinentry that logs every command it receives (to prove a refused
 //! request never reached the prompt), and the reference bank.
 
@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use certagent_bank::{self as bank, RunningBank, ServeOptions};
 
-use super::SoftHsm;
+use super::{Stack, TestToken};
 
 pub const ORIGIN: &str = "https://ib.bank.example";
 pub const ANA: &str = "CN=Ana Novak,O=Demo Company d.o.o.,C=SI";
 
 pub struct Agent {
-    pub hsm: SoftHsm,
+    pub hsm: TestToken,
     child: Child,
     pub port: u16,
     pub prompt_dir: PathBuf,
@@ -44,10 +44,20 @@ pub fn free_port() -> u16 {
 impl Agent {
     /// An agent whose only allowed origin is [`ORIGIN`].
     pub fn start(days_left: i64) -> Agent {
-        Agent::start_with(
+        Agent::start_on(Stack::SoftHsm, days_left)
+    }
+
+    /// As [`Agent::start`], on a token of `stack`.
+    pub fn start_on(stack: Stack, days_left: i64) -> Agent {
+        Agent::launch(
+            stack,
             days_left,
             |_| vec![ORIGIN.to_string()],
             ServeOptions::default(),
+            |_, _| {},
+            &[],
+            &[],
+            false,
         )
     }
 
@@ -58,7 +68,16 @@ impl Agent {
         origins: impl FnOnce(&RunningBank) -> Vec<String>,
         bank_opts: ServeOptions,
     ) -> Agent {
-        Agent::launch(days_left, origins, bank_opts, |_, _| {}, &[], &[], false)
+        Agent::launch(
+            Stack::SoftHsm,
+            days_left,
+            origins,
+            bank_opts,
+            |_, _| {},
+            &[],
+            &[],
+            false,
+        )
     }
 
     /// As [`Agent::start_with`], but the bank listens on `bank_opts.listen`
@@ -69,15 +88,25 @@ impl Agent {
         days_left: i64,
         origins: impl FnOnce(&RunningBank) -> Vec<String>,
         bank_opts: ServeOptions,
-        prepare: impl FnOnce(&SoftHsm, &Path),
+        prepare: impl FnOnce(&TestToken, &Path),
     ) -> Agent {
-        Agent::launch(days_left, origins, bank_opts, prepare, &[], &[], true)
+        Agent::launch(
+            Stack::SoftHsm,
+            days_left,
+            origins,
+            bank_opts,
+            prepare,
+            &[],
+            &[],
+            true,
+        )
     }
 
     /// As [`Agent::start`], with `env` set for `certagent run` and `args`
     /// added after it.
     pub fn start_env(days_left: i64, env: &[(&str, &str)], args: &[&str]) -> Agent {
         Agent::launch(
+            Stack::SoftHsm,
             days_left,
             |_| vec![ORIGIN.to_string()],
             ServeOptions::default(),
@@ -91,8 +120,9 @@ impl Agent {
     /// As [`Agent::start`], with `prepare(token, bank_dir)` run after the
     /// bank certificate is on the token and before the agent starts (to
     /// put more on the token the agent starts with).
-    pub fn start_prepared(days_left: i64, prepare: impl FnOnce(&SoftHsm, &Path)) -> Agent {
+    pub fn start_prepared(days_left: i64, prepare: impl FnOnce(&TestToken, &Path)) -> Agent {
         Agent::launch(
+            Stack::SoftHsm,
             days_left,
             |_| vec![ORIGIN.to_string()],
             ServeOptions::default(),
@@ -104,15 +134,16 @@ impl Agent {
     }
 
     fn launch(
+        stack: Stack,
         days_left: i64,
         origins: impl FnOnce(&RunningBank) -> Vec<String>,
         bank_opts: ServeOptions,
-        prepare: impl FnOnce(&SoftHsm, &Path),
+        prepare: impl FnOnce(&TestToken, &Path),
         env: &[(&str, &str)],
         args: &[&str],
         keep_listen: bool,
     ) -> Agent {
-        let hsm = SoftHsm::new();
+        let hsm = TestToken::on(stack);
         let port = free_port();
         let bank_dir = hsm.path().join("bank");
         bank::init(&bank_dir).expect("bank");
@@ -146,8 +177,8 @@ impl Agent {
         .expect("config");
         let spy_log = hsm.path().join("spy.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_certagent"))
-            .env("SOFTHSM2_CONF", hsm.conf())
-            .env("PKCS11SPY", super::softhsm_module())
+            .env(stack.conf_var(), hsm.conf())
+            .env("PKCS11SPY", hsm.module())
             .env("PKCS11SPY_OUTPUT", &spy_log)
             .env("PINENTRY_TEST_DIR", &prompt_dir)
             .env("XDG_STATE_HOME", hsm.path().join("state"))
@@ -194,8 +225,8 @@ impl Agent {
     /// token store and state directory (as the same user would run it).
     pub fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_certagent"));
-        cmd.env("SOFTHSM2_CONF", self.hsm.conf())
-            .env("PKCS11SPY", super::softhsm_module())
+        cmd.env(self.hsm.stack.conf_var(), self.hsm.conf())
+            .env("PKCS11SPY", self.hsm.module())
             .env("PKCS11SPY_OUTPUT", self.hsm.path().join("spy-cli.log"))
             .env("XDG_STATE_HOME", self.hsm.path().join("state"))
             .env_remove("CERTAGENT_PIN")

@@ -1,25 +1,36 @@
-//! Test fixtures: a real SoftHSM token per test, and the outside tools
-//! (`softhsm2-util`, `pkcs11-tool`, `openssl`) used to provision and check it.
+//! Test fixtures: a real soft token per test, on SoftHSM (most tests) or
+//! kryoptic (tests/kryoptic.rs, the second, independent token stack), and
+//! the outside tools (`softhsm2-util`, `pkcs11-tool`, `openssl`) used to
+//! provision and check it.
 //!
-//! SoftHSM reads `SOFTHSM2_CONF` once, when the library is initialised, and a
-//! process can initialise it only once. Each test therefore needs its own
-//! process for its own token directory: run the suite with `cargo nextest
-//! run` (process per test). Under plain `cargo test` a second token directory
-//! in one process fails loudly instead of silently sharing a token.
+//! Both modules read their configuration (`SOFTHSM2_CONF`, `KRYOPTIC_CONF`)
+//! once, when the library is initialised, and a process can initialise a
+//! module only once. Each test therefore needs its own process for its own
+//! token directory: run the suite with `cargo nextest run` (process per
+//! test). Under plain `cargo test` a second token directory in one process
+//! fails loudly instead of silently sharing a token.
 #![allow(dead_code)]
 
 pub mod agent;
 pub mod firefox;
+pub mod renewal;
 pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-pub const PIN: &str = "123456";
+/// The user PIN on every test token: 8 characters, the minimum kryoptic
+/// reports (SoftHSM takes 4 and more).
+pub const PIN: &str = "12345678";
+/// The security officer's PIN.
+pub const SO_PIN: &str = "so-12345678";
 pub const LABEL: &str = "bank-token";
 
 const INSTALL: &str = "apt-get install softhsm2 opensc opensc-pkcs11 openssl faketime";
+/// What building the kryoptic module needs beyond Rust (scripts/setup.sh
+/// installs it with the other test packages).
+const KRYOPTIC_INSTALL: &str = "apt-get install libssl-dev libclang-dev libsqlite3-dev opensc, then cargo build --workspace (scripts/test.sh does both)";
 
 /// Panic with the install command when a system part is missing.
 pub fn require(tool: &str) {
@@ -67,6 +78,12 @@ pub fn softhsm_module() -> PathBuf {
     )
 }
 
+/// kryoptic built as a PKCS#11 module (tests/kryoptic-module), built with
+/// the workspace.
+pub fn kryoptic_module() -> PathBuf {
+    workspace_library("libcertagent_kryoptic_pkcs11.so", KRYOPTIC_INSTALL)
+}
+
 /// OpenSC's PKCS#11 spy: logs every call to the module behind it.
 pub fn spy_module() -> PathBuf {
     first_existing(
@@ -83,72 +100,187 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A SoftHSM token directory of the test's own.
-pub struct SoftHsm {
-    pub dir: tempfile::TempDir,
+/// A soft token implementation the tests run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stack {
+    /// SoftHSM v2 (C++, the Debian package), configured by `SOFTHSM2_CONF`.
+    SoftHsm,
+    /// kryoptic (Rust, built from crates.io by tests/kryoptic-module),
+    /// configured by `KRYOPTIC_CONF`.
+    Kryoptic,
 }
+
+impl Stack {
+    /// The PKCS#11 library.
+    pub fn module(self) -> PathBuf {
+        match self {
+            Stack::SoftHsm => softhsm_module(),
+            Stack::Kryoptic => kryoptic_module(),
+        }
+    }
+
+    /// The driver profile (drivers/) certagent should name for it.
+    pub fn profile(self) -> &'static str {
+        match self {
+            Stack::SoftHsm => "softhsm2",
+            Stack::Kryoptic => "kryoptic",
+        }
+    }
+
+    /// The environment variable naming its configuration file.
+    pub fn conf_var(self) -> &'static str {
+        match self {
+            Stack::SoftHsm => "SOFTHSM2_CONF",
+            Stack::Kryoptic => "KRYOPTIC_CONF",
+        }
+    }
+
+    /// `C_GetTokenInfo`'s manufacturerID.
+    pub fn token_manufacturer(self) -> &'static str {
+        match self {
+            Stack::SoftHsm => "SoftHSM project",
+            Stack::Kryoptic => "Kryoptic Project",
+        }
+    }
+}
+
+/// A soft token's store of the test's own (a SoftHSM token directory or a
+/// kryoptic database), with the configuration file that points there.
+pub struct TestToken {
+    pub dir: tempfile::TempDir,
+    pub stack: Stack,
+}
+
+/// The name the SoftHSM tests know the fixture by: `SoftHsm::new()` is a
+/// SoftHSM token, `TestToken::on(stack)` one on either stack.
+pub type SoftHsm = TestToken;
 
 static ACTIVE_CONF: OnceLock<PathBuf> = OnceLock::new();
 
-impl SoftHsm {
-    /// An empty token store with one initialised token, `LABEL`/`PIN`.
-    pub fn new() -> SoftHsm {
-        let hsm = SoftHsm::empty();
-        hsm.init_token(LABEL);
-        hsm
+impl TestToken {
+    /// A SoftHSM token store with one initialised token, `LABEL`/`PIN`.
+    pub fn new() -> TestToken {
+        TestToken::on(Stack::SoftHsm)
     }
 
-    /// A token store with no token; `provision` fills it.
-    pub fn empty() -> SoftHsm {
-        require("softhsm2-util");
+    /// A SoftHSM token store with no token; `provision` fills it.
+    pub fn empty() -> TestToken {
+        TestToken::empty_on(Stack::SoftHsm)
+    }
+
+    /// A store on `stack` with one initialised token, `LABEL`/`PIN`.
+    pub fn on(stack: Stack) -> TestToken {
+        let token = TestToken::empty_on(stack);
+        token.init_token(LABEL);
+        token
+    }
+
+    /// A store on `stack` with no initialised token.
+    pub fn empty_on(stack: Stack) -> TestToken {
         let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::create_dir(dir.path().join("tokens")).expect("tokens dir");
-        std::fs::write(
-            dir.path().join("softhsm2.conf"),
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                dir.path().join("tokens").display()
-            ),
-        )
-        .expect("softhsm2.conf");
-        SoftHsm { dir }
+        let conf = match stack {
+            Stack::SoftHsm => {
+                require("softhsm2-util");
+                std::fs::create_dir(dir.path().join("tokens")).expect("tokens dir");
+                format!(
+                    "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                    dir.path().join("tokens").display()
+                )
+            }
+            Stack::Kryoptic => {
+                // Fail now, with what to install, rather than in a tool.
+                kryoptic_module();
+                require_with("pkcs11-tool", KRYOPTIC_INSTALL);
+                format!(
+                    "[[slots]]\nslot = 1\ndbtype = \"sqlite\"\ndbargs = \"{}\"\n",
+                    dir.path().join("token.sql").display()
+                )
+            }
+        };
+        let token = TestToken { dir, stack };
+        std::fs::write(token.conf(), conf).expect("token configuration");
+        token
     }
 
+    /// The module's configuration file (for `conf_var`).
     pub fn conf(&self) -> PathBuf {
-        self.dir.path().join("softhsm2.conf")
+        self.dir.path().join(match self.stack {
+            Stack::SoftHsm => "softhsm2.conf",
+            Stack::Kryoptic => "kryoptic.conf",
+        })
     }
 
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
 
+    /// The module's library.
+    pub fn module(&self) -> PathBuf {
+        self.stack.module()
+    }
+
+    /// `[token] module` for this token: SoftHSM by its profile name, the
+    /// kryoptic build (in target/, where no profile looks) by its path, so
+    /// certagent has to recognise it by what C_GetInfo says.
+    pub fn module_setting(&self) -> String {
+        match self.stack {
+            Stack::SoftHsm => self.stack.profile().to_string(),
+            Stack::Kryoptic => self.module().display().to_string(),
+        }
+    }
+
+    /// Initialise a token labelled `label` with `SO_PIN` and `PIN`, with the
+    /// stack's own tool (softhsm2-util) or OpenSC's pkcs11-tool.
     pub fn init_token(&self, label: &str) {
-        let out = Command::new("softhsm2-util")
-            .env("SOFTHSM2_CONF", self.conf())
-            .args(["--init-token", "--free", "--label", label])
-            .args(["--so-pin", "so-123456", "--pin", PIN])
-            .output()
-            .expect("softhsm2-util runs");
+        let out = match self.stack {
+            Stack::SoftHsm => Command::new("softhsm2-util")
+                .env("SOFTHSM2_CONF", self.conf())
+                .args(["--init-token", "--free", "--label", label])
+                .args(["--so-pin", SO_PIN, "--pin", PIN])
+                .output()
+                .expect("softhsm2-util runs"),
+            Stack::Kryoptic => {
+                let out = self
+                    .pkcs11_tool_on(None)
+                    .args(["--init-token", "--label", label, "--so-pin", SO_PIN])
+                    .output()
+                    .expect("pkcs11-tool runs");
+                assert!(out.status.success(), "init-token: {}", text(&out));
+                self.pkcs11_tool_on(Some(label))
+                    .args(["--login", "--login-type", "so", "--so-pin", SO_PIN])
+                    .args(["--init-pin", "--pin", PIN])
+                    .output()
+                    .expect("pkcs11-tool runs")
+            }
+        };
         assert!(out.status.success(), "init-token: {}", text(&out));
     }
 
-    /// Point this process's SoftHSM at this token store (once per process).
+    /// Point this process's module at this token store (once per process).
     pub fn activate(&self) {
         let conf = self.conf();
+        let var = self.stack.conf_var();
         let active = ACTIVE_CONF.get_or_init(|| {
             // SAFETY: set before any thread of this test loads the module, and
             // only once per process.
-            unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
+            unsafe { std::env::set_var(var, &conf) };
             conf.clone()
         });
         assert_eq!(
             active, &conf,
-            "SoftHSM was already initialised in this process with another token dir: run the tests with `cargo nextest run` (one process per test)"
+            "a token module was already initialised in this process with another token store: run the tests with `cargo nextest run` (one process per test)"
         );
     }
 
-    /// Provision with `scripts/provision-token.sh` (pkcs11-tool + openssl only).
+    /// Provision a SoftHSM store with `scripts/provision-token.sh`
+    /// (softhsm2-util, pkcs11-tool and openssl only). On any stack,
+    /// [`bank_cert_on_token`] puts a bank certificate on the token.
     pub fn provision(&self, label: &str, days_left: &[i64]) -> String {
+        assert_eq!(
+            self.stack,
+            Stack::SoftHsm,
+            "provision-token.sh makes SoftHSM tokens"
+        );
         for t in ["pkcs11-tool", "openssl", "faketime"] {
             require(t);
         }
@@ -174,30 +306,44 @@ impl SoftHsm {
         path
     }
 
+    /// `pkcs11-tool` on this token's module, on the token labelled `label`.
+    fn pkcs11_tool_on(&self, label: Option<&str>) -> Command {
+        require("pkcs11-tool");
+        let mut cmd = Command::new("pkcs11-tool");
+        cmd.env(self.stack.conf_var(), self.conf())
+            .arg("--module")
+            .arg(self.module());
+        if let Some(label) = label {
+            cmd.args(["--token-label", label]);
+        }
+        cmd
+    }
+
     /// Run `pkcs11-tool` on this token.
     pub fn pkcs11_tool(&self, args: &[&str]) -> Output {
-        require("pkcs11-tool");
-        Command::new("pkcs11-tool")
-            .env("SOFTHSM2_CONF", self.conf())
-            .arg("--module")
-            .arg(softhsm_module())
-            .args(["--token-label", LABEL])
+        self.pkcs11_tool_on(Some(LABEL))
             .args(args)
             .output()
             .expect("pkcs11-tool runs")
     }
 
-    /// Run the certagent binary against this token.
-    pub fn certagent(&self, config: &Path, args: &[&str], pin: Option<&str>) -> Output {
+    /// A `certagent` command for this token: the module's configuration and
+    /// the test's own XDG folders, no configuration or secrets inherited.
+    pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_certagent"));
-        cmd.env("SOFTHSM2_CONF", self.conf())
+        cmd.env(self.stack.conf_var(), self.conf())
             .env_remove("CERTAGENT_CONFIG")
             .env_remove("CERTAGENT_PIN")
+            .env_remove("CERTAGENT_OTP")
             .env("XDG_CONFIG_HOME", self.path().join("xdg"))
-            .env("XDG_STATE_HOME", self.path().join("state"))
-            .arg("--config")
-            .arg(config)
-            .args(args);
+            .env("XDG_STATE_HOME", self.path().join("state"));
+        cmd
+    }
+
+    /// Run the certagent binary against this token.
+    pub fn certagent(&self, config: &Path, args: &[&str], pin: Option<&str>) -> Output {
+        let mut cmd = self.command();
+        cmd.arg("--config").arg(config).args(args);
         if let Some(pin) = pin {
             cmd.env("CERTAGENT_PIN", pin);
         }
@@ -212,6 +358,38 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The JSON a successful command printed.
+pub fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", text(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
+}
+
+/// (id, days_left, state) of each certificate in `status --json`, sorted.
+pub fn states(status: &serde_json::Value) -> Vec<(String, i64, String)> {
+    let mut seen: Vec<(String, i64, String)> = status["certificates"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no certificates in {status}"))
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().expect("id").to_string(),
+                c["days_left"].as_i64().expect("days_left"),
+                c["state"].as_str().expect("state").to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    seen
 }
 
 /// Run a command that must succeed; returns stdout.
@@ -288,7 +466,7 @@ impl OpensslCa {
 /// `bank_dir`, expiring in `days_left` days, written back with pkcs11-tool:
 /// a token as the bank's old procedure would leave it. Returns the DER.
 pub fn bank_cert_on_token(
-    hsm: &SoftHsm,
+    hsm: &TestToken,
     bank_dir: &Path,
     id: &str,
     key_type: &str,
@@ -314,7 +492,7 @@ pub fn bank_cert_on_token(
     ));
     let pubfile = hsm.path().join(format!("pub-{id}.der"));
     let pubname = pubfile.display().to_string();
-    ok(hsm.pkcs11_tool(&[
+    let read = hsm.pkcs11_tool(&[
         "--read-object",
         "--type",
         "pubkey",
@@ -322,8 +500,18 @@ pub fn bank_cert_on_token(
         id,
         "-o",
         &pubname,
-    ]));
-    let spki = std::fs::read(&pubfile).expect("public key");
+    ]);
+    let spki = if read.status.success() {
+        std::fs::read(&pubfile).expect("public key")
+    } else if hsm.stack == Stack::Kryoptic && key_type.starts_with("EC:") {
+        // OpenSC 0.23's pkcs11-tool cannot turn kryoptic's P-256 public key
+        // into an EVP_PKEY ("cannot create EVP_PKEY", same attributes as
+        // SoftHSM's): build the SubjectPublicKeyInfo from the CKA_EC_POINT
+        // it lists.
+        p256_spki_from_listing(hsm, id)
+    } else {
+        panic!("{}", text(&read))
+    };
     let der = certagent_bank::issue(bank_dir, subject, &spki, days_left).expect("bank issues");
     let certfile = hsm.path().join(format!("cert-{id}.der"));
     std::fs::write(&certfile, &der).expect("write cert");
@@ -345,6 +533,33 @@ pub fn bank_cert_on_token(
         .concat(),
     ));
     der
+}
+
+/// The SubjectPublicKeyInfo (DER) of the P-256 public key object `id`,
+/// from the CKA_EC_PARAMS and CKA_EC_POINT that `pkcs11-tool -O` prints.
+fn p256_spki_from_listing(hsm: &TestToken, id: &str) -> Vec<u8> {
+    let out = hsm.pkcs11_tool(&["-O", "--type", "pubkey", "--id", id]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |name: &str| -> Vec<u8> {
+        let value = listing
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in\n{listing}"));
+        hex::decode(value.trim()).unwrap_or_else(|e| panic!("{name} {e}: {listing}"))
+    };
+    // The named curve prime256v1 (1.2.840.10045.3.1.7).
+    let p256 = hex::decode("06082a8648ce3d030107").expect("hex");
+    assert_eq!(field("EC_PARAMS:"), p256, "{listing}");
+    // CKA_EC_POINT is a DER OCTET STRING around 04||X||Y.
+    let point = field("EC_POINT:");
+    let point = point.strip_prefix(&[0x04, 0x41][..]).unwrap_or(&point);
+    assert!(point.len() == 65 && point.first() == Some(&4), "{listing}");
+    // SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING }.
+    let mut spki =
+        hex::decode("3059301306072a8648ce3d020106082a8648ce3d030107034200").expect("hex");
+    spki.extend_from_slice(point);
+    spki
 }
 
 /// An Assuan pinentry for tests: the PIN comes from `pin` and consent from
@@ -433,17 +648,22 @@ pub fn serve_bank_at(
 /// The project's forwarding PKCS#11 module (tests/fault-module), built with
 /// the workspace.
 pub fn fault_module() -> PathBuf {
+    workspace_library(
+        "libcertagent_fault_pkcs11.so",
+        "build the workspace first (cargo build --workspace)",
+    )
+}
+
+/// A cdylib of the workspace, beside the test binary's `deps/` folder;
+/// missing, the test fails saying `what_to_do`.
+fn workspace_library(file: &str, what_to_do: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary");
     let lib = exe
         .parent()
         .and_then(Path::parent)
         .expect("target directory")
-        .join("libcertagent_fault_pkcs11.so");
-    assert!(
-        lib.exists(),
-        "{} is missing: build the workspace first (cargo build --workspace)",
-        lib.display()
-    );
+        .join(file);
+    assert!(lib.exists(), "{} is missing: {what_to_do}", lib.display());
     lib
 }
 
