@@ -41,6 +41,17 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// How [`Agent::launch`] starts the token, the bank and `certagent run`.
+struct Launch<'a> {
+    stack: Stack,
+    /// Environment for `certagent run`.
+    env: &'a [(&'a str, &'a str)],
+    /// Arguments after `run --no-tray`.
+    args: &'a [&'a str],
+    /// The bank listens on `bank_opts.listen` as given.
+    keep_listen: bool,
+}
+
 impl Agent {
     /// An agent whose only allowed origin is [`ORIGIN`].
     pub fn start(days_left: i64) -> Agent {
@@ -50,14 +61,16 @@ impl Agent {
     /// As [`Agent::start`], on a token of `stack`.
     pub fn start_on(stack: Stack, days_left: i64) -> Agent {
         Agent::launch(
-            stack,
             days_left,
             |_| vec![ORIGIN.to_string()],
             ServeOptions::default(),
             |_, _| {},
-            &[],
-            &[],
-            false,
+            Launch {
+                stack,
+                env: &[],
+                args: &[],
+                keep_listen: false,
+            },
         )
     }
 
@@ -69,14 +82,16 @@ impl Agent {
         bank_opts: ServeOptions,
     ) -> Agent {
         Agent::launch(
-            Stack::SoftHsm,
             days_left,
             origins,
             bank_opts,
             |_, _| {},
-            &[],
-            &[],
-            false,
+            Launch {
+                stack: Stack::SoftHsm,
+                env: &[],
+                args: &[],
+                keep_listen: false,
+            },
         )
     }
 
@@ -91,14 +106,16 @@ impl Agent {
         prepare: impl FnOnce(&TestToken, &Path),
     ) -> Agent {
         Agent::launch(
-            Stack::SoftHsm,
             days_left,
             origins,
             bank_opts,
             prepare,
-            &[],
-            &[],
-            true,
+            Launch {
+                stack: Stack::SoftHsm,
+                env: &[],
+                args: &[],
+                keep_listen: true,
+            },
         )
     }
 
@@ -106,14 +123,16 @@ impl Agent {
     /// added after it.
     pub fn start_env(days_left: i64, env: &[(&str, &str)], args: &[&str]) -> Agent {
         Agent::launch(
-            Stack::SoftHsm,
             days_left,
             |_| vec![ORIGIN.to_string()],
             ServeOptions::default(),
             |_, _| {},
-            env,
-            args,
-            false,
+            Launch {
+                stack: Stack::SoftHsm,
+                env,
+                args,
+                keep_listen: false,
+            },
         )
     }
 
@@ -122,27 +141,32 @@ impl Agent {
     /// put more on the token the agent starts with).
     pub fn start_prepared(days_left: i64, prepare: impl FnOnce(&TestToken, &Path)) -> Agent {
         Agent::launch(
-            Stack::SoftHsm,
             days_left,
             |_| vec![ORIGIN.to_string()],
             ServeOptions::default(),
             prepare,
-            &[],
-            &[],
-            false,
+            Launch {
+                stack: Stack::SoftHsm,
+                env: &[],
+                args: &[],
+                keep_listen: false,
+            },
         )
     }
 
     fn launch(
-        stack: Stack,
         days_left: i64,
         origins: impl FnOnce(&RunningBank) -> Vec<String>,
         bank_opts: ServeOptions,
         prepare: impl FnOnce(&TestToken, &Path),
-        env: &[(&str, &str)],
-        args: &[&str],
-        keep_listen: bool,
+        how: Launch,
     ) -> Agent {
+        let Launch {
+            stack,
+            env,
+            args,
+            keep_listen,
+        } = how;
         let hsm = TestToken::on(stack);
         let port = free_port();
         let bank_dir = hsm.path().join("bank");
