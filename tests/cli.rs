@@ -460,3 +460,31 @@ fn errors_under_json_are_json_on_stdout_and_say_what_to_do() {
         "{o}"
     );
 }
+
+/// p11-kit's proxy (the Linux default profile) in front of SoftHSM, which
+/// Debian's softhsm2 registers with p11-kit: every command works through
+/// it. (Its function list is a new instance per caller: certagent's
+/// one-round-trip calls step aside and cryptoki does the work.)
+#[test]
+fn doctor_and_status_work_through_p11_kits_proxy() {
+    let registered = std::path::Path::new("/usr/share/p11-kit/modules/softhsm2.module");
+    assert!(
+        registered.exists(),
+        "{} is missing: apt-get install softhsm2 p11-kit-modules",
+        registered.display()
+    );
+    let hsm = SoftHsm::empty();
+    hsm.provision(LABEL, &[200, 20]);
+    let config = hsm.config("p11-kit-proxy", "");
+    let status = json(&hsm.certagent(&config, &["status", "--json"], None));
+    let states: Vec<&str> = status["certificates"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c["state"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(states.len(), 2, "{status}");
+    let out = hsm.certagent(&config, &["doctor"], Some(PIN));
+    let o = stdout(&out);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(o.contains("profile p11-kit-proxy"), "{o}");
+    assert!(!o.contains("FAIL"), "{o}");
+}

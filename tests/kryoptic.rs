@@ -286,10 +286,12 @@ fn logon_through_the_agent_on_kryoptic_verifies_at_the_bank() {
     let (_, ca_der) = der::pem::decode_vec(&ca_pem).expect("ca pem");
     let state = State::load(&paths).expect("bank state");
     let policy = certagent::policy::Policy::default();
+    // The challenge the bank's cookie bound to this browser.
+    let cookie = chal64.clone();
     let verify = |token: &Value, origin: &str| {
         certagent_bank::logon::verify_body(
             &serde_json::to_vec(token).expect("json"),
-            None,
+            Some(&cookie),
             origin,
             &ca_der,
             &state,
@@ -316,4 +318,59 @@ fn logon_through_the_agent_on_kryoptic_verifies_at_the_bank() {
     }
     t["signature"] = Value::String(STANDARD.encode(sig));
     assert!(verify(&t, ORIGIN).is_err(), "a flipped bit is refused");
+}
+
+/// p11-kit's proxy, as a root process (CI) uses it: the user's own module
+/// list (~/.config/pkcs11/modules) is skipped, and doctor says so and what
+/// to do; registered for everyone in /etc/pkcs11/modules/, the token shows.
+#[test]
+fn p11_kit_as_root_skips_the_users_modules_doctor_says_so_and_etc_works() {
+    common::require_root("p11-kit skips user module lists only for root");
+    let proxy = [
+        "/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so",
+        "/usr/lib/aarch64-linux-gnu/p11-kit-proxy.so",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists());
+    assert!(
+        proxy.is_some(),
+        "p11-kit's proxy is missing; install it: apt-get install p11-kit-modules"
+    );
+    let hsm = TestToken::on(Stack::Kryoptic);
+    let line = format!("module: {}\n", hsm.module().display());
+    let user_modules = hsm.path().join("xdg/pkcs11/modules");
+    std::fs::create_dir_all(&user_modules).expect("user module dir");
+    std::fs::write(user_modules.join("certagent-kryoptic.module"), &line).expect("module file");
+    let config = hsm.config("p11-kit-proxy", "");
+
+    let out = hsm.certagent(&config, &["doctor"], None);
+    let o = stdout(&out);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        o.contains("FAIL  token") && o.contains("p11-kit skips your own module list"),
+        "{o}"
+    );
+    assert!(o.contains("/etc/pkcs11/modules/"), "{o}");
+
+    // Registered for everyone: the proxy shows the token.
+    struct Registered(std::path::PathBuf, bool);
+    impl Drop for Registered {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+            if self.1 {
+                let _ = self.0.parent().map(std::fs::remove_dir);
+            }
+        }
+    }
+    let etc = std::path::Path::new("/etc/pkcs11/modules");
+    let created = !etc.exists();
+    std::fs::create_dir_all(etc).expect("/etc/pkcs11/modules");
+    let file = etc.join(format!("certagent-test-{}.module", std::process::id()));
+    std::fs::write(&file, &line).expect("register the module");
+    let _registered = Registered(file, created);
+    let tokens = json(&hsm.certagent(&config, &["tokens", "--json"], None));
+    assert!(
+        tokens.to_string().contains(LABEL),
+        "the proxy shows the token once registered in /etc: {tokens}"
+    );
 }

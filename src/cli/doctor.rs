@@ -130,10 +130,15 @@ fn checks(app: &App, r: &mut Report) {
     let token = match module.open(&app.config.token.selector) {
         Ok(t) => t,
         Err(e) => {
+            let proxy = li.profile.as_deref() == Some("p11-kit-proxy");
             return r.fail(
                 "token",
                 e.to_string(),
-                "insert the token, and check [token] label, serial or uri",
+                &if proxy {
+                    p11_kit_fix()
+                } else {
+                    "insert the token, and check [token] label, serial or uri".into()
+                },
             );
         }
     };
@@ -207,6 +212,39 @@ fn checks(app: &App, r: &mut Report) {
 
     key_checks(app, &token, r);
     bank_check(app, r);
+}
+
+/// What to do when p11-kit's proxy shows no matching token. p11-kit
+/// reads modules from /etc/pkcs11/modules/ and /usr/share/p11-kit/modules/
+/// and, for a process that does not run as root, from the user's
+/// ~/.config/pkcs11/modules/: as root, the user's list is skipped.
+fn p11_kit_fix() -> String {
+    let user_dir = std::env::var_os("XDG_CONFIG_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".config")))
+        .map(|c| c.join("pkcs11/modules"));
+    let user_modules = user_dir
+        .as_ref()
+        .and_then(|d| std::fs::read_dir(d).ok())
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "module"))
+                .count()
+        })
+        .unwrap_or(0);
+    #[cfg(unix)]
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    #[cfg(not(unix))]
+    let root = false;
+    match (root, user_dir) {
+        (true, Some(dir)) if user_modules > 0 => format!(
+            "p11-kit skips your own module list ({}, {user_modules} module(s)) in a program running as root: run certagent as your user, or register the module for everyone in /etc/pkcs11/modules/ (a NAME.module file with `module: /path/to/lib.so`)",
+            dir.display()
+        ),
+        _ => "insert the token; p11-kit's proxy shows only modules registered with p11-kit (`p11-kit list-modules`): register the token's module in /etc/pkcs11/modules/ or ~/.config/pkcs11/modules/, or set [token] module to the module itself".into(),
+    }
 }
 
 /// The bank answers `/cacerts` over TLS verified against `server_roots`.

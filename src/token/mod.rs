@@ -1098,15 +1098,21 @@ impl Token {
             }
         };
         let session = self.session();
-        let sig = match &self.module.raw {
+        let sig = match self.module.raw.as_ref().filter(|r| r.active()) {
             // C_SignInit, then one C_Sign into a buffer large enough for any key.
             Some(raw) => {
                 session.sign_init(&mechanism, key).map_err(error::map)?;
-                raw.sign(session.handle(), &data)
-                    .ok_or_else(|| TokenError::Unsupported {
-                        what: "signing (the module has no C_Sign)".into(),
-                    })?
-                    .map_err(error::map)?
+                match raw.sign(session.handle(), &data) {
+                    Some(sig) => sig.map_err(error::map)?,
+                    None => {
+                        // End the operation cryptoki began (C_SignFinal
+                        // always ends it), so the session stays usable.
+                        let _ = session.sign_final();
+                        return Err(TokenError::Unsupported {
+                            what: "signing in one call with this module; try again".into(),
+                        });
+                    }
+                }
             }
             None => session.sign(&mechanism, key, &data).map_err(error::map)?,
         };

@@ -24,10 +24,18 @@ const CKR_OK: CK_RV = 0;
 const CKR_BUFFER_TOO_SMALL: CK_RV = 0x150;
 const CKR_ATTRIBUTE_SENSITIVE: CK_RV = 0x11;
 const CKR_ATTRIBUTE_TYPE_INVALID: CK_RV = 0x12;
+const CKR_CRYPTOKI_NOT_INITIALIZED: CK_RV = 0x190;
 
 /// The module's function list.
+///
+/// Most modules hand out one static list, so this is the list cryptoki
+/// initialised. p11-kit's proxy hands out a new, uninitialised instance on
+/// every call: there the first call answers CKR_CRYPTOKI_NOT_INITIALIZED,
+/// and from then on `Raw` steps aside and cryptoki does everything (that
+/// first call touched no token and no state of cryptoki's instance).
 pub(super) struct Raw {
     list: *const CK_FUNCTION_LIST,
+    aside: std::sync::atomic::AtomicBool,
     // Keeps the library mapped for as long as `list` is used.
     _lib: libloading::Library,
 }
@@ -68,23 +76,49 @@ impl Raw {
             }
             list.cast_const()
         };
-        Some(Raw { list, _lib: lib })
+        Some(Raw {
+            list,
+            aside: std::sync::atomic::AtomicBool::new(false),
+            _lib: lib,
+        })
     }
 
-    fn functions(&self) -> &CK_FUNCTION_LIST {
+    /// The function list, unless `Raw` stepped aside.
+    fn functions(&self) -> Option<&CK_FUNCTION_LIST> {
+        if self.aside.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         // SAFETY: checked non-null at load; the list is static in the library we keep mapped.
-        unsafe { &*self.list }
+        Some(unsafe { &*self.list })
+    }
+
+    /// Whether `Raw` is still in use (it steps aside for good, see above).
+    pub(super) fn active(&self) -> bool {
+        self.functions().is_some()
+    }
+
+    /// Whether `rv` says this list is not the one cryptoki initialised;
+    /// then step aside for good.
+    fn not_ours(&self, rv: CK_RV) -> bool {
+        let not = rv == CKR_CRYPTOKI_NOT_INITIALIZED;
+        if not {
+            log::debug!(
+                "the module's function list is not cryptoki's (p11-kit's proxy?): one round trip per call from now"
+            );
+            self.aside.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        not
     }
 
     /// C_GetSlotList into a buffer of 64 slots. `None`: more slots than
     /// that, or no such function; ask cryptoki.
     pub(super) fn slots(&self, token_present: bool) -> Option<Result<Vec<CK_SLOT_ID>, CkError>> {
-        let f = self.functions().C_GetSlotList?;
+        let f = self.functions()?.C_GetSlotList?;
         let mut buf: [CK_SLOT_ID; 64] = [0; 64];
         let mut count: CK_ULONG = 64;
         // SAFETY: `buf` holds `count` slots, as the call is told.
         let rv = unsafe { f(u8::from(token_present), buf.as_mut_ptr(), &mut count) };
-        if rv == CKR_BUFFER_TOO_SMALL {
+        if rv == CKR_BUFFER_TOO_SMALL || self.not_ours(rv) {
             return None;
         }
         Some(check(rv, Function::GetSlotList).map(|()| {
@@ -98,12 +132,12 @@ impl Raw {
         &self,
         slot: CK_SLOT_ID,
     ) -> Option<Result<Vec<CK_MECHANISM_TYPE>, CkError>> {
-        let f = self.functions().C_GetMechanismList?;
+        let f = self.functions()?.C_GetMechanismList?;
         let mut buf: Vec<CK_MECHANISM_TYPE> = vec![0; 512];
         let mut count: CK_ULONG = 512;
         // SAFETY: `buf` holds `count` entries, as the call is told.
         let rv = unsafe { f(slot, buf.as_mut_ptr(), &mut count) };
-        if rv == CKR_BUFFER_TOO_SMALL {
+        if rv == CKR_BUFFER_TOO_SMALL || self.not_ours(rv) {
             return None;
         }
         Some(check(rv, Function::GetMechanismList).map(|()| {
@@ -121,7 +155,7 @@ impl Raw {
         object: CK_OBJECT_HANDLE,
         wanted: &[(CK_ATTRIBUTE_TYPE, usize)],
     ) -> Option<Result<Vec<Option<Vec<u8>>>, CkError>> {
-        let f = self.functions().C_GetAttributeValue?;
+        let f = self.functions()?.C_GetAttributeValue?;
         let mut buffers: Vec<Vec<u8>> = wanted.iter().map(|(_, size)| vec![0u8; *size]).collect();
         let mut template: Vec<CK_ATTRIBUTE> = wanted
             .iter()
@@ -138,6 +172,7 @@ impl Raw {
         match rv {
             CKR_OK | CKR_ATTRIBUTE_SENSITIVE | CKR_ATTRIBUTE_TYPE_INVALID => {}
             CKR_BUFFER_TOO_SMALL => return None,
+            other if self.not_ours(other) => return None,
             other => return Some(check(other, Function::GetAttributeValue).map(|()| Vec::new())),
         }
         let mut out = Vec::with_capacity(template.len());
@@ -165,7 +200,7 @@ impl Raw {
         session: CK_SESSION_HANDLE,
         data: &[u8],
     ) -> Option<Result<Vec<u8>, CkError>> {
-        let f = self.functions().C_Sign?;
+        let f = self.functions()?.C_Sign?;
         let data_len = CK_ULONG::try_from(data.len()).ok()?;
         let mut buf = vec![0u8; 1024];
         for _ in 0..2 {
@@ -181,6 +216,10 @@ impl Raw {
                     &mut len,
                 )
             };
+            if self.not_ours(rv) {
+                // cryptoki's operation is untouched: it signs instead.
+                return None;
+            }
             let len = usize::try_from(len).unwrap_or(0);
             if rv == CKR_BUFFER_TOO_SMALL && len > buf.len() && len <= 1 << 16 {
                 // The operation stays active (PKCS#11 5.2): ask again with room.
