@@ -142,6 +142,10 @@ expected_files=(
 for f in drivers/*.toml; do
     expected_files+=("/usr/share/certagent/drivers/$(basename "$f")")
 done
+# The tray's state icons, every size (src/agent/icons.rs draws them).
+for f in packaging/icons/hicolor/*/status/*.png; do
+    expected_files+=("/usr/share/icons/${f#packaging/icons/}")
+done
 
 has_expected_files() {
     local f rc=0
@@ -159,7 +163,7 @@ control_fields() {
     local rc=0 want field
     field() { dpkg-deb -f "$deb" "$1"; }
     for want in "Package=certagent" "Section=utils" "Priority=optional" \
-        "Recommends=pcscd, opensc, pinentry-gnome3 | pinentry" \
+        "Recommends=pcscd, opensc, p11-kit-modules, pinentry-gnome3 | pinentry" \
         "Suggests=softhsm2" "Maintainer=certagent developers"; do
         [ "$(field "${want%%=*}")" = "${want#*=}" ] || {
             echo "${want%%=*}: '$(field "${want%%=*}")', want '${want#*=}'"
