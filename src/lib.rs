@@ -30,6 +30,7 @@ pub mod csr;
 pub mod drivers;
 pub mod error;
 pub mod est;
+pub mod i18n;
 pub mod pkcs7;
 pub mod policy;
 pub mod prompt;

@@ -132,6 +132,8 @@ struct Setup {
     bank: RunningBank,
     config: std::path::PathBuf,
     prompt_dir: std::path::PathBuf,
+    /// `LANG` for the agent; none: English whatever the test's locale.
+    lang: Option<&'static str>,
 }
 
 impl Setup {
@@ -158,6 +160,7 @@ impl Setup {
             bank,
             config,
             prompt_dir,
+            lang: None,
         };
         common::bank_cert_on_token(&s.hsm, &s.bank_dir, "01", "rsa:2048", ANA, days_left);
         s
@@ -184,6 +187,9 @@ impl AgentProcess {
             .env("XDG_DATA_HOME", s.hsm.path().join("data"))
             .env("XDG_DATA_DIRS", s.hsm.path().join("data-dirs"))
             .env_remove("CERTAGENT_PIN")
+            .env_remove("LC_ALL")
+            .env_remove("LC_MESSAGES")
+            .env("LANG", s.lang.unwrap_or("C.UTF-8"))
             .args(["--config", &s.config.display().to_string(), "run"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
@@ -572,4 +578,30 @@ fn the_tray_icon_is_named_from_the_theme_or_drawn_at_64_pixels() {
         .try_into()
         .expect("IconName");
     assert_eq!(name, "certagent-renewal-due");
+}
+
+#[test]
+fn a_japanese_desktop_gets_japanese_notices_and_tray_menu() {
+    let mut s = Setup::new(20);
+    s.lang = Some("ja_JP.UTF-8");
+    let bus = Bus::start();
+    let (notes, _server) = Notifications::serve(&bus);
+    let _agent = AgentProcess::start(&s, &bus, true);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while notes.summaries().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(notes.summaries(), ["電子証明書の有効期限まであと20日です"]);
+    let conn = bus.connect();
+    let item = tray_item(&conn);
+    let (_, items) = menu_items(&conn, &item);
+    let labels: Vec<&str> = items.iter().map(|(_, l, _)| l.as_str()).collect();
+    for want in [
+        "電子証明書を更新…",
+        "電子証明書を表示",
+        "銀行のサイトを開く",
+        "終了",
+    ] {
+        assert!(labels.contains(&want), "{want} missing: {labels:?}");
+    }
 }

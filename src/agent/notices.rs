@@ -103,27 +103,40 @@ pub fn due(cert: &Cert, policy: &Policy, now: OffsetDateTime, ledger: &Ledger) -
         .filter(|n| !ledger.was_sent(&cert.sha256_fingerprint, n.kind))
 }
 
-/// The notice text: (summary, body).
+/// The notice text: (summary, body), in the user's language.
 pub fn text(cert: &Cert, notice: &Notice, now: OffsetDateTime) -> (String, String) {
+    text_in(crate::i18n::Lang::current(), cert, notice, now)
+}
+
+/// The notice text in `lang`.
+pub fn text_in(
+    lang: crate::i18n::Lang,
+    cert: &Cert,
+    notice: &Notice,
+    now: OffsetDateTime,
+) -> (String, String) {
+    use crate::i18n::{Arg, tr_in};
     let days = crate::policy::days_left(cert.not_after, now);
-    let who = &cert.subject;
+    let who = Arg::Str(&cert.subject);
     match notice.kind {
-        NoticeKind::DaysBefore(_) => (
-            format!("Your bank certificate expires in {days} days"),
-            format!(
-                "{who} expires on {}. Renew it now to keep logging on.",
-                crate::cert::rfc3339(cert.not_after)
-            ),
-        ),
+        NoticeKind::DaysBefore(_) => {
+            let date = crate::i18n::date_in(lang, cert.not_after);
+            (
+                tr_in(lang, "notice-due-summary", &[("days", Arg::Num(days))]),
+                tr_in(
+                    lang,
+                    "notice-due-body",
+                    &[("who", who), ("date", Arg::Str(&date))],
+                ),
+            )
+        }
         NoticeKind::Expiry => (
-            "Your bank certificate has expired".into(),
-            format!(
-                "{who} expired. Obtain a new one with the bank's ID and one-time password: certagent enroll."
-            ),
+            tr_in(lang, "notice-expired-summary", &[]),
+            tr_in(lang, "notice-expired-body", &[("who", who)]),
         ),
         NoticeKind::Lapse => (
-            "Your bank certificate can no longer be renewed".into(),
-            format!("The grace period for {who} is over. Ask your bank to re-issue it."),
+            tr_in(lang, "notice-lapsed-summary", &[]),
+            tr_in(lang, "notice-lapsed-body", &[("who", who)]),
         ),
     }
 }

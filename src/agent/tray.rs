@@ -118,10 +118,11 @@ fn tray_thread(
     ready: Sender<Result<(), String>>,
 ) {
     let cert_item = MenuItem::with_id("certificate", &first.certificate_line, false, None);
-    let renew = MenuItem::with_id(MENU_RENEW, "Renew certificate…", first.can_renew, None);
-    let show = MenuItem::with_id(MENU_SHOW, "Show certificate", true, None);
-    let open = MenuItem::with_id(MENU_OPEN, "Open bank site", true, None);
-    let quit = MenuItem::with_id(MENU_QUIT, "Quit", true, None);
+    use crate::i18n::tr;
+    let renew = MenuItem::with_id(MENU_RENEW, tr("tray-renew", &[]), first.can_renew, None);
+    let show = MenuItem::with_id(MENU_SHOW, tr("tray-show", &[]), true, None);
+    let open = MenuItem::with_id(MENU_OPEN, tr("tray-open", &[]), true, None);
+    let quit = MenuItem::with_id(MENU_QUIT, tr("tray-quit", &[]), true, None);
     let menu = Menu::new();
     // Named icons where the theme has them (the package installs them): the
     // panel then takes the size it draws. Else one 64-pixel pixmap, which
@@ -222,7 +223,7 @@ pub fn notify(
         .body(body)
         .icon("certagent");
     if renew {
-        n.action("renew", "Renew now");
+        n.action("renew", &crate::i18n::tr("notice-due-action", &[]));
     }
     let handle = n.show().map_err(|e| e.to_string())?;
     if renew {

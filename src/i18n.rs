@@ -1,0 +1,235 @@
+//! The customer's language: English, and Japanese for the bank's Japanese
+//! customers, from Fluent catalogues (`src/i18n/*.ftl`).
+//!
+//! Fluent (Mozilla's localisation system, through `fluent-bundle`) rather
+//! than gettext: its catalogues are plain text compiled into the program
+//! (nothing to install beside it), it handles plurals per language, and
+//! its messages name their variables, which a test checks are the same in
+//! every language. The language comes from `LC_ALL`, `LC_MESSAGES` and
+//! `LANG`, in that order, as people expect; anything but Japanese is
+//! English. Machine-readable output (`--json` fields and codes) never
+//! goes through here.
+
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
+use fluent_bundle::concurrent::FluentBundle;
+use fluent_bundle::{FluentArgs, FluentResource, FluentValue};
+use time::OffsetDateTime;
+
+const EN: &str = include_str!("i18n/en.ftl");
+const JA: &str = include_str!("i18n/ja.ftl");
+
+/// A language certagent speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Ja,
+}
+
+impl Lang {
+    /// The language a locale name asks for (`ja_JP.UTF-8` → Japanese).
+    pub fn from_locale(locale: &str) -> Lang {
+        let l = locale.trim().to_ascii_lowercase();
+        if l == "ja" || l.starts_with("ja_") || l.starts_with("ja-") || l.starts_with("ja.") {
+            Lang::Ja
+        } else {
+            Lang::En
+        }
+    }
+
+    /// From the environment: the first of `LC_ALL`, `LC_MESSAGES`, `LANG`
+    /// that is set and not empty.
+    pub fn from_env() -> Lang {
+        ["LC_ALL", "LC_MESSAGES", "LANG"]
+            .iter()
+            .filter_map(|v| std::env::var(v).ok())
+            .find(|v| !v.is_empty())
+            .map_or(Lang::En, |v| Lang::from_locale(&v))
+    }
+
+    /// This process's language (read once).
+    pub fn current() -> Lang {
+        static CURRENT: OnceLock<Lang> = OnceLock::new();
+        *CURRENT.get_or_init(Lang::from_env)
+    }
+
+    fn source(self) -> &'static str {
+        match self {
+            Lang::En => EN,
+            Lang::Ja => JA,
+        }
+    }
+
+    fn tag(self) -> unic_langid::LanguageIdentifier {
+        let tag = match self {
+            Lang::En => "en",
+            Lang::Ja => "ja",
+        };
+        // Both tags are valid: the default (undetermined) is never used.
+        tag.parse().unwrap_or_default()
+    }
+}
+
+/// A value for a message's variable.
+#[derive(Debug, Clone)]
+pub enum Arg<'a> {
+    Str(&'a str),
+    Num(i64),
+}
+
+fn bundle(lang: Lang) -> &'static FluentBundle<FluentResource> {
+    static BUNDLES: OnceLock<[FluentBundle<FluentResource>; 2]> = OnceLock::new();
+    let bundles = BUNDLES.get_or_init(|| [build(Lang::En), build(Lang::Ja)]);
+    match lang {
+        Lang::En => &bundles[0],
+        Lang::Ja => &bundles[1],
+    }
+}
+
+fn build(lang: Lang) -> FluentBundle<FluentResource> {
+    // The catalogues are part of the program and checked by tests: a
+    // syntax error would be a build defect. Whatever parses is used.
+    let resource = FluentResource::try_new(lang.source().to_string()).unwrap_or_else(|(r, _)| r);
+    let mut bundle = FluentBundle::new_concurrent(vec![lang.tag()]);
+    // No Unicode isolation marks around values: dialogs and notices strip
+    // bidirectional controls anyway, and terminals show them as junk.
+    bundle.set_use_isolating(false);
+    let _ = bundle.add_resource(resource);
+    bundle
+}
+
+/// The message `id` in `lang` with `args`; English where `lang` lacks it,
+/// the id itself where English does too.
+pub fn tr_in(lang: Lang, id: &str, args: &[(&str, Arg<'_>)]) -> String {
+    let mut fargs = FluentArgs::new();
+    for (k, v) in args {
+        match v {
+            Arg::Str(s) => fargs.set(*k, FluentValue::from(*s)),
+            Arg::Num(n) => fargs.set(*k, FluentValue::from(*n)),
+        }
+    }
+    for l in [lang, Lang::En] {
+        let b = bundle(l);
+        if let Some(pattern) = b.get_message(id).and_then(|m| m.value()) {
+            let mut errors = Vec::new();
+            let text: Cow<'_, str> = b.format_pattern(pattern, Some(&fargs), &mut errors);
+            return text.into_owned();
+        }
+    }
+    id.to_string()
+}
+
+/// The message `id` in this process's language.
+pub fn tr(id: &str, args: &[(&str, Arg<'_>)]) -> String {
+    tr_in(Lang::current(), id, args)
+}
+
+/// A date as people of `lang` write it: `2026年12月14日` in Japanese; in
+/// English the RFC 3339 instant certagent has always shown.
+pub fn date_in(lang: Lang, t: OffsetDateTime) -> String {
+    match lang {
+        Lang::Ja => format!("{}年{}月{}日", t.year(), u8::from(t.month()), t.day()),
+        Lang::En => crate::cert::rfc3339(t),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fluent_bundle::FluentResource;
+    use fluent_syntax::ast;
+
+    /// Message ids and, for each, its variables (sorted).
+    fn messages(source: &str) -> Vec<(String, Vec<String>)> {
+        fn vars_of(p: &ast::Pattern<&str>, out: &mut Vec<String>) {
+            for e in &p.elements {
+                if let ast::PatternElement::Placeable { expression } = e {
+                    expr(expression, out);
+                }
+            }
+        }
+        fn expr(e: &ast::Expression<&str>, out: &mut Vec<String>) {
+            match e {
+                ast::Expression::Inline(i) => inline(i, out),
+                ast::Expression::Select { selector, variants } => {
+                    inline(selector, out);
+                    for v in variants {
+                        vars_of(&v.value, out);
+                    }
+                }
+            }
+        }
+        fn inline(i: &ast::InlineExpression<&str>, out: &mut Vec<String>) {
+            match i {
+                ast::InlineExpression::VariableReference { id } => out.push(id.name.to_string()),
+                ast::InlineExpression::Placeable { expression } => expr(expression, out),
+                _ => {}
+            }
+        }
+        let res = FluentResource::try_new(source.to_string()).expect("the catalogue parses");
+        let mut out: Vec<(String, Vec<String>)> = res
+            .entries()
+            .filter_map(|e| match e {
+                ast::Entry::Message(m) => {
+                    let mut vars = Vec::new();
+                    if let Some(v) = &m.value {
+                        vars_of(v, &mut vars);
+                    }
+                    vars.sort();
+                    vars.dedup();
+                    Some((m.id.name.to_string(), vars))
+                }
+                _ => None,
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn every_message_is_in_both_languages_with_the_same_variables() {
+        let (en, ja) = (messages(EN), messages(JA));
+        assert!(!en.is_empty());
+        assert_eq!(en, ja);
+    }
+
+    #[test]
+    fn the_locale_picks_the_language_and_anything_else_is_english() {
+        for l in ["ja_JP.UTF-8", "ja", "ja_JP", "JA_jp.utf8"] {
+            assert_eq!(Lang::from_locale(l), Lang::Ja, "{l}");
+        }
+        for l in ["en_US.UTF-8", "C", "POSIX", "", "de_DE", "jam", "C.UTF-8"] {
+            assert_eq!(Lang::from_locale(l), Lang::En, "{l}");
+        }
+    }
+
+    #[test]
+    fn messages_format_with_plurals_and_without_isolation_marks() {
+        let s = |lang, days| tr_in(lang, "notice-due-summary", &[("days", Arg::Num(days))]);
+        assert_eq!(s(Lang::En, 20), "Your bank certificate expires in 20 days");
+        assert_eq!(s(Lang::En, 1), "Your bank certificate expires in 1 day");
+        assert_eq!(s(Lang::Ja, 20), "電子証明書の有効期限まであと20日です");
+        let body = tr_in(
+            Lang::Ja,
+            "notice-due-body",
+            &[
+                ("who", Arg::Str("Ana Novak")),
+                ("date", Arg::Str("2026年12月14日")),
+            ],
+        );
+        assert!(
+            body.starts_with("Ana Novakの電子証明書は2026年12月14日に"),
+            "{body}"
+        );
+        assert!(!body.contains('\u{2068}') && !body.contains('\u{2069}'));
+        assert_eq!(tr_in(Lang::Ja, "no-such-message", &[]), "no-such-message");
+    }
+
+    #[test]
+    fn dates_as_people_write_them() {
+        let t = time::macros::datetime!(2026-12-14 09:57:12 UTC);
+        assert_eq!(date_in(Lang::Ja, t), "2026年12月14日");
+        assert_eq!(date_in(Lang::En, t), "2026-12-14T09:57:12Z");
+    }
+}
