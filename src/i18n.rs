@@ -226,6 +226,36 @@ mod tests {
         assert_eq!(tr_in(Lang::Ja, "no-such-message", &[]), "no-such-message");
     }
 
+    /// The English dialogs read as before the catalogues.
+    #[test]
+    fn english_consent_reads_as_it_did() {
+        let q = tr_in(
+            Lang::En,
+            "consent-logon",
+            &[
+                ("origin", Arg::Str("https://ib.bank.example")),
+                ("holder", Arg::Str("CN=Ana")),
+                ("until", Arg::Str("2027-01-01T00:00:00Z")),
+            ],
+        );
+        assert_eq!(
+            q,
+            "A page of https://ib.bank.example in your browser asks to log you on with your certificate\n\nCN=Ana\n(valid until 2027-01-01T00:00:00Z).\n\nAllow only if you are logging on to your bank at that address now."
+        );
+        let r = tr_in(
+            Lang::En,
+            "consent-renew-start",
+            &[
+                ("who", Arg::Str("Renew your bank certificate")),
+                ("plan", Arg::Str("renew 01")),
+            ],
+        );
+        assert_eq!(
+            r,
+            "Renew your bank certificate:\n\nrenew 01.\n\nA new key will be generated on your token. Allow?"
+        );
+    }
+
     #[test]
     fn dates_as_people_write_them() {
         let t = time::macros::datetime!(2026-12-14 09:57:12 UTC);

@@ -103,11 +103,11 @@ pub struct TerminalPrompt {
 }
 
 /// A warning about the PIN counter worth showing before asking.
-pub fn pin_warning(token: &TokenInfo) -> Option<&'static str> {
+pub fn pin_warning(token: &TokenInfo) -> Option<String> {
     if token.pin_final_try {
-        Some("WARNING: this is the last try; one more wrong PIN locks the token")
+        Some(crate::i18n::tr("pin-final-try", &[]))
     } else if token.pin_count_low {
-        Some("note: a wrong PIN was entered before; the token may allow few more tries")
+        Some(crate::i18n::tr("pin-count-low", &[]))
     } else {
         None
     }
@@ -362,13 +362,15 @@ impl PinentryPrompt {
 
 impl Prompt for PinentryPrompt {
     fn pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
-        let mut description = format!(
-            "Enter the PIN of your token \"{}\" to {purpose}.",
-            short(&token.label, 32)
+        use crate::i18n::{Arg, tr};
+        let label = short(&token.label, 32);
+        let mut description = tr(
+            "pin-description",
+            &[("token", Arg::Str(&label)), ("purpose", Arg::Str(purpose))],
         );
         if let Some(w) = pin_warning(token) {
             description.push_str("\n\n");
-            description.push_str(w);
+            description.push_str(&w);
         }
         self.secret("the PIN", &description, "PIN:")
     }
@@ -384,8 +386,8 @@ impl Prompt for PinentryPrompt {
             })?;
         dialog
             .with_title("certagent")
-            .with_ok("Allow")
-            .with_cancel("Deny")
+            .with_ok(&crate::i18n::tr("dialog-allow", &[]))
+            .with_cancel(&crate::i18n::tr("dialog-deny", &[]))
             .with_timeout(PINENTRY_TIMEOUT)
             .confirm(&fit_assuan(question, ASSUAN_TEXT_MAX))
             .map_err(|e| PinentryPrompt::failed("a confirmation", e))
@@ -407,10 +409,11 @@ impl Prompt for PinentryPrompt {
     }
 
     fn otp(&self, user: &str) -> Result<SecretString, PromptError> {
+        use crate::i18n::{Arg, tr};
         self.secret(
             "the one-time password",
-            &format!("Enter the one-time password the bank gave for user {user}."),
-            "One-time password:",
+            &tr("otp-description", &[("user", Arg::Str(user))]),
+            &tr("otp-prompt", &[]),
         )
     }
 }

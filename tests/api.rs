@@ -597,3 +597,24 @@ fn the_agent_ignores_certagent_pin_unless_run_unattended_and_never_passes_it_on(
     assert_eq!(agent.prompts(), ["CONFIRM"]);
     assert_eq!(common::pinentry_inherited(&agent.prompt_dir), "");
 }
+
+#[test]
+fn a_japanese_desktop_gets_the_consent_and_pin_dialogs_in_japanese() {
+    let agent = Agent::start_env(20, &[("LANG", "ja_JP.UTF-8")], &[]);
+    let r = agent.page(
+        "POST",
+        "/v1/logon",
+        &format!("{{\"challenge\":\"{}\"}}", challenge(32)),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let lines = agent.prompt_lines().join("\n");
+    for want in [
+        "電子証明書によるログオンを求めています",
+        "許可する",
+        "拒否する",
+        "のPINを入力してください",
+    ] {
+        assert!(lines.contains(want), "{want} not in the dialogs:\n{lines}");
+    }
+    assert!(!lines.contains("asks to log you on"), "{lines}");
+}

@@ -208,6 +208,10 @@ impl Agent {
             .env("XDG_STATE_HOME", hsm.path().join("state"))
             .env_remove("CERTAGENT_PIN")
             .env_remove("CERTAGENT_OTP")
+            // English whatever the test's locale, unless `env` says.
+            .env_remove("LC_ALL")
+            .env_remove("LC_MESSAGES")
+            .env("LANG", "C.UTF-8")
             .envs(env.iter().copied())
             .args([
                 "--config",

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::agent::Agent;
 use crate::agent::owner::Use;
-use crate::cert::{TokenCert, rfc3339};
+use crate::cert::TokenCert;
 use crate::policy::State;
 use crate::prompt::short;
 use crate::token::{PublicKeyAlg, SignScheme, TokenError};
@@ -111,7 +111,9 @@ pub(super) async fn logon(
         let policy = &a.config.policy;
         let usable = |c: &TokenCert| {
             matches!(
-                policy.assess(c.cert.not_before, c.cert.not_after, now).state,
+                policy
+                    .assess(c.cert.not_before, c.cert.not_after, now)
+                    .state,
                 State::Valid | State::RenewalDue
             )
         };
@@ -136,11 +138,22 @@ pub(super) async fn logon(
                 format!("the certificate is {state}; {}", state.advice()),
             ));
         }
-        let question = format!(
-            "A page of {} in your browser asks to log you on with your certificate\n\n{}\n(valid until {}).\n\nAllow only if you are logging on to your bank at that address now.",
-            short(&origin, 120),
-            short(&chosen.cert.subject, 200),
-            rfc3339(chosen.cert.not_after)
+        let lang = crate::i18n::Lang::current();
+        let (origin_short, holder) = (short(&origin, 120), short(&chosen.cert.subject, 200));
+        let until = crate::i18n::date_in(lang, chosen.cert.not_after);
+        let question = crate::i18n::tr_in(
+            lang,
+            "consent-logon",
+            &[
+                ("origin", crate::i18n::Arg::Str(&origin_short)),
+                ("holder", crate::i18n::Arg::Str(&holder)),
+                ("until", crate::i18n::Arg::Str(&until)),
+            ],
+        );
+        let purpose = crate::i18n::tr_in(
+            lang,
+            "purpose-logon",
+            &[("origin", crate::i18n::Arg::Str(&origin_short))],
         );
         let info = look.info;
         consent_and_login(
@@ -149,7 +162,7 @@ pub(super) async fn logon(
             &mut lease,
             &info,
             &question,
-            &format!("log on at {}", short(&origin, 120)),
+            &purpose,
             Some(&origin),
             "the user declined the logon",
         )?;

@@ -105,11 +105,11 @@ async fn start(
         return Err(cooling_failure(wait));
     }
     let who = match requester {
-        Requester::Page(origin) => format!(
-            "A page of {} in your browser asks to renew your certificate",
-            short(origin, 120)
+        Requester::Page(origin) => crate::i18n::tr(
+            "consent-renew-page",
+            &[("origin", crate::i18n::Arg::Str(&short(origin, 120)))],
         ),
-        Requester::Desktop => "Renew your bank certificate".to_string(),
+        Requester::Desktop => crate::i18n::tr("consent-renew-desktop", &[]),
     };
     renewal::check_state_dir(&state_dir).map_err(|e| Failure::new(503, "state", e.to_string()))?;
     agent.owner.learn_issuers().await;
@@ -129,16 +129,16 @@ async fn start(
             OffsetDateTime::now_utc(),
         )
         .map_err(plan_failure)?;
+        let described = short(&plan.describe(), 300);
+        let args = [
+            ("who", crate::i18n::Arg::Str(&who)),
+            ("plan", crate::i18n::Arg::Str(&described)),
+        ];
         let question = match &plan {
-            Plan::Resume(_) => format!(
-                "{who}.\n\nAn interrupted renewal waits to be finished: {}.\n\nFinish it now?",
-                short(&plan.describe(), 300)
-            ),
-            Plan::Start(_) => format!(
-                "{who}:\n\n{}.\n\nA new key will be generated on your token. Allow?",
-                short(&plan.describe(), 300)
-            ),
+            Plan::Resume(_) => crate::i18n::tr("consent-renew-resume", &args),
+            Plan::Start(_) => crate::i18n::tr("consent-renew-start", &args),
         };
+        let purpose = crate::i18n::tr("purpose-renew", &[]);
         let info = look.info;
         consent_and_login(
             &a,
@@ -146,7 +146,7 @@ async fn start(
             &mut lease,
             &info,
             &question,
-            "renew your bank certificate",
+            &purpose,
             cool_key.as_deref(),
             "the user declined the renewal",
         )?;
