@@ -43,6 +43,24 @@ pub struct Cert {
 }
 
 impl Cert {
+    /// The holder as people name them: the common name with the
+    /// organisation ("Ana Novak (Demo Company d.o.o.)"); the whole subject
+    /// where it has no common name. Cleaned for display.
+    pub fn holder(&self) -> String {
+        let name = self.cert.tbs_certificate().subject();
+        let text = |d: Option<x509_cert::ext::pkix::name::DirectoryString>| {
+            d.map(|d| crate::prompt::clean(&d.value()))
+                .filter(|s| !s.trim().is_empty())
+        };
+        let cn = text(name.common_name().ok().flatten());
+        let o = text(name.organization().ok().flatten());
+        match (cn, o) {
+            (Some(cn), Some(o)) => format!("{cn} ({o})"),
+            (Some(cn), None) => cn,
+            _ => self.subject.clone(),
+        }
+    }
+
     pub fn from_der(der: &[u8]) -> Result<Cert, CertError> {
         let cert = Certificate::from_der(der).map_err(|e| CertError(e.to_string()))?;
         let tbs = cert.tbs_certificate();

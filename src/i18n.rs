@@ -125,6 +125,26 @@ pub fn tr(id: &str, args: &[(&str, Arg<'_>)]) -> String {
     tr_in(Lang::current(), id, args)
 }
 
+/// When a certificate expires, as people say it: "expires in 20 days",
+/// "expired 5 days ago" (`days_left` as [`crate::policy::days_left`]
+/// counts, rounded up), or "never expires" (`None`).
+pub fn expiry_in(lang: Lang, days_left: Option<i64>) -> String {
+    match days_left {
+        None => tr_in(lang, "never-expires", &[]),
+        Some(d) if d > 0 => tr_in(lang, "expires-in", &[("days", Arg::Num(d))]),
+        Some(d) => tr_in(
+            lang,
+            "expired-ago",
+            &[("days", Arg::Num(d.saturating_neg()))],
+        ),
+    }
+}
+
+/// [`expiry_in`] in this process's language.
+pub fn expiry(days_left: Option<i64>) -> String {
+    expiry_in(Lang::current(), days_left)
+}
+
 /// A date as people of `lang` write it: `2026年12月14日` in Japanese; in
 /// English the RFC 3339 instant certagent has always shown.
 pub fn date_in(lang: Lang, t: OffsetDateTime) -> String {
@@ -254,6 +274,19 @@ mod tests {
             r,
             "Renew your bank certificate:\n\nrenew 01.\n\nA new key will be generated on your token. Allow?"
         );
+    }
+
+    #[test]
+    fn expiry_as_people_say_it() {
+        let e = |d| expiry_in(Lang::En, d);
+        assert_eq!(e(Some(20)), "expires in 20 days");
+        assert_eq!(e(Some(1)), "expires in 1 day");
+        assert_eq!(e(Some(0)), "expired today");
+        assert_eq!(e(Some(-1)), "expired 1 day ago");
+        assert_eq!(e(Some(-5)), "expired 5 days ago");
+        assert_eq!(e(None), "never expires");
+        assert_eq!(expiry_in(Lang::Ja, Some(20)), "有効期限まであと20日");
+        assert_eq!(expiry_in(Lang::Ja, Some(-5)), "有効期限切れ（5日経過）");
     }
 
     #[test]

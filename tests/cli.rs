@@ -43,10 +43,10 @@ fn status_reports_each_lifecycle_state_with_ids_and_days_left() {
     assert!(human.status.success(), "{}", text(&human));
     let h = stdout(&human);
     for want in [
-        "valid (200 days left)",
-        "renewal-due (20 days left)",
-        "expired (-5 days left)",
-        "lapsed (-100 days left)",
+        "valid (expires in 200 days)",
+        "renewal-due (expires in 20 days)",
+        "expired (expired 5 days ago)",
+        "lapsed (expired 100 days ago)",
     ] {
         assert!(h.contains(want), "{want} missing in\n{h}");
     }
@@ -181,7 +181,7 @@ fn show_describes_one_certificate() {
     let o = stdout(&out);
     for want in [
         "CN=User 2",
-        "renewal-due (20 days left)",
+        "renewal-due (expires in 20 days)",
         "certagent renew",
         "Demo Bank Client CA",
         "RSA 2048 bits",
@@ -329,9 +329,9 @@ fn demo_tells_the_whole_story_and_cleans_up() {
     let o = stdout(&out);
     let e = stderr(&out);
     for want in [
-        "renewal-due (20 days left)",
+        "renewal-due (expires in 20 days)",
         "desktop notice (30-day",
-        "expired (-5 days left)",
+        "expired (expired 5 days ago)",
     ] {
         assert!(o.contains(want), "{want} missing:\n{o}");
     }
@@ -345,7 +345,8 @@ fn demo_tells_the_whole_story_and_cleans_up() {
     // At the end both certificates are valid, and the temporary directory is gone.
     let tail = o.rsplit("== The token now").next().expect("final status");
     assert_eq!(
-        tail.matches("state       valid (365 days left)").count(),
+        tail.matches("state       valid (expires in 365 days)")
+            .count(),
         2,
         "{tail}"
     );

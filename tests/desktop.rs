@@ -339,7 +339,7 @@ fn tray_menu_renews_and_the_30_day_notice_comes_once_across_restarts() {
         .filter(|l| !l.is_empty())
         .collect();
     assert!(
-        labels[0].contains("Ana Novak") && labels[0].contains("20 days left"),
+        labels[0].contains("Ana Novak (Demo Company") && labels[0].contains("expires in 20 days"),
         "{labels:?}"
     );
     for want in [
@@ -363,7 +363,7 @@ fn tray_menu_renews_and_the_30_day_notice_comes_once_across_restarts() {
         )
         .expect("ToolTip");
     assert!(
-        format!("{tooltip:?}").contains("20 days left"),
+        format!("{tooltip:?}").contains("expires in 20 days"),
         "{tooltip:?}"
     );
 

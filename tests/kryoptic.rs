@@ -106,7 +106,7 @@ fn status_and_show_report_each_bank_certificate_on_kryoptic() {
     let o = stdout(&out);
     for want in [
         "Ana Novak",
-        "renewal-due (20 days left)",
+        "renewal-due (expires in 20 days)",
         "certagent renew",
         "P-256",
     ] {

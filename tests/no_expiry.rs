@@ -143,7 +143,7 @@ fn status_show_and_doctor_handle_a_certificate_without_expiry() {
     assert!(forever["days_left"].as_i64().is_some_and(|d| d > 2_000_000));
 
     let human = stdout(&hsm.certagent(&config, &["status"], None));
-    assert!(human.contains("valid (200 days left)"), "{human}");
+    assert!(human.contains("valid (expires in 200 days)"), "{human}");
     assert!(
         human.contains("valid (never expires)") && human.contains("(no expiry date)"),
         "{human}"

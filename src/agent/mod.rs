@@ -329,16 +329,21 @@ impl Desk {
                     State::Lapsed => Look::Lapsed,
                 },
                 certificate_line: format!(
-                    "{}: {}, {} days left",
-                    short_name(&c.subject),
-                    a.state,
-                    a.days_left
+                    "{}: {}",
+                    short(&c.holder(), 64),
+                    crate::i18n::expiry(crate::policy::expires(c.not_after).then_some(a.days_left))
                 ),
-                tooltip: format!(
-                    "Bank certificate {}: {} days left ({})",
-                    short_name(&c.subject),
-                    a.days_left,
-                    a.state
+                tooltip: crate::i18n::tr(
+                    "tray-tooltip",
+                    &[
+                        ("holder", crate::i18n::Arg::Str(&short(&c.holder(), 64))),
+                        (
+                            "when",
+                            crate::i18n::Arg::Str(&crate::i18n::expiry(
+                                crate::policy::expires(c.not_after).then_some(a.days_left),
+                            )),
+                        ),
+                    ],
                 ),
                 can_renew: a.state == State::RenewalDue,
             },
@@ -448,13 +453,15 @@ impl Desk {
                 .map(|(c, _)| {
                     let a = policy.assess(c.not_before, c.not_after, now);
                     format!(
-                        "{}\nIssued by {}\nValid {} to {}\n{} ({} days left)\nSHA-256 {}",
+                        "{}\nIssued by {}\nValid {} to {}\n{} ({})\nSHA-256 {}",
                         short(&c.subject, 120),
                         short(&c.issuer, 80),
                         rfc3339(c.not_before),
                         rfc3339(c.not_after),
                         a.state,
-                        a.days_left,
+                        crate::i18n::expiry(
+                            crate::policy::expires(c.not_after).then_some(a.days_left)
+                        ),
                         c.sha256_fingerprint
                     )
                 })
@@ -483,16 +490,6 @@ impl Desk {
 }
 
 /// The CN, or the whole subject.
-fn short_name(subject: &str) -> String {
-    short(
-        subject
-            .split(',')
-            .find_map(|p| p.strip_prefix("CN="))
-            .unwrap_or(subject),
-        64,
-    )
-}
-
 fn open_site(site: Option<&str>) {
     match site {
         Some(url) => {

@@ -313,12 +313,19 @@ fn key_checks(app: &App, token: &Token, r: &mut Report) {
             .policy
             .assess(c.cert.not_before, c.cert.not_after, now);
         match a.state {
-            State::Valid => r.ok(&name, format!("{who}: valid, {} days left", a.days_left)),
+            State::Valid => r.ok(
+                &name,
+                format!("{who}: valid, {}", crate::i18n::expiry(Some(a.days_left))),
+            ),
             // The lifecycle is `status`'s business; here it is a warning,
             // since the token itself works.
             _ => r.warn(
                 &name,
-                format!("{who}: {} ({} days left)", a.state, a.days_left),
+                format!(
+                    "{who}: {} ({})",
+                    a.state,
+                    crate::i18n::expiry(Some(a.days_left))
+                ),
                 a.state.advice(),
             ),
         }

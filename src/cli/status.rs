@@ -82,9 +82,9 @@ pub(super) fn status(app: &App) -> Result<(), Error> {
         if crate::policy::expires(c.cert.not_after) {
             println!("    valid       {} to {}", e.not_before, e.not_after);
             println!(
-                "    state       {} ({} days left): {}",
+                "    state       {} ({}): {}",
                 e.state,
-                e.days_left,
+                crate::i18n::expiry(Some(e.days_left)),
                 e.state.advice()
             );
         } else {
@@ -208,7 +208,10 @@ fn describe(r: &ShowReport<'_>) -> String {
     line("Valid from", &s.not_before);
     if r.expires {
         line("Valid until", &s.not_after);
-        line("State", &format!("{} ({} days left)", s.state, s.days_left));
+        line(
+            "State",
+            &format!("{} ({})", s.state, crate::i18n::expiry(Some(s.days_left))),
+        );
     } else {
         line("Valid until", &format!("{} (no expiry date)", s.not_after));
         line("State", &format!("{} (never expires)", s.state));

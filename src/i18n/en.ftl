@@ -47,3 +47,18 @@ consent-renew-resume = { $who }.
     An interrupted renewal waits to be finished: { $plan }.
 
     Finish it now?
+
+## When a certificate expires, as people say it
+expires-in = expires in { $days ->
+    [one] { $days } day
+   *[other] { $days } days
+}
+expired-ago = { $days ->
+    [0] expired today
+    [one] expired { $days } day ago
+   *[other] expired { $days } days ago
+}
+never-expires = never expires
+
+## The tray
+tray-tooltip = Bank certificate of { $holder }: { $when }

@@ -43,3 +43,14 @@ consent-renew-resume = { $who }。
     中断された更新が完了を待っています：{ $plan }。
 
     今すぐ完了しますか？
+
+## 有効期限の言い方
+expires-in = 有効期限まであと{ $days }日
+expired-ago = { $days ->
+    [0] 本日、有効期限が切れました
+   *[other] 有効期限切れ（{ $days }日経過）
+}
+never-expires = 有効期限なし
+
+## タスクトレイ
+tray-tooltip = { $holder }の電子証明書：{ $when }
