@@ -184,6 +184,8 @@ pub fn verify(spki_der: &[u8], scheme: SignScheme, message: &[u8], signature: &[
 pub struct StatusEntry {
     pub id: String,
     pub subject: String,
+    /// The holder as people name them ("Ana Novak (Demo Company)").
+    pub holder: String,
     pub serial: String,
     pub not_before: String,
     pub not_after: String,
@@ -199,6 +201,7 @@ impl StatusEntry {
         StatusEntry {
             id: hex::encode(id),
             subject: cert.subject.clone(),
+            holder: cert.holder(),
             serial: cert.serial.clone(),
             not_before: rfc3339(cert.not_before),
             not_after: rfc3339(cert.not_after),

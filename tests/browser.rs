@@ -285,3 +285,46 @@ fn logon_notice_and_renewal_in_a_real_browser_and_refusal_for_another_origin() {
     );
     rt.block_on(other.shutdown());
 }
+
+#[test]
+fn a_japanese_browser_gets_the_banks_pages_in_japanese_with_names_and_dates() {
+    let agent = Agent::start_with(
+        20,
+        |bank| vec![bank.origin().to_string()],
+        ServeOptions::default(),
+    );
+    let origin = agent.bank.origin().to_string();
+    let mut flags = trust_banks(&[&agent.bank_dir]);
+    flags.extend(["--lang=ja".to_string(), "--accept-lang=ja".to_string()]);
+    let browser = Browser::start(&flags);
+    let wait = Duration::from_secs(30);
+
+    // Accept-Language: ja. The notice names the holder and the date as
+    // people write them in Japanese.
+    browser.goto(&format!("{origin}/notices"));
+    let notice = browser.wait_text("#notice", &["有効期限を迎えます", "エラー", "Error"], wait);
+    browser.screenshot(&shots().join("ja-notices.png"));
+    assert!(
+        notice.contains("Ana Novak (Demo Company d.o.o.)の電子証明書は")
+            && notice.contains("年")
+            && notice.contains("月")
+            && notice.contains("日に有効期限を迎えます（あと20日）"),
+        "{notice}"
+    );
+    assert!(
+        !notice.contains("CN="),
+        "a person's name, not a DN: {notice}"
+    );
+    assert_eq!(browser.text("h1"), "重要なお知らせ");
+
+    browser.goto(&format!("{origin}/"));
+    assert_eq!(browser.text("h1"), "ログオン");
+    browser.click("#logon");
+    let result = browser.wait_text("#result", &["ログオンしました", "エラー"], wait);
+    browser.screenshot(&shots().join("ja-logon.png"));
+    assert!(result.contains("ログオンしました"), "{result}");
+
+    // The switch in the header: English, whatever the browser asks for.
+    browser.goto(&format!("{origin}/?lang=en"));
+    assert_eq!(browser.text("h1"), "Log on");
+}

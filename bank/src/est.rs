@@ -497,7 +497,14 @@ impl Bank {
         if let Some(op) = path.strip_prefix(LOGON_BASE) {
             return self.logon.clone().handle(op, peer.ip(), req).await;
         }
-        match self.pages.get(req.method(), &path) {
+        let accept_language = req
+            .headers()
+            .get(hyper::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok());
+        match self
+            .pages
+            .get(req.method(), &path, req.uri().query(), accept_language)
+        {
             Some(answer) => answer,
             None => Answer::refused(Refusal::new(404, "no such page")),
         }

@@ -17,16 +17,59 @@ use super::rules::Refusal;
 
 const LOGON_HTML: &str = include_str!("pages/logon.html");
 const NOTICES_HTML: &str = include_str!("pages/notices.html");
+const LOGON_HTML_JA: &str = include_str!("pages/logon.ja.html");
+const NOTICES_HTML_JA: &str = include_str!("pages/notices.ja.html");
 const SCRIPT: &str = include_str!("pages/bank.js");
 const STYLE: &str = include_str!("pages/bank.css");
 /// Where the templates take the agent's URL.
 const AGENT_SLOT: &str = "{{AGENT_URL}}";
 
-/// The pages, rendered for one agent URL.
+/// The pages, rendered for one agent URL, in English and Japanese.
 pub(super) struct Pages {
-    logon: Bytes,
-    notices: Bytes,
+    logon: [Bytes; 2],
+    notices: [Bytes; 2],
     csp: HeaderValue,
+}
+
+/// The page's language: `?lang=ja` or `?lang=en` (the switch in the
+/// header) wins; else the first language of the browser's
+/// Accept-Language that the bank speaks; else English.
+fn language(query: Option<&str>, accept_language: Option<&str>) -> usize {
+    let asked = query.and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("lang="))
+            .map(str::to_ascii_lowercase)
+    });
+    match asked.as_deref() {
+        Some("ja") => return 1,
+        Some("en") => return 0,
+        _ => {}
+    }
+    let mut ranked: Vec<(u32, &str)> = accept_language
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|part| {
+            let mut it = part.split(';');
+            let tag = it.next()?.trim();
+            let q = it
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (!tag.is_empty()).then_some(((q.clamp(0.0, 1.0) * 1000.0) as u32, tag))
+        })
+        .collect();
+    // Highest quality first; the browser's order among equals.
+    ranked.sort_by_key(|r| std::cmp::Reverse(r.0));
+    for (q, tag) in ranked {
+        let primary = tag.split('-').next().unwrap_or("").to_ascii_lowercase();
+        if q > 0 && primary == "ja" {
+            return 1;
+        }
+        if q > 0 && primary == "en" {
+            return 0;
+        }
+    }
+    0
 }
 
 impl Pages {
@@ -44,18 +87,28 @@ impl Pages {
             reason: "it cannot go into a header".into(),
         })?;
         let url = html_escape(agent_url);
+        let render = |html: &str| Bytes::from(html.replace(AGENT_SLOT, &url));
         Ok(Pages {
-            logon: Bytes::from(LOGON_HTML.replace(AGENT_SLOT, &url)),
-            notices: Bytes::from(NOTICES_HTML.replace(AGENT_SLOT, &url)),
+            logon: [render(LOGON_HTML), render(LOGON_HTML_JA)],
+            notices: [render(NOTICES_HTML), render(NOTICES_HTML_JA)],
             csp,
         })
     }
 
-    /// The page or resource at `path`, if it is one of the pages'.
-    pub fn get(&self, method: &Method, path: &str) -> Option<Answer> {
+    /// The page or resource at `path`, if it is one of the pages', in the
+    /// language `query` or `accept_language` asks for.
+    pub fn get(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        accept_language: Option<&str>,
+    ) -> Option<Answer> {
+        let lang = language(query, accept_language);
+        let pick = |pages: &[Bytes; 2]| pages.get(lang).cloned().unwrap_or_default();
         let (content_type, body) = match path {
-            "/" => ("text/html; charset=utf-8", self.logon.clone()),
-            "/notices" => ("text/html; charset=utf-8", self.notices.clone()),
+            "/" => ("text/html; charset=utf-8", pick(&self.logon)),
+            "/notices" => ("text/html; charset=utf-8", pick(&self.notices)),
             "/static/bank.js" => (
                 "text/javascript; charset=utf-8",
                 Bytes::from_static(SCRIPT.as_bytes()),
@@ -77,11 +130,31 @@ impl Pages {
             .with_header(header::X_FRAME_OPTIONS, "DENY")
             .with_header(header::REFERRER_POLICY, "no-referrer")
             .with_header(header::CACHE_CONTROL, "no-store")
+            .with_header(header::VARY, "Accept-Language")
             .with_header(
                 HeaderName::from_static("cross-origin-opener-policy"),
                 "same-origin",
             );
         Some(answer)
+    }
+}
+
+#[cfg(test)]
+mod language_tests {
+    use super::*;
+
+    #[test]
+    fn the_switch_then_accept_language_then_english() {
+        assert_eq!(language(Some("lang=ja"), Some("en")), 1);
+        assert_eq!(language(Some("x=1&lang=en"), Some("ja")), 0);
+        assert_eq!(language(None, Some("ja-JP,ja;q=0.9,en;q=0.8")), 1);
+        assert_eq!(language(None, Some("en-US,en;q=0.9,ja;q=0.8")), 0);
+        assert_eq!(language(None, Some("de;q=1, ja;q=0.5")), 1);
+        assert_eq!(language(None, Some("en;q=0.2, ja;q=0.7")), 1);
+        assert_eq!(language(None, Some("ja;q=0")), 0);
+        assert_eq!(language(None, Some(",,;;q=x")), 0);
+        assert_eq!(language(None, None), 0);
+        assert_eq!(language(Some("lang=fr"), Some("ja")), 1);
     }
 }
 
@@ -101,7 +174,7 @@ mod tests {
     fn the_agent_url_lands_in_the_pages_and_the_policy() {
         let pages = Pages::new("http://127.0.0.1:4444").unwrap();
         for path in ["/", "/notices"] {
-            let a = pages.get(&Method::GET, path).unwrap();
+            let a = pages.get(&Method::GET, path, None, None).unwrap();
             let html = String::from_utf8(a.body.to_vec()).unwrap();
             assert!(
                 html.contains(r#"content="http://127.0.0.1:4444""#),
@@ -111,7 +184,10 @@ mod tests {
         }
         let csp = pages.csp.to_str().unwrap();
         assert!(csp.contains("connect-src 'self' http://127.0.0.1:4444;"));
-        assert!(pages.get(&Method::GET, "/nothing").is_none());
-        assert_eq!(pages.get(&Method::POST, "/").unwrap().status, 405);
+        assert!(pages.get(&Method::GET, "/nothing", None, None).is_none());
+        assert_eq!(
+            pages.get(&Method::POST, "/", None, None).unwrap().status,
+            405
+        );
     }
 }

@@ -8,6 +8,94 @@
   const agent = document.querySelector('meta[name="certagent-agent"]').content;
   const $ = (id) => document.getElementById(id);
 
+  // The page's own words, in the page's language (the bank serves the
+  // page in English or Japanese by Accept-Language or ?lang=). Messages
+  // from the bank's or the agent's servers are shown as they come.
+  const lang = document.documentElement.lang === 'ja' ? 'ja' : 'en';
+  const when = (iso) => {
+    const d = new Date(iso);
+    return Number.isNaN(d.getTime())
+      ? iso
+      : d.toLocaleDateString(lang === 'ja' ? 'ja-JP' : 'en-GB',
+        { year: 'numeric', month: 'long', day: 'numeric' });
+  };
+  const WORDS = {
+    en: {
+      error: (m) => `Error: ${m}`,
+      bankUnreachable: (m) => `the bank cannot be reached (${m})`,
+      answeredHttp: (who, s) => `${who} answered HTTP ${s}`,
+      notJson: (who) => `${who} sent an answer that is not JSON`,
+      theBank: 'the bank',
+      theAgent: 'the certagent agent',
+      lnaDenied: 'your browser does not let this site reach certagent on this computer. ' +
+        'Click the icon left of the address bar, open the site settings, set ' +
+        '"Local network access" to Allow and try again. Your company\'s IT can ' +
+        'allow this site for everyone with "certagent browser-policy --install".',
+      notRunning: (asked) => 'certagent does not answer on this computer. Start it (in your ' +
+        `applications menu: certagent) and try again.${asked ? ' If your browser asks ' +
+        'whether this site may reach devices on this computer, choose Allow.' : ''}`,
+      notAllowed: (o) => `certagent on this computer does not accept this site (${o}): ` +
+        'it is set up for another address of the bank. Ask your IT to add this ' +
+        'address to certagent\'s [bank] origins.',
+      askingHint: 'If your browser asks whether this site may reach apps on this computer, ' +
+        'choose Allow. ',
+      askingChallenge: 'Asking the bank for a challenge…',
+      confirmLogon: 'Confirm the logon and enter your PIN in the certagent window…',
+      checking: 'Checking your signature…',
+      loggedOn: (who) => `Logged on as ${who}`,
+      renewSoon: (days) => `Your certificate expires in ${days} days. `,
+      renewItNow: 'Renew it now',
+      toKeep: ' to keep logging on.',
+      noNotices: 'No notices',
+      dueNotice: (c) => `Your certificate for ${c.holder || c.subject} expires in ` +
+        `${c.days_left} days, on ${when(c.not_after)}. Renew it now to keep logging on.`,
+      renewedUntil: (d) => `Renewed: new certificate valid until ${when(d)}`,
+      renewed: 'Renewed: the new certificate is on your token',
+      renewalFailed: 'the renewal failed',
+      renewing: 'Renewing…',
+      startingRenewal: 'Starting the renewal: confirm it in the certagent window…',
+    },
+    ja: {
+      error: (m) => `エラー：${m}`,
+      bankUnreachable: (m) => `銀行に接続できません（${m}）`,
+      answeredHttp: (who, s) => `${who}が HTTP ${s} を返しました`,
+      notJson: (who) => `${who}の応答が JSON ではありません`,
+      theBank: '銀行',
+      theAgent: 'certagent エージェント',
+      lnaDenied: 'お使いのブラウザーが、このサイトからこのパソコンの certagent への接続を' +
+        '許可していません。アドレスバー左のアイコンからサイトの設定を開き、' +
+        '「ローカル ネットワーク アクセス」を「許可」にして、もう一度お試しください。' +
+        '社内のシステム管理者は "certagent browser-policy --install" で' +
+        '全員に許可できます。',
+      notRunning: (asked) => 'このパソコンの certagent が応答しません。アプリケーション' +
+        'メニューから certagent を起動して、もう一度お試しください。' +
+        (asked ? 'ブラウザーがこのサイトからのアクセスを許可するか尋ねたら、' +
+        '「許可」を選んでください。' : ''),
+      notAllowed: (o) => `このパソコンの certagent は、このサイト（${o}）からの接続を` +
+        '受け付けない設定です。システム管理者に、このアドレスを certagent の ' +
+        '[bank] origins に追加するよう依頼してください。',
+      askingHint: 'このサイトからこのパソコンのアプリへのアクセスを許可するか' +
+        'ブラウザーが尋ねたら、「許可」を選んでください。',
+      askingChallenge: '銀行にチャレンジを要求しています…',
+      confirmLogon: 'certagent の画面でログオンを確認し、PINを入力してください…',
+      checking: '署名を確認しています…',
+      loggedOn: (who) => `${who} としてログオンしました`,
+      renewSoon: (days) => `電子証明書の有効期限まであと${days}日です。`,
+      renewItNow: '今すぐ更新',
+      toKeep: 'して、引き続きログオンできるようにしてください。',
+      noNotices: 'お知らせはありません',
+      dueNotice: (c) => `${c.holder || c.subject}の電子証明書は${when(c.not_after)}に` +
+        `有効期限を迎えます（あと${c.days_left}日）。引き続きログオンするには、` +
+        '今すぐ更新してください。',
+      renewedUntil: (d) => `更新しました：新しい電子証明書の有効期限は${when(d)}です`,
+      renewed: '更新しました：新しい電子証明書がトークンに保存されました',
+      renewalFailed: '更新に失敗しました',
+      renewing: '更新しています…',
+      startingRenewal: '更新を開始します：certagent の画面で確認してください…',
+    },
+  };
+  const T = WORDS[lang];
+
   // The JSON of an answer, or an Error with the server's own message.
   async function answer(resp, who) {
     let data = null;
@@ -19,11 +107,11 @@
     if (!resp.ok) {
       const message = data && typeof data.message === 'string' && data.message
         ? data.message
-        : `${who} answered HTTP ${resp.status}`;
+        : T.answeredHttp(who, resp.status);
       throw new Error(message);
     }
     if (data === null) {
-      throw new Error(`${who} sent an answer that is not JSON`);
+      throw new Error(T.notJson(who));
     }
     return data;
   }
@@ -42,9 +130,9 @@
     try {
       resp = await fetch(path, { ...init(method, body), credentials: 'same-origin' });
     } catch (e) {
-      throw new Error(`the bank cannot be reached (${e.message})`);
+      throw new Error(T.bankUnreachable(e.message));
     }
-    return answer(resp, 'the bank');
+    return answer(resp, T.theBank);
   }
 
   // A failure to reach the agent that the customer can act on; `reason`
@@ -76,12 +164,7 @@
   }
 
   function localNetworkError() {
-    return new AgentError(
-      'your browser does not let this site reach certagent on this computer. ' +
-      'Click the icon left of the address bar, open the site settings, set ' +
-      '"Local network access" to Allow and try again. Your company\'s IT can ' +
-      'allow this site for everyone with "certagent browser-policy --install".',
-      'local-network-denied');
+    return new AgentError(T.lnaDenied, 'local-network-denied');
   }
 
   // Why the agent could not be reached: the browser's gate, an agent that
@@ -108,29 +191,15 @@
       if (state === 'denied') {
         return localNetworkError();
       }
-      const asked = state === 'prompt'
-        ? ' If your browser asks whether this site may reach devices on this ' +
-          'computer, choose Allow.'
-        : '';
-      return new AgentError(
-        'certagent does not answer on this computer. Start it (in your ' +
-        `applications menu: certagent) and try again.${asked}`,
-        'agent-not-running');
+      return new AgentError(T.notRunning(state === 'prompt'), 'agent-not-running');
     }
-    return new AgentError(
-      `certagent on this computer does not accept this site (${location.origin}): ` +
-      'it is set up for another address of the bank. Ask your IT to add this ' +
-      'address to certagent\'s [bank] origins.',
-      'origin-not-allowed');
+    return new AgentError(T.notAllowed(location.origin), 'origin-not-allowed');
   }
 
   // While the browser has not yet been told whether this site may reach
   // this computer, it asks the user first (and holds the call meanwhile).
   async function askingHint() {
-    return (await loopbackPermission()) === 'prompt'
-      ? 'If your browser asks whether this site may reach apps on this computer, ' +
-        'choose Allow. '
-      : '';
+    return (await loopbackPermission()) === 'prompt' ? T.askingHint : '';
   }
 
   async function agentCall(method, path, body) {
@@ -152,7 +221,7 @@
     } catch (_) {
       throw await whyUnreachable();
     }
-    return answer(resp, 'the certagent agent');
+    return answer(resp, T.theAgent);
   }
 
   function show(el, text) {
@@ -164,7 +233,7 @@
   function showError(el, e) {
     el.classList.add('error');
     el.dataset.reason = e.reason || 'error';
-    el.textContent = `Error: ${e.message}`;
+    el.textContent = T.error(e.message);
   }
 
   // ------------------------------------------------------------- logon
@@ -177,21 +246,21 @@
       button.disabled = true;
       renewal.hidden = true;
       try {
-        show(result, 'Asking the bank for a challenge…');
+        show(result, T.askingChallenge);
         const { challenge } = await bank('POST', '/logon/challenge');
-        show(result, `${await askingHint()}Confirm the logon and enter your PIN in the certagent window…`);
+        show(result, `${await askingHint()}${T.confirmLogon}`);
         const token = await agentCall('POST', '/v1/logon', { challenge });
-        show(result, 'Checking your signature…');
+        show(result, T.checking);
         const who = await bank('POST', '/logon/verify', { ...token, challenge });
-        show(result, `Logged on as ${who.subject}`);
+        show(result, T.loggedOn(who.subject));
         if (who.renewal_notice) {
           renewal.replaceChildren(
-            `Your certificate expires in ${who.days_left} days. `,
+            T.renewSoon(who.days_left),
             Object.assign(document.createElement('a'), {
-              href: '/notices',
-              textContent: 'Renew it now',
+              href: `/notices?lang=${lang}`,
+              textContent: T.renewItNow,
             }),
-            ' to keep logging on.');
+            T.toKeep);
           renewal.hidden = false;
         }
       } catch (e) {
@@ -221,15 +290,14 @@
       const due = (status.certificates || []).filter((c) => c.state === 'renewal-due');
       notice.classList.remove('error');
       if (due.length === 0) {
-        notice.textContent = 'No notices';
+        notice.textContent = T.noNotices;
         renew.hidden = true;
         return;
       }
       notice.replaceChildren(...due.map((c) => {
         const p = document.createElement('p');
         p.className = 'notice';
-        p.textContent = `Your certificate ${c.subject} expires in ${c.days_left} days ` +
-          `(${c.not_after}). Renew it now to keep logging on.`;
+        p.textContent = T.dueNotice(c);
         return p;
       }));
       renew.hidden = false;
@@ -246,16 +314,14 @@
           return;
         }
         if (job.state === 'done') {
-          show(progress, job.not_after
-            ? `Renewed: new certificate valid until ${job.not_after}`
-            : 'Renewed: the new certificate is on your token');
+          show(progress, job.not_after ? T.renewedUntil(job.not_after) : T.renewed);
           renew.disabled = false;
           load();
         } else if (job.state === 'failed') {
-          showError(progress, new Error(job.message || 'the renewal failed'));
+          showError(progress, new Error(job.message || T.renewalFailed));
           renew.disabled = false;
         } else {
-          show(progress, job.step || 'Renewing…');
+          show(progress, job.step || T.renewing);
           poll(id);
         }
       }, 500);
@@ -263,7 +329,7 @@
 
     renew.addEventListener('click', async () => {
       renew.disabled = true;
-      show(progress, `${await askingHint()}Starting the renewal: confirm it in the certagent window…`);
+      show(progress, `${await askingHint()}${T.startingRenewal}`);
       try {
         const job = await agentCall('POST', '/v1/renewals', {});
         poll(job.id);
