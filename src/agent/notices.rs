@@ -117,7 +117,9 @@ pub fn text_in(
 ) -> (String, String) {
     use crate::i18n::{Arg, tr_in};
     let days = crate::policy::days_left(cert.not_after, now);
-    let who = Arg::Str(&cert.subject);
+    // The holder as people name them, not the whole subject.
+    let holder = cert.holder();
+    let who = Arg::Str(&holder);
     match notice.kind {
         NoticeKind::DaysBefore(_) => {
             let date = crate::i18n::date_in(lang, cert.not_after);
