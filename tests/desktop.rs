@@ -350,18 +350,7 @@ fn tray_menu_renews_and_the_30_day_notice_comes_once_across_restarts() {
     ] {
         assert!(labels.contains(&want), "{want} missing: {labels:?}");
     }
-    let tooltip: OwnedValue = zbus::blocking::fdo::PropertiesProxy::builder(&conn)
-        .destination(item.clone())
-        .expect("dest")
-        .path("/StatusNotifierItem")
-        .expect("path")
-        .build()
-        .expect("props")
-        .get(
-            zbus::names::InterfaceName::try_from("org.kde.StatusNotifierItem").expect("iface"),
-            "ToolTip",
-        )
-        .expect("ToolTip");
+    let tooltip = tray_property(&conn, &item, "ToolTip");
     assert!(
         format!("{tooltip:?}").contains("expires in 20 days"),
         "{tooltip:?}"
