@@ -423,12 +423,7 @@ fn a_renewal_started_by_the_page_runs_to_the_end() {
 fn another_os_users_request_is_refused_before_anything_else() {
     common::require_with("setpriv", "apt-get install util-linux");
     common::require_with("curl", "apt-get install curl");
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc_geteuid() } == 0;
-    assert!(
-        root,
-        "this test acts as another OS user (nobody) and needs root, as CI runs it"
-    );
+    common::require_root("this test acts as another OS user (nobody)");
     let agent = Agent::start(20);
     let url = format!("http://127.0.0.1:{}/v1/status", agent.port);
     let host = format!("Host: {}", agent.host());
@@ -463,11 +458,6 @@ fn another_os_users_request_is_refused_before_anything_else() {
     assert!(agent.prompts().is_empty());
 }
 
-unsafe extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
-}
-
 #[test]
 fn a_port_taken_by_another_user_names_that_user() {
     common::require_with("setpriv", "apt-get install util-linux");
@@ -475,11 +465,7 @@ fn a_port_taken_by_another_user_names_that_user() {
         std::path::Path::new("/usr/bin/python3").exists(),
         "/usr/bin/python3 is missing: apt-get install python3"
     );
-    // SAFETY: geteuid has no preconditions.
-    assert!(
-        unsafe { libc_geteuid() } == 0,
-        "this test listens as another OS user (nobody) and needs root, as CI runs it"
-    );
+    common::require_root("this test listens as another OS user (nobody)");
     let hsm = common::SoftHsm::new();
     let port = common::agent::free_port();
     let mut holder = std::process::Command::new("setpriv")

@@ -321,32 +321,29 @@ impl Desk {
                 tooltip: "No bank certificate: obtain one with certagent enroll".into(),
                 can_renew: false,
             },
-            Some((c, a)) => View {
-                look: match a.state {
-                    State::Valid | State::NotYetValid => Look::Valid,
-                    State::RenewalDue => Look::RenewalDue,
-                    State::Expired => Look::Expired,
-                    State::Lapsed => Look::Lapsed,
-                },
-                certificate_line: format!(
-                    "{}: {}",
-                    short(&c.holder(), 64),
-                    crate::i18n::expiry(crate::policy::expires(c.not_after).then_some(a.days_left))
-                ),
-                tooltip: crate::i18n::tr(
-                    "tray-tooltip",
-                    &[
-                        ("holder", crate::i18n::Arg::Str(&short(&c.holder(), 64))),
-                        (
-                            "when",
-                            crate::i18n::Arg::Str(&crate::i18n::expiry(
-                                crate::policy::expires(c.not_after).then_some(a.days_left),
-                            )),
-                        ),
-                    ],
-                ),
-                can_renew: a.state == State::RenewalDue,
-            },
+            Some((c, a)) => {
+                // The holder and the expiry, once, for the menu line and the tooltip.
+                let holder = short(&c.holder(), 64);
+                let when =
+                    crate::i18n::expiry(crate::policy::expires(c.not_after).then_some(a.days_left));
+                View {
+                    look: match a.state {
+                        State::Valid | State::NotYetValid => Look::Valid,
+                        State::RenewalDue => Look::RenewalDue,
+                        State::Expired => Look::Expired,
+                        State::Lapsed => Look::Lapsed,
+                    },
+                    certificate_line: format!("{holder}: {when}"),
+                    tooltip: crate::i18n::tr(
+                        "tray-tooltip",
+                        &[
+                            ("holder", crate::i18n::Arg::Str(&holder)),
+                            ("when", crate::i18n::Arg::Str(&when)),
+                        ],
+                    ),
+                    can_renew: a.state == State::RenewalDue,
+                }
+            }
         };
         if let Some(step) = look.pending {
             // An interrupted renewal waits: "Renew certificate…" resumes it.
