@@ -56,3 +56,32 @@ impl Error {
         }
     }
 }
+
+impl Error {
+    /// The error as a person reads it in `lang`. English is the one line
+    /// it has always been. Other languages say what went wrong and what to
+    /// do in their own words, then the English line as details (it names
+    /// files, tokens and PKCS#11 codes).
+    pub fn for_people(&self, lang: crate::i18n::Lang) -> String {
+        let line = self.to_string().replace('\n', " ");
+        if lang == crate::i18n::Lang::En {
+            return line;
+        }
+        let id = match self {
+            Error::Token(TokenError::PinIncorrect { locked: true, .. }) => {
+                "error-pin-incorrect-locked".to_string()
+            }
+            Error::Token(TokenError::PinIncorrect {
+                final_try: true, ..
+            }) => "error-pin-incorrect-final".to_string(),
+            e => format!("error-{}", e.code()),
+        };
+        let what = crate::i18n::tr_in(lang, &id, &[]);
+        let details = crate::i18n::tr_in(
+            lang,
+            "error-details",
+            &[("details", crate::i18n::Arg::Str(&line))],
+        );
+        format!("{what}\n  {details}")
+    }
+}

@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use fluent_bundle::concurrent::FluentBundle;
 use fluent_bundle::{FluentArgs, FluentResource, FluentValue};
-use time::OffsetDateTime;
+use time::{OffsetDateTime, UtcOffset};
 
 const EN: &str = include_str!("i18n/en.ftl");
 const JA: &str = include_str!("i18n/ja.ftl");
@@ -145,13 +145,84 @@ pub fn expiry(days_left: Option<i64>) -> String {
     expiry_in(Lang::current(), days_left)
 }
 
-/// A date as people of `lang` write it: `2026年12月14日` in Japanese; in
-/// English the RFC 3339 instant certagent has always shown.
-pub fn date_in(lang: Lang, t: OffsetDateTime) -> String {
+/// The computer's local time offset at `t`, and its zone's abbreviation
+/// ("CET", "JST"), from the C library's time zone database (the TZ
+/// variable, /etc/localtime). The `time` crate refuses to read it in a
+/// program with threads; `localtime_r` is thread-safe. UTC when it fails.
+fn local_zone(t: OffsetDateTime) -> (UtcOffset, String) {
+    let secs = t.unix_timestamp() as libc::time_t;
+    // SAFETY: `tm` is plain data that localtime_r fills; both pointers are
+    // valid for the call. tm_zone points into the C library's static zone
+    // names, read at once.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&secs, &mut tm).is_null() {
+            return (UtcOffset::UTC, "UTC".into());
+        }
+        let offset = i32::try_from(tm.tm_gmtoff)
+            .ok()
+            .and_then(|s| UtcOffset::from_whole_seconds(s).ok())
+            .unwrap_or(UtcOffset::UTC);
+        let zone = if tm.tm_zone.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(tm.tm_zone)
+                .to_string_lossy()
+                .into_owned()
+        };
+        (offset, zone)
+    }
+}
+
+fn date_of(lang: Lang, t: OffsetDateTime) -> String {
     match lang {
         Lang::Ja => format!("{}年{}月{}日", t.year(), u8::from(t.month()), t.day()),
-        Lang::En => crate::cert::rfc3339(t),
+        // time's Month displays its English name.
+        Lang::En => format!("{} {} {}", t.day(), t.month(), t.year()),
     }
+}
+
+/// A date as people of `lang` write it, in local time: `2026年12月14日`,
+/// `14 December 2026`.
+pub fn date_in(lang: Lang, t: OffsetDateTime) -> String {
+    let (offset, _) = local_zone(t);
+    date_of(lang, t.to_offset(offset))
+}
+
+/// A date and time as people of `lang` write it, in local time with the
+/// zone: `2026年12月14日 18:57 (JST)`, `14 December 2026, 10:57 CET`.
+pub fn datetime_in(lang: Lang, t: OffsetDateTime) -> String {
+    let (offset, zone) = local_zone(t);
+    let l = t.to_offset(offset);
+    let zone = if zone.is_empty() {
+        format!("UTC{offset}")
+    } else {
+        zone
+    };
+    match lang {
+        Lang::Ja => format!(
+            "{} {:02}:{:02} ({zone})",
+            date_of(lang, l),
+            l.hour(),
+            l.minute()
+        ),
+        Lang::En => format!(
+            "{}, {:02}:{:02} {zone}",
+            date_of(lang, l),
+            l.hour(),
+            l.minute()
+        ),
+    }
+}
+
+/// [`date_in`] in this process's language.
+pub fn date(t: OffsetDateTime) -> String {
+    date_in(Lang::current(), t)
+}
+
+/// [`datetime_in`] in this process's language.
+pub fn datetime(t: OffsetDateTime) -> String {
+    datetime_in(Lang::current(), t)
 }
 
 #[cfg(test)]
@@ -286,13 +357,87 @@ mod tests {
         assert_eq!(e(Some(-5)), "expired 5 days ago");
         assert_eq!(e(None), "never expires");
         assert_eq!(expiry_in(Lang::Ja, Some(20)), "有効期限まであと20日");
-        assert_eq!(expiry_in(Lang::Ja, Some(-5)), "有効期限切れ（5日経過）");
+        assert_eq!(expiry_in(Lang::Ja, Some(-5)), "有効期限から5日経過");
+    }
+
+    /// The English names and advice are what `--json` and the API say;
+    /// every state and every error code has its words in both languages.
+    #[test]
+    fn states_and_errors_have_words_in_both_languages() {
+        use crate::policy::State;
+        for st in [
+            State::NotYetValid,
+            State::Valid,
+            State::RenewalDue,
+            State::Expired,
+            State::Lapsed,
+        ] {
+            assert_eq!(st.name_in(Lang::En), st.as_str());
+            assert_eq!(st.advice_in(Lang::En), st.advice());
+            assert_ne!(st.advice_in(Lang::Ja), st.advice());
+        }
+        let codes = [
+            "config",
+            "driver",
+            "module-unknown",
+            "module-missing",
+            "module-load",
+            "no-token",
+            "token-ambiguous",
+            "pin-incorrect",
+            "busy",
+            "pin-locked",
+            "pin-format",
+            "not-logged-in",
+            "token-full",
+            "token-write-protected",
+            "key-not-found",
+            "unsupported",
+            "token-malformed",
+            "pkcs11",
+            "certificate",
+            "csr",
+            "cancelled",
+            "prompt",
+            "renewal",
+            "browser-policy",
+            "usage",
+            "checks-failed",
+            "io",
+        ];
+        for code in codes {
+            let id = format!("error-{code}");
+            for lang in [Lang::En, Lang::Ja] {
+                assert_ne!(tr_in(lang, &id, &[]), id, "{id} in {lang:?}");
+            }
+            assert!(bundle(Lang::Ja).get_message(&id).is_some(), "{id}");
+        }
+        let e = crate::Error::Token(crate::token::TokenError::PinLocked);
+        assert_eq!(e.for_people(Lang::En), e.to_string());
+        let ja = e.for_people(Lang::Ja);
+        assert!(ja.starts_with("PINがロックされています。"), "{ja}");
+        assert!(ja.ends_with(&e.to_string()), "{ja}");
     }
 
     #[test]
     fn dates_as_people_write_them() {
         let t = time::macros::datetime!(2026-12-14 09:57:12 UTC);
-        assert_eq!(date_in(Lang::Ja, t), "2026年12月14日");
-        assert_eq!(date_in(Lang::En, t), "2026-12-14T09:57:12Z");
+        // In local time: the tests run with the zone the process has, so
+        // compare with what the C library says for that instant.
+        let (offset, zone) = local_zone(t);
+        let l = t.to_offset(offset);
+        assert_eq!(
+            date_in(Lang::Ja, t),
+            format!("{}年{}月{}日", l.year(), u8::from(l.month()), l.day())
+        );
+        assert_eq!(date_of(Lang::Ja, t), "2026年12月14日");
+        assert_eq!(date_of(Lang::En, t), "14 December 2026");
+        assert_eq!(
+            date_of(Lang::En, time::macros::datetime!(2027-01-01 00:00 UTC)),
+            "1 January 2027"
+        );
+        let hm = format!("{:02}:{:02}", l.hour(), l.minute());
+        assert!(datetime_in(Lang::En, t).ends_with(&format!(", {hm} {zone}")));
+        assert!(datetime_in(Lang::Ja, t).ends_with(&format!(" {hm} ({zone})")));
     }
 }

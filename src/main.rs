@@ -39,7 +39,10 @@ fn main() -> ExitCode {
                     serde_json::json!({"error": e.code(), "message": line})
                 );
             } else {
-                eprintln!("certagent: {line}");
+                eprintln!(
+                    "certagent: {}",
+                    e.for_people(certagent::i18n::Lang::current())
+                );
             }
             ExitCode::FAILURE
         }

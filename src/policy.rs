@@ -104,6 +104,18 @@ impl State {
     }
 }
 
+impl State {
+    /// The state's name as people of `lang` read it (English: the code).
+    pub fn name_in(self, lang: crate::i18n::Lang) -> String {
+        crate::i18n::tr_in(lang, &format!("state-{}", self.as_str()), &[])
+    }
+
+    /// [`State::advice`] in `lang`.
+    pub fn advice_in(self, lang: crate::i18n::Lang) -> String {
+        crate::i18n::tr_in(lang, &format!("advice-{}", self.as_str()), &[])
+    }
+}
+
 impl std::fmt::Display for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -113,6 +113,8 @@ pub fn pin_warning(token: &TokenInfo) -> Option<String> {
     }
 }
 
+use crate::i18n::Arg;
+
 impl Prompt for TerminalPrompt {
     fn pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
         if self.unattended
@@ -132,7 +134,12 @@ impl Prompt for TerminalPrompt {
         if let Some(w) = pin_warning(token) {
             eprintln!("{w}");
         }
-        let question = format!("PIN for token {:?} ({purpose}): ", token.label);
+        let label = format!("{:?}", token.label);
+        let question = crate::i18n::tr(
+            "pin-terminal",
+            &[("token", Arg::Str(&label)), ("purpose", Arg::Str(purpose))],
+        );
+        let question = format!("{question} ");
         let pin = rpassword::prompt_password(question).map_err(|e| tty_error(e.to_string()))?;
         if pin.is_empty() {
             return Err(PromptError::Cancelled);
@@ -153,12 +160,14 @@ impl Prompt for TerminalPrompt {
                 hint: "CERTAGENT_OTP",
             });
         }
-        let otp = rpassword::prompt_password(format!("The bank's one-time password for {user}: "))
-            .map_err(|e| PromptError::Unavailable {
+        let question = crate::i18n::tr("otp-terminal", &[("user", Arg::Str(user))]);
+        let otp = rpassword::prompt_password(format!("{question} ")).map_err(|e| {
+            PromptError::Unavailable {
                 what: "the one-time password",
                 why: e.to_string(),
                 hint: "CERTAGENT_OTP",
-            })?;
+            }
+        })?;
         if otp.trim().is_empty() {
             return Err(PromptError::Cancelled);
         }
@@ -173,7 +182,7 @@ impl Prompt for TerminalPrompt {
                 hint: "--yes",
             });
         }
-        eprint!("{question} [y/N] ");
+        eprint!("{question} {} ", crate::i18n::tr("confirm-suffix", &[]));
         let _ = std::io::stderr().flush();
         let mut line = String::new();
         std::io::stdin()
@@ -184,7 +193,10 @@ impl Prompt for TerminalPrompt {
                 why: e.to_string(),
                 hint: "--yes",
             })?;
-        Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+        Ok(matches!(
+            line.trim(),
+            "y" | "Y" | "yes" | "YES" | "Yes" | "はい"
+        ))
     }
 }
 
@@ -345,10 +357,16 @@ impl PinentryPrompt {
                 hint: "[agent] pinentry",
             }
         })?;
+        let (ok, cancel) = (
+            crate::i18n::tr("dialog-ok", &[]),
+            crate::i18n::tr("dialog-cancel", &[]),
+        );
         let secret = input
             .with_title("certagent")
             .with_description(&fit_assuan(description, ASSUAN_TEXT_MAX))
             .with_prompt(prompt)
+            .with_ok(&ok)
+            .with_cancel(&cancel)
             .with_timeout(PINENTRY_TIMEOUT)
             .interact()
             .map_err(|e| PinentryPrompt::failed(what, e))?;
@@ -372,7 +390,7 @@ impl Prompt for PinentryPrompt {
             description.push_str("\n\n");
             description.push_str(&w);
         }
-        self.secret("the PIN", &description, "PIN:")
+        self.secret("the PIN", &description, &tr("pin-prompt", &[]))
     }
 
     fn confirm(&self, question: &str) -> Result<bool, PromptError> {
@@ -401,8 +419,10 @@ impl Prompt for PinentryPrompt {
                 hint: "[agent] pinentry",
             }
         })?;
+        let ok = crate::i18n::tr("dialog-ok", &[]);
         dialog
             .with_title("certagent")
+            .with_ok(&ok)
             .with_timeout(PINENTRY_TIMEOUT)
             .show_message(&fit_assuan(text, ASSUAN_TEXT_MAX))
             .map_err(|e| PinentryPrompt::failed("a message", e))

@@ -489,3 +489,95 @@ fn doctor_and_status_work_through_p11_kits_proxy() {
     assert!(o.contains("profile p11-kit-proxy"), "{o}");
     assert!(!o.contains("FAIL"), "{o}");
 }
+
+/// A Japanese user: status, show, doctor, tokens and an error in Japanese,
+/// with names as people write them and dates in the locale's form and the
+/// computer's own time zone; `--json` stays the same for scripts.
+#[test]
+fn a_japanese_user_reads_japanese_with_local_dates() {
+    let hsm = SoftHsm::empty();
+    hsm.provision(LABEL, &[200, 20, -5]);
+    let config = hsm.config("softhsm2", "");
+    let ja = |args: &[&str], pin: Option<&str>| {
+        let mut cmd = hsm.command();
+        cmd.env("LANG", "ja_JP.UTF-8")
+            .env("TZ", "Asia/Tokyo")
+            .arg("--config")
+            .arg(&config)
+            .args(args);
+        if let Some(pin) = pin {
+            cmd.env("CERTAGENT_PIN", pin);
+        }
+        cmd.output().expect("certagent runs")
+    };
+
+    let out = ja(&["status"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    let o = stdout(&out);
+    for want in [
+        "トークン \"",
+        "シリアル番号",
+        "有効（有効期限まであと200日）：対応は不要です",
+        "更新期間中（有効期限まであと20日）",
+        "有効期限切れ（有効期限から5日経過）",
+        "今すぐ更新してください",
+        "(JST)",
+    ] {
+        assert!(o.contains(want), "{want:?} missing in\n{o}");
+    }
+    // The holder in sentences; a date as 2026年12月14日, not RFC 3339.
+    assert!(!o.contains("CN=User"), "{o}");
+    assert!(
+        o.lines()
+            .any(|l| l.contains("年") && l.contains("月") && l.contains("日 ")),
+        "{o}"
+    );
+    assert!(!o.contains('T') || !o.contains("Z\n"), "{o}");
+
+    let out = ja(&["show", "--id", "02"], None);
+    let o = stdout(&out);
+    for want in ["サブジェクト", "CN=User", "更新の受付開始", "対処"] {
+        assert!(o.contains(want), "{want:?} missing in\n{o}");
+    }
+
+    let out = ja(&["tokens"], None);
+    assert!(stdout(&out).contains("PIN：正常"), "{}", text(&out));
+
+    let out = ja(&["doctor"], Some("999999"));
+    assert!(!out.status.success());
+    let (o, e) = (stdout(&out), stderr(&out));
+    assert!(
+        o.contains("FAIL  login") && o.contains("トークンがPINを受け付けませんでした"),
+        "{o}"
+    );
+    assert!(o.contains("対処："), "{o}");
+    assert!(e.contains("一部の確認で問題が見つかりました"), "{e}");
+
+    // An error: what went wrong in Japanese, the English details below.
+    let missing = hsm.path().join("other.toml");
+    std::fs::write(
+        &missing,
+        "[token]\nmodule = \"softhsm2\"\nlabel = \"other-token\"\n",
+    )
+    .expect("write");
+    let mut cmd = hsm.command();
+    let out = cmd
+        .env("LANG", "ja_JP.UTF-8")
+        .arg("--config")
+        .arg(&missing)
+        .arg("status")
+        .output()
+        .expect("certagent runs");
+    let e = stderr(&out);
+    assert!(
+        e.starts_with("certagent: トークンが挿入されていません。")
+            && e.contains("詳細：")
+            && e.contains("other-token"),
+        "{e}"
+    );
+
+    // --json is the same in every language.
+    let json_ja = json(&ja(&["status", "--json"], None));
+    let json_en = json(&hsm.certagent(&config, &["status", "--json"], None));
+    assert_eq!(json_ja["certificates"], json_en["certificates"]);
+}

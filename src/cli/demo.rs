@@ -18,9 +18,9 @@ use time::OffsetDateTime;
 
 use super::{App, renew, status};
 use crate::Error;
-use crate::cert::rfc3339;
 use crate::config::{AgentConfig, BankConfig, Config, DEFAULT_LISTEN, TokenConfig};
 use crate::drivers::Drivers;
+use crate::i18n::{Arg, Lang, tr};
 use crate::policy::{NoticeKind, Policy};
 use crate::prompt::ScriptedPrompt;
 use crate::token::{KeyKind, Module, Token, TokenSelector};
@@ -31,9 +31,9 @@ const SO_PIN: &str = "so-482916";
 const ANA: &str = "CN=Ana Novak,O=Demo Company d.o.o.,C=SI";
 const BOR: &str = "CN=Bor Kos,O=Demo Company d.o.o.,C=SI";
 
-fn heading(text: &str) {
+fn heading(id: &str) {
     println!();
-    println!("== {text}");
+    println!("== {}", tr(id, &[]));
 }
 
 fn bank_error(e: impl std::fmt::Display) -> Error {
@@ -67,7 +67,7 @@ pub(super) fn run(json: bool) -> Result<(), Error> {
         std::env::set_var("XDG_STATE_HOME", dir.join("state"));
     }
 
-    heading("A fresh SoftHSM token and the reference bank");
+    heading("demo-fresh");
     let drivers = Drivers::builtin();
     let module = Module::load("softhsm2", &drivers)?;
     let token = module.init_token(
@@ -75,10 +75,17 @@ pub(super) fn run(json: bool) -> Result<(), Error> {
         &AuthPin::from(SO_PIN.to_string()),
         &AuthPin::from(PIN.to_string()),
     )?;
+    let (label, dir_shown) = (format!("{LABEL:?}"), dir.display().to_string());
     println!(
-        "token {LABEL:?} in {} ({})",
-        dir.display(),
-        module.info().path
+        "{}",
+        tr(
+            "demo-token",
+            &[
+                ("label", Arg::Str(&label)),
+                ("dir", Arg::Str(&dir_shown)),
+                ("module", Arg::Str(&module.info().path)),
+            ],
+        )
     );
 
     let bank_dir = dir.join("bank");
@@ -90,15 +97,23 @@ pub(super) fn run(json: bool) -> Result<(), Error> {
     // path out of here; declared after `work`, so before it is removed.
     let serving = bank.serve(&bank_dir, &policy)?;
     let addr: SocketAddr = serving.addr;
+    let (est, ca) = (
+        format!("https://{addr}/.well-known/est"),
+        bank_dir.join("ca.pem").display().to_string(),
+    );
     println!(
-        "bank: EST at https://{addr}/.well-known/est, CA {}",
-        bank_dir.join("ca.pem").display()
+        "{}",
+        tr(
+            "demo-bank",
+            &[("est", Arg::Str(&est)), ("ca", Arg::Str(&ca))]
+        )
     );
 
     let app = App {
         config: demo_config(addr, &bank_dir, policy.clone()),
         drivers,
         json,
+        lang: if json { Lang::En } else { Lang::current() },
         prompt: Box::new(ScriptedPrompt {
             pin: PIN.into(),
             otp: None,
@@ -106,20 +121,20 @@ pub(super) fn run(json: bool) -> Result<(), Error> {
         }),
     };
 
-    heading("Ana's certificate expires in 20 days");
+    heading("demo-ana");
     token.login(Some(&AuthPin::from(PIN.to_string())))?;
     let ana_id = issue_onto_token(&token, &bank, &bank_dir, ANA, 20, "Ana's bank certificate")?;
     let _ = ana_otp; // Ana renews with her certificate; her first OTP stays unused.
     status::status(&app)?;
     notice(&token, &ana_id, &policy)?;
 
-    heading("Renewal: new key on the token, CSR, EST simplereenroll over mutual TLS");
+    heading("demo-renewal");
     // The renewal logs in with its own PIN prompt (a login already in
     // place would not let the token check that PIN): the demo's ends here.
     token.logout()?;
     renew::renew(&app, Some(&hex::encode(&ana_id)), true)?;
 
-    heading("Bor's certificate expired 5 days ago: a new one with the bank's one-time password");
+    heading("demo-bor");
     token.login(Some(&AuthPin::from(PIN.to_string())))?;
     let bor_id = issue_onto_token(&token, &bank, &bank_dir, BOR, -5, "Bor's bank certificate")?;
     token.logout()?;
@@ -132,15 +147,15 @@ pub(super) fn run(json: bool) -> Result<(), Error> {
         }),
         ..app
     };
-    println!("(the bank gave Bor the ID \"bor\" and a one-time password)");
+    println!("{}", tr("demo-bor-otp", &[]));
     renew::enroll(&app, "bor", Some(&hex::encode(&bor_id)), true)?;
 
-    heading("The token now");
+    heading("demo-now");
     status::status(&app)?;
     drop(serving);
     drop(token);
     println!();
-    println!("Done; {} is removed.", dir.display());
+    println!("{}", tr("demo-done", &[("dir", Arg::Str(&dir_shown))]));
     Ok(())
 }
 
@@ -176,11 +191,20 @@ fn notice(token: &Token, id: &[u8], policy: &Policy) -> Result<(), Error> {
         if let Some(n) = passed
             && let NoticeKind::DaysBefore(d) = n.kind
         {
+            // The very text the agent shows.
+            let (summary, body) = crate::agent::notices::text(&cert, &n, now);
+            let due = crate::i18n::datetime(n.at);
             println!(
-                "desktop notice ({d}-day, due {}): \"Your bank certificate {} expires in {} days. Renew it now.\"",
-                rfc3339(n.at),
-                cert.subject,
-                crate::policy::days_left(cert.not_after, now)
+                "{}",
+                tr(
+                    "demo-notice",
+                    &[
+                        ("days", Arg::Num(i64::from(d))),
+                        ("due", Arg::Str(&due)),
+                        ("summary", Arg::Str(&summary)),
+                        ("body", Arg::Str(&body)),
+                    ],
+                )
             );
         }
     }

@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use super::{App, pin_state, token_line};
 use crate::Error;
 use crate::cert::verify;
+use crate::i18n::{Arg, Lang, tr_in};
 use crate::policy::State;
 use crate::prompt::PromptError;
 use crate::token::{Token, TokenError};
@@ -27,10 +28,10 @@ struct Check {
     fix: Option<String>,
 }
 
-#[derive(Default)]
 struct Report {
     checks: Vec<Check>,
     json: bool,
+    lang: Lang,
 }
 
 impl Report {
@@ -49,7 +50,8 @@ impl Report {
             };
             println!("{tag}  {:<12} {}", c.check, c.detail);
             if let Some(f) = &c.fix {
-                println!("      {:<12} fix: {f}", "");
+                let fix = tr_in(self.lang, "doctor-fix", &[("fix", Arg::Str(f))]);
+                println!("      {:<12} {fix}", "");
             }
         }
         self.checks.push(c);
@@ -63,12 +65,24 @@ impl Report {
     fn fail(&mut self, check: &str, detail: String, fix: &str) {
         self.add(check, Outcome::Fail, detail, Some(fix.to_string()));
     }
+    /// The message `id` in the report's language.
+    fn t(&self, id: &str) -> String {
+        tr_in(self.lang, id, &[])
+    }
+    fn ta(&self, id: &str, args: &[(&str, Arg<'_>)]) -> String {
+        tr_in(self.lang, id, args)
+    }
+    /// An error as this report's reader reads it, on one line.
+    fn said(&self, e: impl Into<Error>) -> String {
+        e.into().for_people(self.lang).replace("\n  ", " ")
+    }
 }
 
 pub(super) fn run(app: &App) -> Result<(), Error> {
     let mut r = Report {
+        checks: Vec::new(),
         json: app.json,
-        ..Report::default()
+        lang: app.lang,
     };
     checks(app, &mut r);
     let failed = r
@@ -91,122 +105,100 @@ pub(super) fn run(app: &App) -> Result<(), Error> {
 fn checks(app: &App, r: &mut Report) {
     match &app.config.source {
         Some(p) => r.ok("config", p.display().to_string()),
-        None => r.ok(
-            "config",
-            format!(
-                "built-in defaults (no file at {})",
-                crate::config::default_path()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "the XDG config dir".into())
-            ),
-        ),
+        None => {
+            let path = crate::config::default_path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| r.t("doctor-xdg"));
+            let detail = r.ta("doctor-config-defaults", &[("path", Arg::Str(&path))]);
+            r.ok("config", detail)
+        }
     }
 
     let module = match app.module() {
         Ok(m) => m,
         Err(e) => {
-            return r.fail(
-                "module",
-                e.to_string(),
-                "install the token's PKCS#11 module, or set [token] module to a profile name or library path",
-            );
+            let (detail, fix) = (r.said(e), r.t("doctor-module-fix"));
+            return r.fail("module", detail, &fix);
         }
     };
     let li = module.info();
-    r.ok(
-        "module",
-        format!(
-            "{} ({}; {} {})",
-            li.path,
-            li.profile
-                .as_deref()
-                .map(|p| format!("profile {p}"))
-                .unwrap_or_else(|| "no matching profile".into()),
-            li.manufacturer,
-            li.description
-        ),
+    let profile = match li.profile.as_deref() {
+        Some(p) => r.ta("cli-profile", &[("name", Arg::Str(p))]),
+        None => r.t("cli-no-profile"),
+    };
+    let detail = r.ta(
+        "doctor-module",
+        &[
+            ("path", Arg::Str(&li.path)),
+            ("profile", Arg::Str(&profile)),
+            ("maker", Arg::Str(&li.manufacturer)),
+            ("description", Arg::Str(&li.description)),
+        ],
     );
+    r.ok("module", detail);
 
     let token = match module.open(&app.config.token.selector) {
         Ok(t) => t,
         Err(e) => {
             let proxy = li.profile.as_deref() == Some("p11-kit-proxy");
-            return r.fail(
-                "token",
-                e.to_string(),
-                &if proxy {
-                    p11_kit_fix()
-                } else {
-                    "insert the token, and check [token] label, serial or uri".into()
-                },
-            );
+            let fix = if proxy {
+                p11_kit_fix(r.lang)
+            } else {
+                r.t("doctor-token-fix")
+            };
+            let detail = r.said(e);
+            return r.fail("token", detail, &fix);
         }
     };
     let info = match token.info() {
         Ok(i) => i,
-        Err(e) => return r.fail("token", e.to_string(), "insert the token and try again"),
+        Err(e) => {
+            let (detail, fix) = (r.said(e), r.t("doctor-insert-retry"));
+            return r.fail("token", detail, &fix);
+        }
     };
-    r.ok("token", token_line(&info));
+    r.ok("token", token_line(r.lang, &info));
 
-    let state = pin_state(&info);
+    let state = pin_state(r.lang, &info);
     if info.pin_locked {
-        return r.fail(
-            "pin",
-            "the user PIN is locked".into(),
-            "ask your bank administrator (the token's security officer) to unlock it",
-        );
+        let (detail, fix) = (r.t("doctor-pin-locked"), r.t("doctor-pin-locked-fix"));
+        return r.fail("pin", detail, &fix);
     } else if info.pin_final_try || info.pin_count_low {
-        r.warn(
-            "pin",
-            format!("PIN counter: {state}"),
-            "enter the PIN carefully: the token locks after too many wrong PINs",
-        );
+        let detail = r.ta("doctor-pin-counter", &[("state", Arg::Str(&state))]);
+        let fix = r.t("doctor-pin-counter-fix");
+        r.warn("pin", detail, &fix);
     } else if !info.user_pin_initialized {
-        return r.fail(
-            "pin",
-            "the user PIN is not initialised".into(),
-            "initialise the token's user PIN with its administration tool",
+        let (detail, fix) = (
+            r.t("doctor-pin-uninitialised"),
+            r.t("doctor-pin-uninitialised-fix"),
         );
+        return r.fail("pin", detail, &fix);
+    } else if info.protected_auth_path {
+        let detail = r.ta("doctor-pin-pad", &[("state", Arg::Str(&state))]);
+        r.ok("pin", detail);
     } else {
-        r.ok(
-            "pin",
-            format!(
-                "{state}{}",
-                if info.protected_auth_path {
-                    " (PIN pad)"
-                } else {
-                    ""
-                }
-            ),
-        );
+        r.ok("pin", state);
     }
 
-    match app.login(&token, "certagent doctor") {
-        Ok(()) => r.ok("login", "logged in".into()),
-        Err(Error::Token(e @ TokenError::PinIncorrect { .. })) => {
-            return r.fail(
-                "login",
-                e.to_string(),
-                "check the PIN and run `certagent doctor` again; certagent never retries a PIN by itself",
-            );
+    let purpose = r.t("purpose-doctor");
+    match app.login(&token, &purpose) {
+        Ok(()) => {
+            let detail = r.t("doctor-logged-in");
+            r.ok("login", detail)
         }
         Err(e) => {
             let fix = match &e {
-                Error::Prompt(PromptError::Unavailable { .. }) => {
-                    "run `certagent doctor` in a terminal to type the PIN (or set CERTAGENT_PIN for an unattended check)"
-                }
-                Error::Prompt(PromptError::Cancelled) => {
-                    "run `certagent doctor` again and enter the PIN"
-                }
-                Error::Token(TokenError::PinLocked) => {
-                    "ask your bank administrator (the token's security officer) to unlock the PIN"
-                }
+                Error::Token(TokenError::PinIncorrect { .. }) => "doctor-login-pin-fix",
+                Error::Prompt(PromptError::Unavailable { .. }) => "doctor-login-terminal-fix",
+                Error::Prompt(PromptError::Cancelled) => "doctor-login-again-fix",
+                Error::Token(TokenError::PinLocked) => "doctor-login-locked-fix",
                 Error::Token(TokenError::NotFound { .. } | TokenError::Removed { .. }) => {
-                    "insert the token and run `certagent doctor` again"
+                    "doctor-login-insert-fix"
                 }
-                _ => "correct what the message names, then run `certagent doctor` again",
+                _ => "doctor-login-other-fix",
             };
-            return r.fail("login", e.to_string(), fix);
+            let (detail, fix) = (r.said(e), r.t(fix));
+            return r.fail("login", detail, &fix);
         }
     }
 
@@ -218,7 +210,7 @@ fn checks(app: &App, r: &mut Report) {
 /// reads modules from /etc/pkcs11/modules/ and /usr/share/p11-kit/modules/
 /// and, for a process that does not run as root, from the user's
 /// ~/.config/pkcs11/modules/: as root, the user's list is skipped.
-fn p11_kit_fix() -> String {
+fn p11_kit_fix(lang: Lang) -> String {
     let user_dir = std::env::var_os("XDG_CONFIG_HOME")
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".config")))
@@ -239,22 +231,26 @@ fn p11_kit_fix() -> String {
     #[cfg(not(unix))]
     let root = false;
     match (root, user_dir) {
-        (true, Some(dir)) if user_modules > 0 => format!(
-            "p11-kit skips your own module list ({}, {user_modules} module(s)) in a program running as root: run certagent as your user, or register the module for everyone in /etc/pkcs11/modules/ (a NAME.module file with `module: /path/to/lib.so`)",
-            dir.display()
-        ),
-        _ => "insert the token; p11-kit's proxy shows only modules registered with p11-kit (`p11-kit list-modules`): register the token's module in /etc/pkcs11/modules/ or ~/.config/pkcs11/modules/, or set [token] module to the module itself".into(),
+        (true, Some(dir)) if user_modules > 0 => {
+            let dir = dir.display().to_string();
+            tr_in(
+                lang,
+                "doctor-p11kit-root-fix",
+                &[
+                    ("dir", Arg::Str(&dir)),
+                    ("count", Arg::Num(user_modules as i64)),
+                ],
+            )
+        }
+        _ => tr_in(lang, "doctor-p11kit-fix", &[]),
     }
 }
 
 /// The bank answers `/cacerts` over TLS verified against `server_roots`.
 fn bank_check(app: &App, r: &mut Report) {
     let Some(bank) = &app.config.bank else {
-        return r.warn(
-            "bank",
-            "no [bank] section in the configuration".into(),
-            "add [bank] est_url and server_roots to renew from certagent",
-        );
+        let (detail, fix) = (r.t("doctor-no-bank"), r.t("doctor-no-bank-fix"));
+        return r.warn("bank", detail, &fix);
     };
     let fetched = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -267,13 +263,17 @@ fn bank_check(app: &App, r: &mut Report) {
                 .first()
                 .and_then(|d| crate::cert::Cert::from_der(d).ok())
                 .map_or_else(|| "?".to_string(), |c| c.subject);
-            r.ok("bank", format!("{} answers; issuing CA {ca}", bank.est_url));
+            let url = bank.est_url.to_string();
+            let detail = r.ta(
+                "doctor-bank-ok",
+                &[("url", Arg::Str(&url)), ("ca", Arg::Str(&ca))],
+            );
+            r.ok("bank", detail);
         }
-        Err(e) => r.fail(
-            "bank",
-            e.to_string(),
-            "check the network, [bank] est_url, and that server_roots holds the bank's TLS trust anchor",
-        ),
+        Err(e) => {
+            let (detail, fix) = (r.said(e), r.t("doctor-bank-fix"));
+            r.fail("bank", detail, &fix)
+        }
     }
 }
 
@@ -281,82 +281,73 @@ fn key_checks(app: &App, token: &Token, r: &mut Report) {
     let certs = match app.certificates(token) {
         Ok(c) => c.bank,
         Err(e) => {
-            return r.fail(
-                "certificates",
-                e.to_string(),
-                "insert the token and try again",
-            );
+            let (detail, fix) = (r.said(e), r.t("doctor-insert-retry"));
+            return r.fail("certificates", detail, &fix);
         }
     };
     if certs.is_empty() {
-        return r.fail(
-            "certificates",
-            "no bank certificate on the token".into(),
-            "obtain one with `certagent enroll --user ID` and the bank's one-time password",
-        );
+        let (detail, fix) = (r.t("doctor-no-cert"), r.t("doctor-no-cert-fix"));
+        return r.fail("certificates", detail, &fix);
     }
     let now = OffsetDateTime::now_utc();
     // A fresh random challenge: a key that merely replays a signature fails.
     let mut challenge = [0u8; 32];
     if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut challenge).is_err() {
-        return r.fail(
-            "certificates",
-            "no system randomness".into(),
-            "check the system",
-        );
+        let (detail, fix) = (r.t("doctor-no-random"), r.t("doctor-no-random-fix"));
+        return r.fail("certificates", detail, &fix);
     }
     for c in &certs {
         let name = format!("cert {}", short(&c.id));
-        let who = &c.cert.subject;
+        let who = c.cert.holder();
         let a = app
             .config
             .policy
             .assess(c.cert.not_before, c.cert.not_after, now);
+        let when = crate::i18n::expiry_in(
+            r.lang,
+            crate::policy::expires(c.cert.not_after).then_some(a.days_left),
+        );
+        let (who, when) = (Arg::Str(&who), Arg::Str(&when));
         match a.state {
-            State::Valid => r.ok(
-                &name,
-                format!("{who}: valid, {}", crate::i18n::expiry(Some(a.days_left))),
-            ),
+            State::Valid => {
+                let detail = r.ta("doctor-cert-valid", &[("who", who), ("when", when)]);
+                r.ok(&name, detail)
+            }
             // The lifecycle is `status`'s business; here it is a warning,
             // since the token itself works.
-            _ => r.warn(
-                &name,
-                format!(
-                    "{who}: {} ({})",
-                    a.state,
-                    crate::i18n::expiry(Some(a.days_left))
-                ),
-                a.state.advice(),
-            ),
+            _ => {
+                let state = a.state.name_in(r.lang);
+                let detail = r.ta(
+                    "doctor-cert-state",
+                    &[("who", who), ("state", Arg::Str(&state)), ("when", when)],
+                );
+                let fix = a.state.advice_in(r.lang);
+                r.warn(&name, detail, &fix)
+            }
         }
         let key = match token.private_key(&c.id) {
             Ok(Some(k)) => k,
             Ok(None) => {
-                r.fail(
-                    &name,
-                    format!("no private key with id {} on the token", hex::encode(&c.id)),
-                    "the certificate is unusable without its key; obtain a new one with `certagent enroll`",
-                );
+                let id = hex::encode(&c.id);
+                let detail = r.ta("doctor-no-key", &[("id", Arg::Str(&id))]);
+                let fix = r.t("doctor-no-key-fix");
+                r.fail(&name, detail, &fix);
                 continue;
             }
             Err(e) => {
-                r.fail(&name, e.to_string(), "insert the token and try again");
+                let (detail, fix) = (r.said(e), r.t("doctor-insert-retry"));
+                r.fail(&name, detail, &fix);
                 continue;
             }
         };
         if key.extractable || !key.sensitive {
-            r.warn(
-                &name,
-                format!(
-                    "the private key is {}",
-                    if key.extractable {
-                        "extractable"
-                    } else {
-                        "not sensitive"
-                    }
-                ),
-                "renew the certificate: certagent's new keys never leave the token",
-            );
+            let detail = r.t(if key.extractable {
+                "doctor-key-extractable"
+            } else {
+                "doctor-key-not-sensitive"
+            });
+            let fix = r.t("doctor-key-exposed-fix");
+            r.warn(&name, detail, &fix);
         }
         let mut signed = Vec::new();
         for &scheme in c.cert.schemes() {
@@ -368,46 +359,39 @@ fn key_checks(app: &App, token: &Token, r: &mut Report) {
                     signed.push(scheme.jws_name())
                 }
                 Ok(_) => {
-                    r.fail(
-                        &name,
-                        format!("a {scheme} signature by the key does not verify against the certificate"),
-                        "the key and certificate do not belong together; obtain a new certificate with `certagent enroll`",
-                    );
+                    let scheme = scheme.to_string();
+                    let detail = r.ta("doctor-sig-mismatch", &[("scheme", Arg::Str(&scheme))]);
+                    let fix = r.t("doctor-sig-mismatch-fix");
+                    r.fail(&name, detail, &fix);
                     signed.clear();
                     break;
                 }
                 Err(e) => {
-                    r.fail(
-                        &name,
-                        format!("{scheme} signing failed: {e}"),
-                        "insert the token and try again",
+                    let (scheme, error) = (scheme.to_string(), r.said(e));
+                    let detail = r.ta(
+                        "doctor-sign-failed",
+                        &[("scheme", Arg::Str(&scheme)), ("error", Arg::Str(&error))],
                     );
+                    let fix = r.t("doctor-insert-retry");
+                    r.fail(&name, detail, &fix);
                     signed.clear();
                     break;
                 }
             }
         }
         if !signed.is_empty() {
-            r.ok(
-                &name,
-                format!(
-                    "key signs and matches the certificate ({})",
-                    signed.join(", ")
-                ),
-            );
+            let schemes = signed.join(", ");
+            let detail = r.ta("doctor-key-ok", &[("schemes", Arg::Str(&schemes))]);
+            r.ok(&name, detail);
         } else if !r
             .checks
             .last()
             .is_some_and(|l| l.check == name && l.outcome == Outcome::Fail)
         {
-            r.fail(
-                &name,
-                format!(
-                    "the token offers no way to sign with this {} key",
-                    c.cert.key
-                ),
-                "check the token's driver profile and mechanisms (`certagent tokens`)",
-            );
+            let key = c.cert.key.to_string();
+            let detail = r.ta("doctor-no-scheme", &[("key", Arg::Str(&key))]);
+            let fix = r.t("doctor-no-scheme-fix");
+            r.fail(&name, detail, &fix);
         }
     }
 }

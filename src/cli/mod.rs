@@ -17,6 +17,7 @@ use crate::Error;
 use crate::cert::{BankIssuers, StatusEntry, TokenCerts};
 use crate::config::Config;
 use crate::drivers::Drivers;
+use crate::i18n::{Arg, Lang, tr_in};
 use crate::policy::Policy;
 use crate::prompt::{Prompt, TerminalPrompt};
 use crate::token::{Module, Token, TokenInfo};
@@ -104,6 +105,9 @@ pub(crate) struct App {
     pub config: Config,
     pub drivers: Drivers,
     pub json: bool,
+    /// The language of human-readable output: the user's; English with
+    /// `--json`, whose texts stay the same for every script.
+    pub lang: Lang,
     pub prompt: Box<dyn Prompt>,
 }
 
@@ -128,6 +132,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         config,
         drivers,
         json: cli.json,
+        lang: if cli.json { Lang::En } else { Lang::current() },
         // A one-shot command run with CERTAGENT_PIN/OTP set opts in.
         prompt: Box::new(TerminalPrompt { unattended: true }),
     };
@@ -150,6 +155,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
 }
 
 impl App {
+    /// The message `id` in the output's language.
+    pub fn tr(&self, id: &str, args: &[(&str, Arg<'_>)]) -> String {
+        tr_in(self.lang, id, args)
+    }
+
     pub fn module(&self) -> Result<Arc<Module>, Error> {
         Ok(Module::load(&self.config.token.module, &self.drivers)?)
     }
@@ -174,7 +184,7 @@ impl App {
             return Err(crate::token::TokenError::PinLocked.into());
         }
         if info.protected_auth_path {
-            eprintln!("Enter the PIN on the reader's PIN pad.");
+            eprintln!("{}", self.tr("cli-enter-on-pad", &[]));
             token.login(None)?;
         } else {
             let pin = self.prompt.pin(&info, purpose)?;
@@ -198,8 +208,10 @@ impl App {
             Err(unlearnt) => {
                 let (known, e) = *unlearnt;
                 if !known.known() {
+                    let reason = e.to_string();
                     eprintln!(
-                        "note: the bank's issuing CA is not known yet ({e}); no certificate is taken for the bank's"
+                        "{}",
+                        self.tr("cli-issuers-unknown", &[("reason", Arg::Str(&reason))])
                     );
                 }
                 known
@@ -266,24 +278,47 @@ pub(crate) fn status_entry(c: &TokenCert, policy: &Policy, now: OffsetDateTime) 
 }
 
 /// The token line shared by human-readable outputs.
-pub(crate) fn token_line(t: &TokenInfo) -> String {
-    format!(
-        "token {:?} (serial {}, {} {})",
-        t.label, t.serial, t.manufacturer, t.model
+pub(crate) fn token_line(lang: Lang, t: &TokenInfo) -> String {
+    // The label quoted and escaped: it is the token's, not ours.
+    let label = format!("{:?}", t.label);
+    tr_in(
+        lang,
+        "cli-token",
+        &[
+            ("label", Arg::Str(&label)),
+            ("serial", Arg::Str(&t.serial)),
+            ("maker", Arg::Str(&t.manufacturer)),
+            ("model", Arg::Str(&t.model)),
+        ],
     )
 }
 
 /// PIN state in words.
-pub(crate) fn pin_state(t: &TokenInfo) -> &'static str {
-    if t.pin_locked {
-        "LOCKED"
+pub(crate) fn pin_state(lang: Lang, t: &TokenInfo) -> String {
+    let id = if t.pin_locked {
+        "pin-state-locked"
     } else if t.pin_final_try {
-        "final try"
+        "pin-state-final-try"
     } else if t.pin_count_low {
-        "count low"
+        "pin-state-count-low"
     } else if !t.user_pin_initialized {
-        "not initialised"
+        "pin-state-uninitialised"
     } else {
-        "ok"
-    }
+        "pin-state-ok"
+    };
+    tr_in(lang, id, &[])
+}
+
+/// `label` padded to `width` columns as a terminal shows it (CJK
+/// characters take two), and followed by one space at least.
+pub(crate) fn pad(label: &str, width: usize) -> String {
+    let cols: usize = label.chars().map(|c| if is_wide(c) { 2 } else { 1 }).sum();
+    format!("{label}{}", " ".repeat(width.saturating_sub(cols).max(1)))
+}
+
+fn is_wide(c: char) -> bool {
+    matches!(u32::from(c),
+        0x1100..=0x115F | 0x2E80..=0x303E | 0x3041..=0x33FF | 0x3400..=0x4DBF
+        | 0x4E00..=0x9FFF | 0xA960..=0xA97F | 0xAC00..=0xD7A3 | 0xF900..=0xFAFF
+        | 0xFE30..=0xFE4F | 0xFF00..=0xFF60 | 0xFFE0..=0xFFE6)
 }

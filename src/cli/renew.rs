@@ -12,6 +12,7 @@ use super::{App, TokenCert, runtime};
 use crate::Error;
 use crate::config::BankConfig;
 use crate::est::EstClient;
+use crate::i18n::Arg;
 use crate::renewal::{self, Plan, Renewal, Step};
 use crate::token::TokenError;
 
@@ -95,24 +96,26 @@ fn run(app: &App, ask: Ask<'_>, id: Option<&str>, yes: bool) -> Result<(), Error
     .map_err(renewal_error)?;
     let (doing, question, cancelled, purpose) = match ask {
         Ask::Renew => (
-            "Renewing",
-            "Renew this certificate now? A new key is generated on the token.",
-            "renewal cancelled",
-            "renew the bank certificate",
+            "renew-doing",
+            "renew-question",
+            "renew-cancelled",
+            "purpose-renew",
         ),
         Ask::Enroll { .. } => (
-            "Obtaining",
-            "Obtain a new certificate now? A new key is generated on the token.",
-            "enrolment cancelled",
-            "obtain a new bank certificate",
+            "enroll-doing",
+            "enroll-question",
+            "enroll-cancelled",
+            "purpose-enroll",
         ),
     };
+    let described = plan.describe_in(app.lang);
+    let described = &[("plan", Arg::Str(&described))];
     match &plan {
-        Plan::Resume(_) => eprintln!("Resuming {}.", plan.describe()),
+        Plan::Resume(_) => eprintln!("{}", app.tr("resuming", described)),
         Plan::Start(_) => {
-            eprintln!("{doing}: {}.", plan.describe());
-            if !yes && !app.prompt.confirm(question)? {
-                return Err(Error::Usage(cancelled.into()));
+            eprintln!("{}", app.tr(doing, described));
+            if !yes && !app.prompt.confirm(&app.tr(question, &[]))? {
+                return Err(Error::Usage(app.tr(cancelled, &[])));
             }
         }
     }
@@ -121,7 +124,7 @@ fn run(app: &App, ask: Ask<'_>, id: Option<&str>, yes: bool) -> Result<(), Error
         Ask::Enroll { user } => Some(app.prompt.otp(user)?),
         Ask::Renew => None,
     };
-    app.login(&token, purpose)?;
+    app.login(&token, &app.tr(purpose, &[]))?;
     let rt = runtime()?;
     let result = rt.block_on(renewal::execute(
         Renewal {
@@ -145,7 +148,7 @@ fn run(app: &App, ask: Ask<'_>, id: Option<&str>, yes: bool) -> Result<(), Error
 
 fn finish(app: &App, result: Result<TokenCert, renewal::RenewalError>) -> Result<(), Error> {
     let new = result.map_err(renewal_error)?;
-    eprintln!("[done] the new certificate is on the token:");
+    eprintln!("[done] {}", app.tr("renew-done", &[]));
     // Shown from what was installed (read back and test-signed by the
     // renewal): no second pass over the token.
     print_certificate(app, &new)

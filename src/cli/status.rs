@@ -3,9 +3,10 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::{App, TokenCert, status_entry, token_line};
+use super::{App, TokenCert, pad, status_entry, token_line};
 use crate::Error;
 use crate::cert::{StatusEntry, rfc3339};
+use crate::i18n::{Arg, datetime_in};
 use crate::token::TokenInfo;
 
 #[derive(Serialize)]
@@ -62,44 +63,67 @@ pub(super) fn status(app: &App) -> Result<(), Error> {
             other_certificates: others,
         });
     }
-    println!("{}", token_line(&info));
+    println!("{}", token_line(app.lang, &info));
     if !others.is_empty() {
         println!();
-        println!("  other certificates (not the bank's; certagent leaves them alone):");
+        println!("  {}", app.tr("status-others", &[]));
         for o in &others {
-            println!("    {} (id {}), issued by {}", o.subject, o.id, o.issuer);
+            let line = app.tr(
+                "status-other",
+                &[
+                    ("subject", Arg::Str(&o.subject)),
+                    ("id", Arg::Str(&o.id)),
+                    ("issuer", Arg::Str(&o.issuer)),
+                ],
+            );
+            println!("    {line}");
         }
     }
     if entries.is_empty() {
-        println!("no bank certificate on the token; obtain one with `certagent enroll --user ID`");
+        println!("{}", app.tr("status-none", &[]));
         return Ok(());
     }
+    let field = |id: &str| pad(&app.tr(id, &[]), 12);
     for (c, e) in certs.bank.iter().zip(&entries) {
+        // Named by its holder; `show` has the whole subject.
         println!();
-        println!("  {}", e.subject);
-        println!("    id          {}", e.id);
-        println!("    serial      {}", e.serial);
-        if crate::policy::expires(c.cert.not_after) {
-            println!("    valid       {} to {}", e.not_before, e.not_after);
-            println!(
-                "    state       {} ({}): {}",
-                e.state,
-                crate::i18n::expiry(Some(e.days_left)),
-                e.state.advice()
-            );
+        println!("  {}", c.cert.holder());
+        println!("    {}{}", field("field-id"), e.id);
+        println!("    {}{}", field("field-serial"), e.serial);
+        let (from, until) = (
+            crate::i18n::datetime_in(app.lang, c.cert.not_before),
+            crate::i18n::datetime_in(app.lang, c.cert.not_after),
+        );
+        let range = app.tr(
+            "valid-range",
+            &[("from", Arg::Str(&from)), ("until", Arg::Str(&until))],
+        );
+        let expires = crate::policy::expires(c.cert.not_after);
+        if expires {
+            println!("    {}{range}", field("field-valid"));
         } else {
             println!(
-                "    valid       {} to {} (no expiry date)",
-                e.not_before, e.not_after
-            );
-            println!(
-                "    state       {} (never expires): {}",
-                e.state,
-                e.state.advice()
+                "    {}{range} {}",
+                field("field-valid"),
+                app.tr("no-expiry-date", &[])
             );
         }
-        if let Some(n) = &e.next_notice {
-            println!("    next notice {n}");
+        let (state, when) = (
+            e.state.name_in(app.lang),
+            crate::i18n::expiry_in(app.lang, expires.then_some(e.days_left)),
+        );
+        let state = app.tr(
+            "state-when",
+            &[("state", Arg::Str(&state)), ("when", Arg::Str(&when))],
+        );
+        let advice = e.state.advice_in(app.lang);
+        let line = app.tr(
+            "status-state",
+            &[("state", Arg::Str(&state)), ("advice", Arg::Str(&advice))],
+        );
+        println!("    {}{line}", field("field-state"));
+        if let Some(n) = a_next_notice(app, c) {
+            println!("    {}{n}", field("field-next-notice"));
         }
     }
     Ok(())
@@ -194,54 +218,91 @@ pub(super) fn print_certificate(app: &App, c: &TokenCert) -> Result<(), Error> {
     if app.json {
         return app.print_json(&report);
     }
-    print!("{}", describe(&report));
+    print!("{}", describe(app, c, &report));
     Ok(())
 }
 
-fn describe(r: &ShowReport<'_>) -> String {
+/// When the next notice about `c` is due, as people read it.
+fn a_next_notice(app: &App, c: &TokenCert) -> Option<String> {
+    let a = app.config.policy.assess(
+        c.cert.not_before,
+        c.cert.not_after,
+        OffsetDateTime::now_utc(),
+    );
+    a.next_notice.map(|n| datetime_in(app.lang, n.at))
+}
+
+fn describe(app: &App, c: &TokenCert, r: &ShowReport<'_>) -> String {
+    let lang = app.lang;
     let s = &r.status;
+    let a = app.config.policy.assess(
+        c.cert.not_before,
+        c.cert.not_after,
+        OffsetDateTime::now_utc(),
+    );
     let mut out = String::new();
-    let mut line = |k: &str, v: &str| out.push_str(&format!("{k:<18}{v}\n"));
-    line("Subject", &s.subject);
-    line("Issued by", r.issuer);
-    line("Serial number", &s.serial);
-    line("Valid from", &s.not_before);
+    let mut line = |k: &str, v: &str| out.push_str(&format!("{}{v}\n", pad(&app.tr(k, &[]), 18)));
+    line("show-subject", &s.subject);
+    line("show-issuer", r.issuer);
+    line("show-serial", &s.serial);
+    line("show-valid-from", &datetime_in(lang, c.cert.not_before));
+    let until = datetime_in(lang, c.cert.not_after);
+    let state = s.state.name_in(lang);
+    let when = crate::i18n::expiry_in(lang, r.expires.then_some(s.days_left));
+    let state = app.tr(
+        "state-when",
+        &[("state", Arg::Str(&state)), ("when", Arg::Str(&when))],
+    );
     if r.expires {
-        line("Valid until", &s.not_after);
+        line("show-valid-until", &until);
+    } else {
         line(
-            "State",
-            &format!("{} ({})", s.state, crate::i18n::expiry(Some(s.days_left))),
+            "show-valid-until",
+            &format!("{until} {}", app.tr("no-expiry-date", &[])),
+        );
+    }
+    line("show-state", &state);
+    line("show-advice", &s.state.advice_in(lang));
+    if r.expires {
+        line(
+            "show-renewal-opens",
+            &a.renewal_opens
+                .map_or_else(|| app.tr("show-never", &[]), |t| datetime_in(lang, t)),
+        );
+        line(
+            "show-grace-ends",
+            &a.grace_ends
+                .map_or_else(|| app.tr("show-no-end", &[]), |t| datetime_in(lang, t)),
         );
     } else {
-        line("Valid until", &format!("{} (no expiry date)", s.not_after));
-        line("State", &format!("{} (never expires)", s.state));
+        line("show-renewal-opens", &app.tr("show-never-renews", &[]));
     }
-    line("What to do", r.advice);
-    if r.expires {
-        line(
-            "Renewal opens",
-            r.renewal_opens.as_deref().unwrap_or("never"),
-        );
-        line("New one until", r.grace_ends.as_deref().unwrap_or("no end"));
-    } else {
-        line("Renewal opens", "never (the certificate does not expire)");
+    if let Some(n) = a.next_notice {
+        line("show-next-notice", &datetime_in(lang, n.at));
     }
-    if let Some(n) = &s.next_notice {
-        line("Next notice", n);
-    }
-    line("Key", &r.key);
+    line("show-key", &r.key);
     if !r.subject_alt_names.is_empty() {
-        line("Alternative names", &r.subject_alt_names.join(", "));
+        line("show-san", &r.subject_alt_names.join(", "));
     }
     line(
-        "Client logon",
-        if r.client_auth {
-            "allowed"
-        } else {
-            "NOT allowed by the certificate's key usage"
-        },
+        "show-client-auth",
+        &app.tr(
+            if r.client_auth {
+                "show-client-auth-yes"
+            } else {
+                "show-client-auth-no"
+            },
+            &[],
+        ),
     );
-    line("Token object", &format!("id {} label {:?}", s.id, r.label));
+    let label = format!("{:?}", r.label);
+    line(
+        "show-object",
+        &app.tr(
+            "show-object-value",
+            &[("id", Arg::Str(&s.id)), ("label", Arg::Str(&label))],
+        ),
+    );
     line("SHA-256", r.sha256_fingerprint);
     out
 }

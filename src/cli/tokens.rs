@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use super::{App, pin_state};
 use crate::Error;
+use crate::i18n::Arg;
 use crate::token::{LibraryInfo, SlotReport};
 
 #[derive(Serialize)]
@@ -36,41 +37,69 @@ pub(super) fn run(app: &App) -> Result<(), Error> {
             slots,
         });
     }
+    let profile = match info.profile.as_deref() {
+        Some(p) => app.tr("cli-profile", &[("name", Arg::Str(p))]),
+        None => app.tr("cli-no-profile", &[]),
+    };
+    let version = info.cryptoki_version.to_string();
     println!(
-        "module {} ({}{} {}, PKCS#11 {})",
-        info.path,
-        info.profile
-            .as_deref()
-            .map(|p| format!("profile {p}; "))
-            .unwrap_or_else(|| "no matching profile; ".into()),
-        info.manufacturer,
-        info.description,
-        info.cryptoki_version
+        "{}",
+        app.tr(
+            "cli-module",
+            &[
+                ("path", Arg::Str(&info.path)),
+                ("profile", Arg::Str(&profile)),
+                ("maker", Arg::Str(&info.manufacturer)),
+                ("description", Arg::Str(&info.description)),
+                ("version", Arg::Str(&version)),
+            ],
+        )
     );
     if slots.is_empty() {
-        println!("no slots");
+        println!("{}", app.tr("cli-no-slots", &[]));
     }
     for s in &slots {
+        // Names from the token are quoted and escaped: they are its, not ours.
+        let slot = format!("{:?}", s.slot_description);
+        let slot = Arg::Str(&slot);
         match &s.token {
-            None => println!("- slot {:?}: no token", s.slot_description),
+            None => println!("- {}", app.tr("cli-slot-empty", &[("slot", slot)])),
             Some(t) if !t.initialized => {
-                println!("- slot {:?}: token not initialised", s.slot_description)
+                println!("- {}", app.tr("cli-slot-uninitialised", &[("slot", slot)]))
             }
             Some(t) => {
-                println!("- slot {:?}: token {:?}", s.slot_description, t.label);
-                println!("    serial {}, {} {}", t.serial, t.manufacturer, t.model);
+                let label = format!("{:?}", t.label);
                 println!(
-                    "    PIN {}{}{}",
-                    pin_state(t),
+                    "- {}",
+                    app.tr(
+                        "cli-slot-token",
+                        &[("slot", slot), ("label", Arg::Str(&label))]
+                    )
+                );
+                println!(
+                    "    {}",
+                    app.tr(
+                        "cli-serial-maker",
+                        &[
+                            ("serial", Arg::Str(&t.serial)),
+                            ("maker", Arg::Str(&t.manufacturer)),
+                            ("model", Arg::Str(&t.model)),
+                        ],
+                    )
+                );
+                let state = pin_state(app.lang, t);
+                println!(
+                    "    {}{}{}",
+                    app.tr("cli-pin", &[("state", Arg::Str(&state))]),
                     if t.protected_auth_path {
-                        ", PIN pad (protected authentication path)"
+                        app.tr("cli-pin-pad", &[])
                     } else {
-                        ""
+                        String::new()
                     },
                     if t.pin_to_be_changed {
-                        ", must be changed"
+                        app.tr("cli-pin-change", &[])
                     } else {
-                        ""
+                        String::new()
                     },
                 );
                 println!("    {}", t.uri());

@@ -37,6 +37,9 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::i18n::{Arg, Lang, datetime_in, tr, tr_in};
 
 use crate::cert::{BankIssuers, Cert, TokenCert, TokenCerts, rfc3339};
 use crate::config::BankConfig;
@@ -141,40 +144,71 @@ pub enum Plan {
 }
 
 impl Plan {
-    /// One sentence for the consent question and the terminal.
+    /// One sentence for the consent question and the terminal, in the
+    /// user's language.
     pub fn describe(&self) -> String {
+        self.describe_in(Lang::current())
+    }
+
+    /// [`Plan::describe`] in `lang`.
+    pub fn describe_in(&self, lang: Lang) -> String {
         match self {
             Plan::Resume(j) => {
-                let what = match &j.entry.kind {
-                    Kind::Renew => "renewal".to_string(),
-                    Kind::Enroll { user } => format!("enrolment of user {user}"),
-                };
                 let of = j
                     .old_cert()
                     .ok()
                     .flatten()
-                    .map(|c| format!(" of {}", c.subject))
+                    .map(|c| tr_in(lang, "plan-of", &[("who", Arg::Str(&c.holder()))]))
                     .unwrap_or_default();
-                format!(
-                    "the {what}{of} interrupted at step {} (started {})",
-                    j.entry.step.as_str(),
-                    j.entry.started
-                )
+                // The journal's instant, as people read it when it parses.
+                let started = OffsetDateTime::parse(&j.entry.started, &Rfc3339)
+                    .map_or_else(|_| j.entry.started.clone(), |t| datetime_in(lang, t));
+                let mut args = vec![
+                    ("of", Arg::Str(&of)),
+                    ("step", Arg::Str(j.entry.step.as_str())),
+                    ("started", Arg::Str(&started)),
+                ];
+                match &j.entry.kind {
+                    Kind::Renew => tr_in(lang, "plan-resume-renewal", &args),
+                    Kind::Enroll { user } => {
+                        args.push(("user", Arg::Str(user)));
+                        tr_in(lang, "plan-resume-enrolment", &args)
+                    }
+                }
             }
             Plan::Start(r) => match (&r.kind, &r.old) {
-                (Kind::Renew, Some(o)) => format!(
-                    "renewal of {} (id {}), expiring {}",
-                    o.cert.subject,
-                    hex::encode(&o.id),
-                    rfc3339(o.cert.not_after)
-                ),
-                (Kind::Enroll { user }, Some(o)) => format!(
-                    "a new certificate for user {user} to replace {} (id {})",
-                    o.cert.subject,
-                    hex::encode(&o.id)
-                ),
-                (Kind::Enroll { user }, None) => format!("a first certificate for user {user}"),
-                (Kind::Renew, None) => "renewal".to_string(),
+                (Kind::Renew, Some(o)) => {
+                    let (who, id, date) = (
+                        o.cert.holder(),
+                        hex::encode(&o.id),
+                        datetime_in(lang, o.cert.not_after),
+                    );
+                    tr_in(
+                        lang,
+                        "plan-renew",
+                        &[
+                            ("who", Arg::Str(&who)),
+                            ("id", Arg::Str(&id)),
+                            ("date", Arg::Str(&date)),
+                        ],
+                    )
+                }
+                (Kind::Enroll { user }, Some(o)) => {
+                    let (who, id) = (o.cert.holder(), hex::encode(&o.id));
+                    tr_in(
+                        lang,
+                        "plan-enroll-replace",
+                        &[
+                            ("user", Arg::Str(user)),
+                            ("who", Arg::Str(&who)),
+                            ("id", Arg::Str(&id)),
+                        ],
+                    )
+                }
+                (Kind::Enroll { user }, None) => {
+                    tr_in(lang, "plan-enroll-first", &[("user", Arg::Str(user))])
+                }
+                (Kind::Renew, None) => tr_in(lang, "plan-renew-any", &[]),
             },
         }
     }
@@ -467,9 +501,9 @@ async fn execute_inner(r: Renewal<'_>, plan: Plan) -> Result<TokenCert, RenewalE
             let j = *j;
             r.progress.step(
                 j.entry.step,
-                &format!(
-                    "resuming the attempt interrupted at step {}",
-                    j.entry.step.as_str()
+                &tr(
+                    "step-resuming",
+                    &[("step", Arg::Str(j.entry.step.as_str()))],
                 ),
             );
             let label = label_of(&r.token, j.old_id().as_deref());
@@ -632,7 +666,10 @@ impl Workflow<'_> {
             match blocking(|| self.token.delete_all(&id)) {
                 Ok(n) if n > 0 => self.progress.step(
                     e.step,
-                    &format!("removed the unused candidate key {}", hex::encode(&id)),
+                    &tr(
+                        "step-removed-candidate",
+                        &[("id", Arg::Str(&hex::encode(&id)))],
+                    ),
                 ),
                 Ok(_) => {}
                 Err(err) => {
@@ -664,16 +701,17 @@ impl Workflow<'_> {
                     };
                     let key: GeneratedKey = match adopted {
                         Some(key) => {
-                            self.progress.step(
-                                Step::GeneratingKey,
-                                "found the candidate key of the interrupted attempt",
-                            );
+                            self.progress
+                                .step(Step::GeneratingKey, &tr("step-found-candidate", &[]));
                             key
                         }
                         None => {
                             self.progress.step(
                                 Step::GeneratingKey,
-                                &format!("generating a new {} key on the token", j.entry.key),
+                                &tr(
+                                    "step-generating",
+                                    &[("key", Arg::Str(&j.entry.key.to_string()))],
+                                ),
                             );
                             let key =
                                 blocking(|| self.token.generate_key_pair(j.entry.key, &label_c))?;
@@ -689,10 +727,8 @@ impl Workflow<'_> {
                 Step::KeyReady => {
                     let id = self.candidate_id(j)?;
                     let spki = unb64(&j.entry.candidate_spki, "candidate key")?;
-                    self.progress.step(
-                        Step::KeyReady,
-                        "signing the certificate request on the token",
-                    );
+                    self.progress
+                        .step(Step::KeyReady, &tr("step-signing-csr", &[]));
                     let csr = blocking(|| {
                         crate::csr::build_for(&self.token, &id, &spki, old_cert.as_ref())
                     })
@@ -709,7 +745,7 @@ impl Workflow<'_> {
                     crash_point("after-submit");
                     let spki = unb64(&j.entry.candidate_spki, "candidate key")?;
                     self.progress
-                        .step(Step::CsrReady, "checking the certificate the bank issued");
+                        .step(Step::CsrReady, &tr("step-checking", &[]));
                     let new = verify_issued(
                         &certs,
                         &spki,
@@ -749,7 +785,7 @@ impl Workflow<'_> {
                             .any(|c| c.der == der && c.id == id);
                     if !present {
                         self.progress
-                            .step(Step::Installing, "writing the new certificate to the token");
+                            .step(Step::Installing, &tr("step-installing", &[]));
                         blocking(|| self.token.write_certificate(&id, label, &der))?;
                         crash_point("after-install");
                         written_here = true;
@@ -760,10 +796,8 @@ impl Workflow<'_> {
                 Step::Installed => {
                     let id = self.candidate_id(j)?;
                     let der = unb64(&j.entry.issued, "issued certificate")?;
-                    self.progress.step(
-                        Step::Installed,
-                        "reading the certificate back and test-signing with the new key",
-                    );
+                    self.progress
+                        .step(Step::Installed, &tr("step-reading-back", &[]));
                     // Read back: the object this run wrote through its handle,
                     // else every certificate under the id.
                     let back: Vec<Vec<u8>> = if written_here {
@@ -839,10 +873,7 @@ impl Workflow<'_> {
         if foreign {
             self.progress.step(
                 Step::RetiringOld,
-                &format!(
-                    "left id {} alone: it no longer holds the certificate this renewal replaced",
-                    hex::encode(old)
-                ),
+                &tr("step-left-alone", &[("id", Arg::Str(&hex::encode(old)))]),
             );
             return Ok(());
         }
@@ -851,10 +882,7 @@ impl Workflow<'_> {
         if n > 0 {
             self.progress.step(
                 Step::RetiringOld,
-                &format!(
-                    "removed the old certificate and key (id {})",
-                    hex::encode(old)
-                ),
+                &tr("step-removed-old", &[("id", Arg::Str(&hex::encode(old)))]),
             );
         }
         Ok(())
@@ -878,9 +906,12 @@ impl Workflow<'_> {
             self.progress.step(
                 Step::CsrReady,
                 &if attempt == 1 {
-                    "sending the certificate request to the bank".to_string()
+                    tr("step-sending", &[])
                 } else {
-                    format!("sending the same request again (attempt {attempt})")
+                    tr(
+                        "step-sending-again",
+                        &[("attempt", Arg::Num(i64::from(attempt)))],
+                    )
                 },
             );
             let answer = match kind {
@@ -904,9 +935,12 @@ impl Workflow<'_> {
                     }
                     self.progress.step(
                         Step::CsrReady,
-                        &format!(
-                            "the bank is processing the request; asking again in {}s",
-                            after.as_secs()
+                        &tr(
+                            "step-bank-busy",
+                            &[(
+                                "seconds",
+                                Arg::Num(i64::try_from(after.as_secs()).unwrap_or(i64::MAX)),
+                            )],
                         ),
                     );
                     tokio::time::sleep(after).await;
@@ -1031,10 +1065,7 @@ pub async fn bank_ca_certs(
     if let Some(path) = &bank.ca_certs {
         return read_pinned(path);
     }
-    progress.step(
-        Step::Started,
-        "fetching the bank's CA certificates (/cacerts)",
-    );
+    progress.step(Step::Started, &tr("step-fetching-cacerts", &[]));
     let certs = est_client(bank, None)?.cacerts().await?;
     remember_cacerts(bank, state_dir, &certs);
     Ok(certs)

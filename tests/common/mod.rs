@@ -335,6 +335,10 @@ impl TestToken {
             .env_remove("CERTAGENT_CONFIG")
             .env_remove("CERTAGENT_PIN")
             .env_remove("CERTAGENT_OTP")
+            // English unless a test asks for another language.
+            .env_remove("LC_ALL")
+            .env_remove("LC_MESSAGES")
+            .env("LANG", "C.UTF-8")
             .env("XDG_CONFIG_HOME", self.path().join("xdg"))
             .env("XDG_STATE_HOME", self.path().join("state"));
         cmd
