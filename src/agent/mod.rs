@@ -23,11 +23,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::Error;
-use crate::cert::{Cert, rfc3339};
+use crate::cert::Cert;
 use crate::config::Config;
 use crate::drivers::Drivers;
+use crate::i18n::{Arg, Lang, tr};
 use crate::policy::State;
 use crate::prompt::{Prompt, desktop_prompt, short};
 use crate::token::TokenError;
@@ -255,13 +257,16 @@ impl Desk {
                 self.certs.clear();
                 let tooltip = match e {
                     TokenError::NotFound { .. } | TokenError::Removed { .. } => {
-                        "No token: insert your bank token".to_string()
+                        tr("tray-no-token-tip", &[])
                     }
-                    other => format!("Token problem: {other}"),
+                    other => {
+                        let e = crate::Error::Token(other).for_people(Lang::current());
+                        tr("tray-token-problem", &[("error", Arg::Str(&e))])
+                    }
                 };
                 return View {
                     look: Look::NoToken,
-                    certificate_line: "No token".into(),
+                    certificate_line: tr("tray-no-token", &[]),
                     tooltip,
                     can_renew: false,
                 };
@@ -348,10 +353,7 @@ impl Desk {
         if let Some(step) = look.pending {
             // An interrupted renewal waits: "Renew certificate…" resumes it.
             view.look = Look::RenewalDue;
-            view.tooltip = format!(
-                "An interrupted renewal (at step {}) waits: choose Renew certificate… to finish it",
-                step.as_str()
-            );
+            view.tooltip = tr("tray-pending", &[("step", Arg::Str(step.as_str()))]);
             view.can_renew = self.working.is_none();
             if !self.told_pending {
                 self.told_pending = true;
@@ -360,8 +362,8 @@ impl Desk {
                     step.as_str()
                 );
                 if let Err(e) = tray::notify(
-                    "An interrupted renewal waits",
-                    "A renewal of your bank certificate was interrupted. Choose Renew to finish it; the old certificate is kept until the new one is on the token.",
+                    &tr("notice-pending-summary", &[]),
+                    &tr("notice-pending-body", &[]),
                     true,
                     self.actions.clone(),
                 ) {
@@ -375,27 +377,30 @@ impl Desk {
             match self.agent.renewal(id) {
                 Some(s) if s.state == "running" => {
                     view.look = Look::Working;
-                    view.tooltip = format!("Renewing: {}", s.message);
+                    view.tooltip = tr("tray-renewing", &[("step", Arg::Str(&s.message))]);
                     view.can_renew = false;
                 }
                 Some(s) => {
                     self.working = None;
                     let done = s.state == "done";
-                    let summary = if done {
-                        "Bank certificate renewed"
-                    } else {
-                        "Renewal failed"
-                    };
+                    let summary = tr(
+                        if done {
+                            "notice-renewed-summary"
+                        } else {
+                            "notice-failed-summary"
+                        },
+                        &[],
+                    );
                     let body = if done {
-                        format!(
-                            "The new certificate is valid until {}.",
-                            s.not_after.unwrap_or_default()
-                        )
+                        let until = s.not_after.as_deref().unwrap_or_default();
+                        let until = OffsetDateTime::parse(until, &Rfc3339)
+                            .map_or_else(|_| until.to_string(), crate::i18n::datetime);
+                        tr("notice-renewed-body", &[("until", Arg::Str(&until))])
                     } else {
                         s.message.clone()
                     };
                     say!("certagent: renewal {}: {}", s.state, s.message);
-                    if let Err(e) = tray::notify(summary, &body, false, self.actions.clone()) {
+                    if let Err(e) = tray::notify(&summary, &body, false, self.actions.clone()) {
                         log::warn!("cannot show the notice: {e}");
                     }
                     if done {
@@ -430,7 +435,12 @@ impl Desk {
             }
             Err(e) => {
                 say!("certagent: renewal not started: {e}");
-                let _ = tray::notify("Renewal not started", &e, false, self.actions.clone());
+                let _ = tray::notify(
+                    &tr("notice-not-started-summary", &[]),
+                    &e,
+                    false,
+                    self.actions.clone(),
+                );
             }
         }
     }
@@ -442,34 +452,43 @@ impl Desk {
         let now = OffsetDateTime::now_utc();
         let policy = &self.agent.config.policy;
         let mut text = if self.certs.is_empty() {
-            "No bank certificate on the token.".to_string()
+            tr("show-none", &[])
         } else {
             self.certs
                 .iter()
                 .take(SHOWN)
                 .map(|(c, _)| {
                     let a = policy.assess(c.not_before, c.not_after, now);
-                    format!(
-                        "{}\nIssued by {}\nValid {} to {}\n{} ({})\nSHA-256 {}",
-                        short(&c.subject, 120),
-                        short(&c.issuer, 80),
-                        rfc3339(c.not_before),
-                        rfc3339(c.not_after),
-                        a.state,
-                        crate::i18n::expiry(
-                            crate::policy::expires(c.not_after).then_some(a.days_left)
-                        ),
-                        c.sha256_fingerprint
+                    let (from, until) = (
+                        crate::i18n::datetime(c.not_before),
+                        crate::i18n::datetime(c.not_after),
+                    );
+                    let state = a.state.name_in(Lang::current());
+                    let when = crate::i18n::expiry(
+                        crate::policy::expires(c.not_after).then_some(a.days_left),
+                    );
+                    let (subject, issuer) = (short(&c.subject, 120), short(&c.issuer, 80));
+                    tr(
+                        "show-dialog",
+                        &[
+                            ("holder", Arg::Str(&c.holder())),
+                            ("subject", Arg::Str(&subject)),
+                            ("issuer", Arg::Str(&issuer)),
+                            ("from", Arg::Str(&from)),
+                            ("until", Arg::Str(&until)),
+                            ("state", Arg::Str(&state)),
+                            ("when", Arg::Str(&when)),
+                            ("fingerprint", Arg::Str(&c.sha256_fingerprint)),
+                        ],
                     )
                 })
                 .collect::<Vec<_>>()
                 .join("\n\n")
         };
         if self.certs.len() > SHOWN {
-            text.push_str(&format!(
-                "\n\n…and {} more: certagent status lists them all.",
-                self.certs.len() - SHOWN
-            ));
+            let more = i64::try_from(self.certs.len() - SHOWN).unwrap_or(i64::MAX);
+            text.push_str("\n\n");
+            text.push_str(&tr("show-more", &[("count", Arg::Num(more))]));
         }
         let turn = match self.agent.prompts.turn() {
             Ok(t) => t,

@@ -262,3 +262,24 @@ demo-bor = Bor's certificate expired 5 days ago: a new one with the bank's one-t
 demo-bor-otp = (the bank gave Bor the ID "bor" and a one-time password)
 demo-now = The token now
 demo-done = Done; { $dir } is removed.
+
+## The agent on the desktop
+tray-no-token = No token
+tray-no-token-tip = No token: insert your bank token
+tray-token-problem = Token problem: { $error }
+tray-pending = An interrupted renewal (at step { $step }) waits: choose Renew certificate… to finish it
+tray-renewing = Renewing: { $step }
+notice-pending-summary = An interrupted renewal waits
+notice-pending-body = A renewal of your bank certificate was interrupted. Choose Renew to finish it; the old certificate is kept until the new one is on the token.
+notice-renewed-summary = Bank certificate renewed
+notice-renewed-body = The new certificate is valid until { $until }.
+notice-failed-summary = Renewal failed
+notice-not-started-summary = Renewal not started
+show-none = No bank certificate on the token.
+show-dialog = { $holder }
+    { $subject }
+    Issued by { $issuer }
+    Valid { $from } to { $until }
+    { $state } ({ $when })
+    SHA-256 { $fingerprint }
+show-more = …and { $count } more: certagent status lists them all.

@@ -254,3 +254,24 @@ demo-bor = Bor さんの電子証明書は5日前に有効期限が切れまし�
 demo-bor-otp = （銀行は Bor さんに ID「bor」とワンタイムパスワードを通知しました）
 demo-now = 現在のトークン
 demo-done = 完了しました。{ $dir } は削除されました。
+
+## デスクトップのエージェント
+tray-no-token = トークンなし
+tray-no-token-tip = トークンがありません。銀行のトークンを挿入してください
+tray-token-problem = トークンの問題：{ $error }
+tray-pending = 中断された更新（ステップ「{ $step }」）が待っています。「電子証明書を更新…」を選ぶと完了します
+tray-renewing = 更新中：{ $step }
+notice-pending-summary = 中断された更新が待っています
+notice-pending-body = 電子証明書の更新が中断されました。「今すぐ更新」を選ぶと完了します。新しい電子証明書がトークンに書き込まれるまで、古い電子証明書はそのまま残ります。
+notice-renewed-summary = 電子証明書を更新しました
+notice-renewed-body = 新しい電子証明書の有効期限は { $until } です。
+notice-failed-summary = 更新に失敗しました
+notice-not-started-summary = 更新を開始できませんでした
+show-none = トークンに銀行の電子証明書がありません。
+show-dialog = { $holder }
+    { $subject }
+    発行者 { $issuer }
+    有効期間 { $from } 〜 { $until }
+    { $state }（{ $when }）
+    SHA-256 { $fingerprint }
+show-more = ほか { $count } 件。certagent status ですべて確認できます。

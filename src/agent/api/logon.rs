@@ -139,7 +139,7 @@ pub(super) async fn logon(
             ));
         }
         let lang = crate::i18n::Lang::current();
-        let (origin_short, holder) = (short(&origin, 120), short(&chosen.cert.subject, 200));
+        let (origin_short, holder) = (short(&origin, 120), short(&chosen.cert.holder(), 200));
         let until = crate::i18n::date_in(lang, chosen.cert.not_after);
         let question = crate::i18n::tr_in(
             lang,
