@@ -324,6 +324,18 @@ fn a_japanese_browser_gets_the_banks_pages_in_japanese_with_names_and_dates() {
     browser.screenshot(&shots().join("ja-logon.png"));
     assert!(result.contains("ログオンしました"), "{result}");
 
+    // An error from the agent in the customer's words, the agent's own
+    // English message after it: the user declines in the dialog.
+    std::fs::write(agent.prompt_dir.join("confirm"), "no").expect("decline");
+    browser.goto(&format!("{origin}/"));
+    browser.click("#logon");
+    let result = browser.wait_text("#result", &["エラー", "ログオンしました"], wait);
+    browser.screenshot(&shots().join("ja-declined.png"));
+    assert!(
+        result.starts_with("エラー：certagent の画面でログオンが拒否されました（"),
+        "{result}"
+    );
+
     // The switch in the header: English, whatever the browser asks for.
     browser.goto(&format!("{origin}/?lang=en"));
     assert_eq!(browser.text("h1"), "Log on");

@@ -626,6 +626,8 @@ pub fn verify_body(
 #[derive(Debug, Clone)]
 pub struct LoggedOn {
     pub subject: String,
+    /// The holder as people name them: "Ana Novak (Demo Company)".
+    pub holder: String,
     pub user: Option<String>,
     pub serial: String,
     pub state: Lifecycle,
@@ -676,6 +678,7 @@ fn check(
     match a.state {
         Lifecycle::Valid | Lifecycle::RenewalDue => Ok(LoggedOn {
             subject: cert.subject.clone(),
+            holder: cert.holder(),
             user: record.user.clone(),
             serial: cert.serial.clone(),
             state: a.state,
@@ -898,6 +901,7 @@ impl Logon {
         lock(&self.sessions).open(id, session);
         let body = json!({
             "subject": who.subject,
+            "holder": who.holder,
             "state": who.state.as_str(),
             "days_left": who.days_left,
             "not_after": rfc3339(who.not_after),

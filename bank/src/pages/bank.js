@@ -54,6 +54,8 @@
       renewalFailed: 'the renewal failed',
       renewing: 'Renewing…',
       startingRenewal: 'Starting the renewal: confirm it in the certagent window…',
+      // The servers' own messages are English already.
+      errors: {},
     },
     ja: {
       error: (m) => `エラー：${m}`,
@@ -92,6 +94,39 @@
       renewalFailed: '更新に失敗しました',
       renewing: '更新しています…',
       startingRenewal: '更新を開始します：certagent の画面で確認してください…',
+      // What the bank's and the agent's error codes mean; the server's
+      // English message follows in brackets.
+      errors: {
+        declined: 'certagent の画面でログオンが拒否されました',
+        cancelled: 'PINの入力が取り消されました',
+        'pin-incorrect': 'トークンがPINを受け付けませんでした（自動での再試行はしていません）',
+        'pin-locked': 'PINがロックされています。銀行の管理者にロック解除をご依頼ください',
+        'no-token': 'トークンが挿入されていません',
+        'no-certificate': 'トークンに銀行の電子証明書がありません',
+        busy: '処理中です。しばらくしてからもう一度お試しください',
+        'not-due': 'まだ更新期間ではありません',
+        'cool-down': '少し時間をおいてからもう一度お試しください',
+        certificate: 'この電子証明書ではログオンできません',
+        token: 'トークンの問題です',
+        prompt: 'certagent がPINを尋ねることができませんでした',
+        renewal: '更新を開始できませんでした',
+        challenge_expired: 'チャレンジの有効期限が切れました。もう一度ログオンしてください',
+        challenge_used: 'このチャレンジは使用済みです。もう一度ログオンしてください',
+        challenge_replaced: '新しいログオンが始まりました。もう一度ログオンしてください',
+        unknown_challenge: '銀行がこのチャレンジを確認できません。もう一度ログオンしてください',
+        too_many_challenges: 'ログオンの要求が多すぎます。しばらくしてからお試しください',
+        bad_signature: '署名を確認できませんでした',
+        untrusted_certificate: '銀行が発行した電子証明書ではありません',
+        unknown_certificate: '銀行にこの電子証明書の発行記録がありません',
+        superseded_certificate: 'この電子証明書は更新済みです。新しい電子証明書でログオンしてください',
+        certificate_not_yet_valid: '電子証明書はまだ有効期間前です。パソコンの時計をご確認ください',
+        certificate_expired: '電子証明書の有効期限が切れています。ワンタイムパスワードで新しい電子証明書を取得してください',
+        certificate_lapsed: '電子証明書の猶予期間を過ぎました。銀行に再発行をご依頼ください',
+        session_expired: 'セッションの有効期限が切れました。もう一度ログオンしてください',
+        no_session: 'ログオンしていません',
+        wrong_origin: 'このページは銀行のページではありません',
+        cross_origin: 'このページは銀行のページではありません',
+      },
     },
   };
   const T = WORDS[lang];
@@ -108,7 +143,9 @@
       const message = data && typeof data.message === 'string' && data.message
         ? data.message
         : T.answeredHttp(who, resp.status);
-      throw new Error(message);
+      const code = data && typeof data.error === 'string' ? data.error : '';
+      const words = Object.prototype.hasOwnProperty.call(T.errors, code) ? T.errors[code] : '';
+      throw new Error(words ? `${words}（${message}）` : message);
     }
     if (data === null) {
       throw new Error(T.notJson(who));
@@ -252,7 +289,7 @@
         const token = await agentCall('POST', '/v1/logon', { challenge });
         show(result, T.checking);
         const who = await bank('POST', '/logon/verify', { ...token, challenge });
-        show(result, T.loggedOn(who.subject));
+        show(result, T.loggedOn(who.holder || who.subject));
         if (who.renewal_notice) {
           renewal.replaceChildren(
             T.renewSoon(who.days_left),
