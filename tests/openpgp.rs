@@ -1,0 +1,653 @@
+//! Smoke tests of the OpenPGP card stack (tests/common/openpgp.rs): pcscd,
+//! vsmartcard's vpcd, the emulated card (tests/opcard-emulator) and OpenSC,
+//! driven with OpenSC's `pkcs11-tool`. They pin what
+//! tests/opcard-emulator/README.md reports, so a change in any part of the
+//! stack shows up here.
+//!
+//! Needs root (pcscd in its own mount namespace) and
+//! `cargo build --workspace` (the emulator), as CI runs it.
+
+// Temporary: until tests/common/mod.rs declares `pub mod openpgp;`.
+#[path = "common/openpgp.rs"]
+mod openpgp;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use openpgp::{ADMIN_PIN, OpenPgpCard, USER_PIN};
+
+/// The token with the signature key (OpenPGP key slot 1).
+const SIG_TOKEN: &str = "OpenPGP card (User PIN (sig))";
+/// The token with the decryption and authentication keys (slots 2 and 3).
+const USER_TOKEN: &str = "OpenPGP card (User PIN)";
+
+fn run(card: &OpenPgpCard, args: &[&str]) -> (bool, String) {
+    let out = card.pkcs11_tool_output(args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn ok(card: &OpenPgpCard, args: &[&str]) -> String {
+    let (success, text) = run(card, args);
+    assert!(success, "pkcs11-tool {args:?} failed:\n{text}");
+    text
+}
+
+fn fails(card: &OpenPgpCard, args: &[&str]) -> String {
+    let (success, text) = run(card, args);
+    assert!(!success, "pkcs11-tool {args:?} succeeded:\n{text}");
+    text
+}
+
+/// Generate a key pair with the admin PIN (SO login) on `token`.
+fn keygen(card: &OpenPgpCard, token: &str, key_type: &str, id: &str) -> String {
+    ok(
+        card,
+        &[
+            "--token-label",
+            token,
+            "--login",
+            "--login-type",
+            "so",
+            "--so-pin",
+            ADMIN_PIN,
+            "--keypairgen",
+            "--key-type",
+            key_type,
+            "--id",
+            id,
+        ],
+    )
+}
+
+/// The slot's flags line for `token` in `pkcs11-tool -L`.
+fn token_flags(card: &OpenPgpCard, token: &str) -> String {
+    let list = card.list_slots();
+    let section = list
+        .split("Slot ")
+        .find(|s| s.contains(&format!("token label        : {token}\n")))
+        .unwrap_or_else(|| panic!("no token {token:?} in:\n{list}"));
+    section
+        .lines()
+        .find(|l| l.contains("token flags"))
+        .unwrap_or_else(|| panic!("no flags in:\n{section}"))
+        .to_owned()
+}
+
+fn openssl_verify(dir: &std::path::Path, pubkey_der: &str, digest: &str, data: &str, sig: &str) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args([
+            "pkey", "-pubin", "-inform", "DER", "-in", pubkey_der, "-out", "pub.pem",
+        ])
+        .output()
+        .expect("openssl pkey");
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args([
+            "dgst",
+            digest,
+            "-verify",
+            "pub.pem",
+            "-signature",
+            sig,
+            data,
+        ])
+        .output()
+        .expect("openssl dgst");
+    assert!(out.status.success(), "signature does not verify: {out:?}");
+}
+
+#[test]
+fn blank_card_shows_two_tokens_in_the_virtual_reader() {
+    let card = OpenPgpCard::start_with_serial("0000C0DE");
+    let list = card.list_slots();
+    assert!(list.contains("Virtual PCD 00 00"), "{list}");
+    for token in [USER_TOKEN, SIG_TOKEN] {
+        assert!(
+            list.contains(&format!("token label        : {token}\n")),
+            "{list}"
+        );
+    }
+    assert!(
+        list.contains("token model        : PKCS#15 emulated"),
+        "{list}"
+    );
+    assert!(list.contains("serial num         : 00000000c0de"), "{list}");
+    // vpcd's second reader stays empty.
+    assert!(list.contains("Virtual PCD 00 01\n  (empty)"), "{list}");
+    assert_eq!(
+        token_flags(&card, USER_TOKEN).trim(),
+        "token flags        : login required, token initialized, PIN initialized"
+    );
+
+    let mechanisms = ok(&card, &["-M"]);
+    for m in [
+        "SHA256-RSA-PKCS,",
+        "ECDSA-SHA256,",
+        "RSA-PKCS-KEY-PAIR-GEN,",
+        "ECDSA-KEY-PAIR-GEN,",
+    ] {
+        assert!(mechanisms.contains(m), "{m} missing:\n{mechanisms}");
+    }
+    assert!(!mechanisms.contains("PSS"), "{mechanisms}");
+
+    let objects = ok(&card, &["--login", "--pin", USER_PIN, "-O"]);
+    assert!(
+        !objects.contains("Key Object"),
+        "a blank card has keys:\n{objects}"
+    );
+}
+
+#[test]
+fn rsa_2048_signature_key_needs_the_admin_pin_and_signs_pkcs1() {
+    let card = OpenPgpCard::start();
+    let dir = card.dir();
+
+    let user = fails(
+        &card,
+        &[
+            "--token-label",
+            SIG_TOKEN,
+            "--login",
+            "--pin",
+            USER_PIN,
+            "--keypairgen",
+            "--key-type",
+            "rsa:2048",
+            "--id",
+            "01",
+        ],
+    );
+    assert!(user.contains("CKR_USER_NOT_LOGGED_IN"), "{user}");
+
+    let started = Instant::now();
+    keygen(&card, SIG_TOKEN, "rsa:2048", "01");
+    let took = started.elapsed();
+    eprintln!("RSA-2048 key generation took {took:?}");
+    assert!(
+        took < Duration::from_secs(20),
+        "RSA-2048 key generation took {took:?}"
+    );
+
+    // The card names the key after its slot, whatever label was asked for,
+    // and it is on the signature token only.
+    let objects = ok(
+        &card,
+        &[
+            "--token-label",
+            SIG_TOKEN,
+            "--login",
+            "--pin",
+            USER_PIN,
+            "-O",
+        ],
+    );
+    assert!(objects.contains("Private Key Object; RSA"), "{objects}");
+    assert!(
+        objects.contains("Public Key Object; RSA 2048 bits"),
+        "{objects}"
+    );
+    assert!(
+        objects.contains("label:      Signature key\n  ID:         01"),
+        "{objects}"
+    );
+    assert!(
+        objects.contains("Usage:      sign, non-repudiation"),
+        "{objects}"
+    );
+    let other = ok(
+        &card,
+        &[
+            "--token-label",
+            USER_TOKEN,
+            "--login",
+            "--pin",
+            USER_PIN,
+            "-O",
+        ],
+    );
+    assert!(!other.contains("Key Object"), "{other}");
+
+    std::fs::write(dir.join("data.txt"), b"renew me\n").unwrap();
+    let data = dir.join("data.txt");
+    let sig = dir.join("rsa.sig");
+    let pubkey = dir.join("rsa.pub.der");
+    ok(
+        &card,
+        &[
+            "--token-label",
+            SIG_TOKEN,
+            "--login",
+            "--pin",
+            USER_PIN,
+            "--sign",
+            "-m",
+            "SHA256-RSA-PKCS",
+            "--id",
+            "01",
+            "-i",
+            data.to_str().unwrap(),
+            "-o",
+            sig.to_str().unwrap(),
+        ],
+    );
+    ok(
+        &card,
+        &[
+            "--token-label",
+            SIG_TOKEN,
+            "--read-object",
+            "--type",
+            "pubkey",
+            "--id",
+            "01",
+            "-o",
+            pubkey.to_str().unwrap(),
+        ],
+    );
+    openssl_verify(dir, "rsa.pub.der", "-sha256", "data.txt", "rsa.sig");
+
+    let pss = fails(
+        &card,
+        &[
+            "--token-label",
+            SIG_TOKEN,
+            "--login",
+            "--pin",
+            USER_PIN,
+            "--sign",
+            "-m",
+            "SHA256-RSA-PKCS-PSS",
+            "--id",
+            "01",
+            "-i",
+            data.to_str().unwrap(),
+            "-o",
+            sig.to_str().unwrap(),
+        ],
+    );
+    assert!(pss.contains("CKR_MECHANISM_INVALID"), "{pss}");
+}
+
+#[test]
+fn ec_p256_authentication_key_signs_ecdsa_and_an_occupied_slot_refuses() {
+    let card = OpenPgpCard::start();
+    let dir = card.dir();
+    keygen(&card, USER_TOKEN, "EC:prime256v1", "03");
+
+    let objects = ok(
+        &card,
+        &[
+            "--token-label",
+            USER_TOKEN,
+            "--login",
+            "--pin",
+            USER_PIN,
+            "-O",
+        ],
+    );
+    assert!(
+        objects.contains("label:      Authentication key\n  ID:         03"),
+        "{objects}"
+    );
+    assert!(
+        objects.contains("Public Key Object; EC  EC_POINT 256 bits"),
+        "{objects}"
+    );
+
+    std::fs::write(dir.join("data.txt"), b"renew me\n").unwrap();
+    let data = dir.join("data.txt");
+    let sig = dir.join("ec.sig");
+    let pubkey = dir.join("ec.pub.der");
+    ok(
+        &card,
+        &[
+            "--token-label",
+            USER_TOKEN,
+            "--login",
+            "--pin",
+            USER_PIN,
+            "--sign",
+            "-m",
+            "ECDSA-SHA256",
+            "--signature-format",
+            "openssl",
+            "--id",
+            "03",
+            "-i",
+            data.to_str().unwrap(),
+            "-o",
+            sig.to_str().unwrap(),
+        ],
+    );
+    ok(
+        &card,
+        &[
+            "--token-label",
+            USER_TOKEN,
+            "--read-object",
+            "--type",
+            "pubkey",
+            "--id",
+            "03",
+            "-o",
+            pubkey.to_str().unwrap(),
+        ],
+    );
+    openssl_verify(dir, "ec.pub.der", "-sha256", "data.txt", "ec.sig");
+    let before = std::fs::read(&pubkey).unwrap();
+
+    // A second key into the same key slot: OpenSC refuses (non-unique ID,
+    // reported as CKR_GENERAL_ERROR) and the old key stays.
+    let again = fails(
+        &card,
+        &[
+            "--token-label",
+            USER_TOKEN,
+            "--login",
+            "--login-type",
+            "so",
+            "--so-pin",
+            ADMIN_PIN,
+            "--keypairgen",
+            "--key-type",
+            "EC:prime256v1",
+            "--id",
+            "03",
+        ],
+    );
+    assert!(again.contains("CKR_GENERAL_ERROR"), "{again}");
+    // An ID outside 01..03 has no key slot.
+    let other = fails(
+        &card,
+        &[
+            "--token-label",
+            USER_TOKEN,
+            "--login",
+            "--login-type",
+            "so",
+            "--so-pin",
+            ADMIN_PIN,
+            "--keypairgen",
+            "--key-type",
+            "EC:prime256v1",
+            "--id",
+            "05",
+        ],
+    );
+    assert!(other.contains("CKR_ARGUMENTS_BAD"), "{other}");
+    // Deleting the key reports success and changes nothing.
+    ok(
+        &card,
+        &[
+            "--token-label",
+            USER_TOKEN,
+            "--login",
+            "--login-type",
+            "so",
+            "--so-pin",
+            ADMIN_PIN,
+            "--delete-object",
+            "--type",
+            "privkey",
+            "--id",
+            "03",
+        ],
+    );
+    ok(
+        &card,
+        &[
+            "--token-label",
+            USER_TOKEN,
+            "--read-object",
+            "--type",
+            "pubkey",
+            "--id",
+            "03",
+            "-o",
+            pubkey.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(std::fs::read(&pubkey).unwrap(), before);
+    let objects = ok(
+        &card,
+        &[
+            "--token-label",
+            USER_TOKEN,
+            "--login",
+            "--pin",
+            USER_PIN,
+            "-O",
+        ],
+    );
+    assert!(objects.contains("Private Key Object; EC"), "{objects}");
+}
+
+#[test]
+fn certificate_written_with_the_admin_pin_reads_back() {
+    let card = OpenPgpCard::start();
+    let dir = card.dir();
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "cert.key",
+            "-subj",
+            "/CN=holder",
+            "-days",
+            "30",
+            "-outform",
+            "DER",
+            "-out",
+            "cert.der",
+        ])
+        .output()
+        .expect("openssl req");
+    assert!(out.status.success(), "{out:?}");
+    let cert = dir.join("cert.der");
+    let cert = cert.to_str().unwrap();
+
+    let user = fails(
+        &card,
+        &[
+            "--token-label",
+            SIG_TOKEN,
+            "--login",
+            "--pin",
+            USER_PIN,
+            "--write-object",
+            cert,
+            "--type",
+            "cert",
+            "--id",
+            "01",
+        ],
+    );
+    assert!(user.contains("CKR_PIN_LEN_RANGE"), "{user}");
+    ok(
+        &card,
+        &[
+            "--token-label",
+            SIG_TOKEN,
+            "--login",
+            "--login-type",
+            "so",
+            "--so-pin",
+            ADMIN_PIN,
+            "--write-object",
+            cert,
+            "--type",
+            "cert",
+            "--id",
+            "01",
+            "--label",
+            "ignored",
+        ],
+    );
+    // Without a key 01 the certificate is listed on the other token, with a
+    // public key object taken from it.
+    let objects = ok(&card, &["--token-label", USER_TOKEN, "-O"]);
+    assert!(objects.contains("Certificate Object"), "{objects}");
+    assert!(objects.contains("label:      SIG certificate"), "{objects}");
+    assert!(objects.contains("subject:    DN: CN=holder"), "{objects}");
+    assert!(objects.contains("ID:         01"), "{objects}");
+    assert!(objects.contains("Public Key Object"), "{objects}");
+
+    // With the key, it moves to the key's token.
+    keygen(&card, SIG_TOKEN, "EC:prime256v1", "01");
+    let objects = ok(&card, &["--token-label", SIG_TOKEN, "-O"]);
+    assert!(objects.contains("Certificate Object"), "{objects}");
+    assert!(objects.contains("label:      SIG certificate"), "{objects}");
+    let other = ok(&card, &["--token-label", USER_TOKEN, "-O"]);
+    assert!(!other.contains("Certificate Object"), "{other}");
+
+    let back = dir.join("back.der");
+    ok(
+        &card,
+        &[
+            "--token-label",
+            SIG_TOKEN,
+            "--read-object",
+            "--type",
+            "cert",
+            "--id",
+            "01",
+            "-o",
+            back.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read(&back).unwrap(),
+        std::fs::read(dir.join("cert.der")).unwrap()
+    );
+}
+
+#[test]
+fn wrong_user_pin_counts_down_to_locked() {
+    let card = OpenPgpCard::start();
+    let wrong = [
+        "--token-label",
+        USER_TOKEN,
+        "--login",
+        "--pin",
+        "654321",
+        "-O",
+    ];
+    let expected = [
+        "login required, token initialized, PIN initialized",
+        "login required, token initialized, final user PIN try, PIN initialized",
+        "login required, token initialized, PIN initialized, user PIN locked",
+    ];
+    for flags in expected {
+        let out = fails(&card, &wrong);
+        assert!(out.contains("CKR_PIN_INCORRECT"), "{out}");
+        // Both tokens share the user PIN's counter.
+        for token in [USER_TOKEN, SIG_TOKEN] {
+            assert_eq!(
+                token_flags(&card, token).trim(),
+                format!("token flags        : {flags}")
+            );
+        }
+    }
+    // Locked: the right PIN is refused too, still as CKR_PIN_INCORRECT.
+    let right = fails(
+        &card,
+        &[
+            "--token-label",
+            USER_TOKEN,
+            "--login",
+            "--pin",
+            USER_PIN,
+            "-O",
+        ],
+    );
+    assert!(right.contains("CKR_PIN_INCORRECT"), "{right}");
+}
+
+#[test]
+fn removed_card_comes_back_with_its_keys() {
+    let mut card = OpenPgpCard::start();
+    keygen(&card, USER_TOKEN, "EC:prime256v1", "03");
+    let pubkey = card.dir().join("pub.der");
+    let read = [
+        "--token-label",
+        USER_TOKEN,
+        "--read-object",
+        "--type",
+        "pubkey",
+        "--id",
+        "03",
+        "-o",
+        pubkey.to_str().unwrap(),
+    ];
+    ok(&card, &read);
+    let before = std::fs::read(&pubkey).unwrap();
+
+    card.remove();
+    let list = card.list_slots();
+    assert!(list.contains("Virtual PCD 00 00\n  (empty)"), "{list}");
+
+    card.insert();
+    std::fs::remove_file(&pubkey).unwrap();
+    ok(&card, &read);
+    assert_eq!(std::fs::read(&pubkey).unwrap(), before);
+}
+
+#[test]
+fn removal_and_insertion_are_slot_events() {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+
+    let mut card = OpenPgpCard::start();
+    for (name, value) in card.env() {
+        // SAFETY: set before the module is loaded, while this test's process
+        // runs no other threads that read the environment (nextest: a
+        // process per test).
+        unsafe { std::env::set_var(name, value) };
+    }
+    let pkcs11 = Pkcs11::new(card.module()).expect("load opensc-pkcs11.so");
+    pkcs11
+        .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .expect("C_Initialize");
+    assert_eq!(pkcs11.get_slots_with_token().unwrap().len(), 2);
+    // Nothing happened yet.
+    while pkcs11.get_slot_event().unwrap().is_some() {}
+
+    card.remove();
+    let removed = wait_for_slot_event(&pkcs11);
+    assert_eq!(
+        pkcs11.get_slots_with_token().unwrap().len(),
+        0,
+        "after event on {removed:?}"
+    );
+
+    card.insert();
+    let inserted = wait_for_slot_event(&pkcs11);
+    assert_eq!(
+        pkcs11.get_slots_with_token().unwrap().len(),
+        2,
+        "after event on {inserted:?}"
+    );
+}
+
+/// C_WaitForSlotEvent (blocking), given 20 seconds.
+fn wait_for_slot_event(pkcs11: &cryptoki::context::Pkcs11) -> cryptoki::slot::Slot {
+    let pkcs11 = pkcs11.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(pkcs11.wait_for_slot_event()));
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("no slot event within 20 s")
+        .expect("C_WaitForSlotEvent")
+}
