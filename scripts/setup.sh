@@ -5,7 +5,9 @@
 # openssl, faketime, strongSwan's EST client), real browsers (chromium and
 # chromedriver; firefox-esr, with NSS's certutil for its test profiles) and
 # the build needs of the kryoptic soft token the tests build from crates.io
-# (tests/kryoptic-module: OpenSSL, libclang for bindgen, SQLite). Only
+# (tests/kryoptic-module: OpenSSL, libclang for bindgen, SQLite), and the
+# smart-card stack of the OpenPGP card tests (pcscd, vsmartcard's virtual
+# reader vpcd; the card itself is tests/opcard-emulator). Only
 # missing packages are installed. Sourced by demo.sh and
 # test.sh: `certagent_setup` for the demo, `certagent_setup tests` for tests.
 set -euo pipefail
@@ -14,7 +16,7 @@ certagent_demo_packages=(softhsm2 ca-certificates)
 certagent_test_packages=(opensc opensc-pkcs11 gnutls-bin openssl faketime
     strongswan-pki libstrongswan-extra-plugins chromium chromium-driver firefox-esr
     libnss3-tools dbus-daemon curl util-linux python3 p11-kit-modules libssl-dev libclang-dev
-    libsqlite3-dev fonts-ipafont-gothic)
+    libsqlite3-dev fonts-ipafont-gothic pcscd vsmartcard-vpcd)
 
 certagent_setup() {
     local wanted=("${certagent_demo_packages[@]}")

@@ -116,6 +116,11 @@ pub struct Quirks {
     /// CKA_ID of keys is fixed by the module and cannot be changed.
     #[serde(default)]
     pub fixed_key_ids: bool,
+    /// Token models (`C_GetTokenInfo` model) of this module whose keys live
+    /// in slots the card fixes (OpenSC's emulated OpenPGP and PIV cards:
+    /// "PKCS#15 emulated"), where `fixed_key_ids` is not true of every token.
+    #[serde(default)]
+    pub fixed_key_id_models: Vec<String>,
 }
 
 impl Profile {

@@ -7,14 +7,12 @@
 //! Needs root (pcscd in its own mount namespace) and
 //! `cargo build --workspace` (the emulator), as CI runs it.
 
-// Temporary: until tests/common/mod.rs declares `pub mod openpgp;`.
-#[path = "common/openpgp.rs"]
-mod openpgp;
+mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use openpgp::{ADMIN_PIN, OpenPgpCard, USER_PIN};
+use common::openpgp::{ADMIN_PIN, OpenPgpCard, USER_PIN};
 
 /// The token with the signature key (OpenPGP key slot 1).
 const SIG_TOKEN: &str = "OpenPGP card (User PIN (sig))";
@@ -170,10 +168,6 @@ fn rsa_2048_signature_key_needs_the_admin_pin_and_signs_pkcs1() {
     keygen(&card, SIG_TOKEN, "rsa:2048", "01");
     let took = started.elapsed();
     eprintln!("RSA-2048 key generation took {took:?}");
-    assert!(
-        took < Duration::from_secs(20),
-        "RSA-2048 key generation took {took:?}"
-    );
 
     // The card names the key after its slot, whatever label was asked for,
     // and it is on the signature token only.
@@ -650,4 +644,286 @@ fn wait_for_slot_event(pkcs11: &cryptoki::context::Pkcs11) -> cryptoki::slot::Sl
     rx.recv_timeout(Duration::from_secs(20))
         .expect("no slot event within 20 s")
         .expect("C_WaitForSlotEvent")
+}
+
+// ---------------------------------------------------------------------
+// certagent on the card: what a customer with an OpenPGP card runs.
+
+/// A card with an RSA-2048 authentication key (slot 03) and a bank
+/// certificate for it expiring in `days_left` days, provisioned the way
+/// a bank's card tool does it (admin PIN); the bank's CA in `bank_dir`.
+fn provisioned_card(days_left: i64) -> (OpenPgpCard, std::path::PathBuf) {
+    let card = OpenPgpCard::start();
+    let bank_dir = card.dir().join("bank");
+    certagent_bank::init(&bank_dir).expect("bank CA");
+    keygen(&card, USER_TOKEN, "rsa:2048", "03");
+    let spki = card.dir().join("auth-pub.der");
+    ok(
+        &card,
+        &[
+            "--token-label",
+            USER_TOKEN,
+            "--read-object",
+            "--type",
+            "pubkey",
+            "--id",
+            "03",
+            "-o",
+            &spki.display().to_string(),
+        ],
+    );
+    let spki = std::fs::read(&spki).expect("public key");
+    let der = certagent_bank::issue(
+        &bank_dir,
+        "CN=Ana Novak,O=Demo Company d.o.o.,C=SI",
+        &spki,
+        days_left,
+    )
+    .expect("issued");
+    let cert = card.dir().join("auth-cert.der");
+    std::fs::write(&cert, der).expect("write");
+    ok(
+        &card,
+        &[
+            "--token-label",
+            USER_TOKEN,
+            "--login",
+            "--login-type",
+            "so",
+            "--so-pin",
+            ADMIN_PIN,
+            "--write-object",
+            &cert.display().to_string(),
+            "--type",
+            "cert",
+            "--id",
+            "03",
+        ],
+    );
+    (card, bank_dir)
+}
+
+/// certagent configured for the card's user token through the `opensc`
+/// profile; `pin` as CERTAGENT_PIN.
+fn certagent(card: &OpenPgpCard, args: &[&str], pin: Option<&str>) -> std::process::Output {
+    certagent_with(card, "", args, pin)
+}
+
+/// As [`certagent`], with `extra` configuration after `[token]`.
+fn certagent_with(
+    card: &OpenPgpCard,
+    extra: &str,
+    args: &[&str],
+    pin: Option<&str>,
+) -> std::process::Output {
+    let config = card.dir().join("certagent.toml");
+    std::fs::write(
+        &config,
+        format!("[token]\nmodule = \"opensc\"\nlabel = \"{USER_TOKEN}\"\n{extra}"),
+    )
+    .expect("config");
+    let mut cmd = card.command(env!("CARGO_BIN_EXE_certagent"));
+    cmd.env_remove("CERTAGENT_PIN")
+        .env_remove("CERTAGENT_OTP")
+        .env_remove("CERTAGENT_CONFIG")
+        .env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env("LANG", "C.UTF-8")
+        .env("XDG_CONFIG_HOME", card.dir().join("xdg"))
+        .env("XDG_STATE_HOME", card.dir().join("state"))
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .stdin(std::process::Stdio::null());
+    if let Some(pin) = pin {
+        cmd.env("CERTAGENT_PIN", pin);
+    }
+    cmd.output().expect("certagent runs")
+}
+
+fn out_text(o: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn certagent_reads_the_card_and_its_key_signs_pkcs1_only() {
+    let (card, _bank) = provisioned_card(20);
+
+    let out = certagent(&card, &["tokens"], None);
+    assert!(out.status.success(), "{}", out_text(&out));
+    let tokens = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        tokens.contains("profile opensc")
+            && tokens.contains(USER_TOKEN)
+            && tokens.contains(SIG_TOKEN),
+        "{tokens}"
+    );
+
+    let out = certagent(&card, &["status", "--json"], None);
+    assert!(out.status.success(), "{}", out_text(&out));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let certs = status["certificates"].as_array().expect("certificates");
+    assert_eq!(certs.len(), 1, "{status}");
+    assert_eq!(certs[0]["id"], "03", "{status}");
+    assert_eq!(certs[0]["state"], "renewal-due", "{status}");
+    assert_eq!(
+        certs[0]["holder"], "Ana Novak (Demo Company d.o.o.)",
+        "{status}"
+    );
+
+    // doctor logs in once and has the key sign a fresh challenge: PKCS#1
+    // v1.5 only (the card has no RSA-PSS).
+    let out = certagent(&card, &["doctor"], Some(USER_PIN));
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        report.contains("ok    login")
+            && report.contains("key signs and matches the certificate (RS256)"),
+        "{}",
+        out_text(&out)
+    );
+    assert!(!report.contains("PS256"), "{report}");
+}
+
+/// The card really counts: three wrong PINs lock it. `tokens` and `doctor`
+/// say "final try" with one try left and "LOCKED" at none; doctor's one
+/// C_Login per run is the only attempt (the counter moves by one), and a
+/// locked card is never asked for a PIN again.
+#[test]
+fn a_pin_counter_going_3_1_locked_shows_in_tokens_and_doctor() {
+    let (card, bank_dir) = provisioned_card(200);
+    let pin_line = |card: &OpenPgpCard| {
+        let out = certagent(card, &["tokens"], None);
+        assert!(out.status.success(), "{}", out_text(&out));
+        let t = String::from_utf8_lossy(&out.stdout).into_owned();
+        // The user token's block: its PIN line.
+        let block = t
+            .split("- slot")
+            .find(|b| b.contains(&format!("token \"{USER_TOKEN}\"")))
+            .unwrap_or_else(|| panic!("no user token in\n{t}"))
+            .to_string();
+        block
+            .lines()
+            .find(|l| l.trim_start().starts_with("PIN "))
+            .unwrap_or_else(|| panic!("no PIN line in\n{block}"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(pin_line(&card), "PIN ok");
+
+    // Wrong once: the token rejects it; doctor says so and never retries.
+    let out = certagent(&card, &["doctor"], Some("999999"));
+    assert!(!out.status.success());
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        report.contains("FAIL  login") && report.contains("rejected the PIN; it was not retried"),
+        "{}",
+        out_text(&out)
+    );
+    // One wrong PIN: the card's flags do not tell yet (OpenSC sets no
+    // "count low").
+    assert_eq!(pin_line(&card), "PIN ok");
+
+    // Wrong twice: one try left.
+    let out = certagent(&card, &["doctor"], Some("999999"));
+    assert!(!out.status.success());
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        report.contains("WARNING: one more wrong PIN locks the token"),
+        "{report}"
+    );
+    assert_eq!(pin_line(&card), "PIN final try");
+    let out = certagent(&card, &["doctor"], None);
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        report.contains("warn  pin          PIN counter: final try"),
+        "{}",
+        out_text(&out)
+    );
+
+    // Wrong a third time: locked.
+    let out = certagent(&card, &["doctor"], Some("999999"));
+    assert!(!out.status.success());
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(report.contains("now locked"), "{}", out_text(&out));
+    assert_eq!(pin_line(&card), "PIN LOCKED");
+
+    // Locked: doctor stops at the PIN check and asks for no PIN, even the
+    // right one (the card would refuse it as incorrect anyway).
+    let out = certagent(&card, &["doctor"], Some(USER_PIN));
+    assert!(!out.status.success());
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        report.contains("FAIL  pin          the user PIN is locked") && !report.contains("login"),
+        "{}",
+        out_text(&out)
+    );
+    let (_rt, bank) = common::serve_bank(&bank_dir, certagent_bank::ServeOptions::default());
+    let out = certagent_with(
+        &card,
+        &bank_config(&bank_dir, bank.addr()),
+        &["renew", "--yes"],
+        Some(USER_PIN),
+    );
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(e.contains("locked"), "{}", out_text(&out));
+}
+
+fn bank_config(bank_dir: &std::path::Path, addr: std::net::SocketAddr) -> String {
+    format!(
+        "[bank]\nest_url = \"https://{addr}/.well-known/est\"\nserver_roots = \"{}\"\n",
+        bank_dir.join("tls-roots.pem").display()
+    )
+}
+
+/// A renewal on the card is refused before anything is asked or changed:
+/// certagent does not generate keys into an OpenPGP card's fixed slots
+/// yet (the key would need the admin PIN and the other signing slot, on
+/// the card's second token). The certificate stays usable.
+#[test]
+fn a_renewal_on_the_card_is_refused_and_changes_nothing() {
+    let (card, bank_dir) = provisioned_card(20);
+    let (_rt, bank) = common::serve_bank(&bank_dir, certagent_bank::ServeOptions::default());
+    let config = bank_config(&bank_dir, bank.addr());
+    // The card's objects, without the line pkcs11-tool numbers by handle.
+    let objects = || {
+        ok(&card, &["--token-label", USER_TOKEN, "-O"])
+            .lines()
+            .filter(|l| !l.starts_with("Profile object"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let before = objects();
+
+    let out = certagent_with(&card, &config, &["renew", "--yes"], Some(USER_PIN));
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        e.contains("keeps its keys in slots the card fixes") && e.contains("nothing was changed"),
+        "{}",
+        out_text(&out)
+    );
+    assert!(!e.contains("[generating-key]"), "{e}");
+    let out = certagent_with(
+        &card,
+        &config,
+        &["renew", "--yes", "--json"],
+        Some(USER_PIN),
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json error");
+    assert_eq!(j["error"], "renewal", "{j}");
+
+    assert_eq!(objects(), before);
+    let out = certagent_with(&card, &config, &["doctor"], Some(USER_PIN));
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && report.contains("key signs and matches the certificate (RS256)"),
+        "{}",
+        out_text(&out)
+    );
 }

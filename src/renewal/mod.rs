@@ -228,6 +228,22 @@ fn label_for(old: Option<&TokenCert>) -> String {
         .unwrap_or_else(|| DEFAULT_LABEL.to_string())
 }
 
+/// Whether certagent can generate the new key on `token`: not yet on
+/// cards whose keys live in slots the card fixes (OpenPGP and PIV cards
+/// through OpenSC, YubiKey PIV), where a generated key must go to a free
+/// slot of the card's choosing and needs the card's admin PIN. Asked
+/// before anything else, so nothing is asked and nothing changes.
+pub fn check_token(token: &Token) -> Result<(), RenewalError> {
+    if !token.fixed_key_slots() {
+        return Ok(());
+    }
+    let info = token.info()?;
+    Err(RenewalError::NotNow(format!(
+        "the token {:?} ({}) keeps its keys in slots the card fixes, as OpenPGP and PIV cards do, and certagent cannot generate the new key into them yet; nothing was changed on the token. Renew with the card's own tool or ask your bank; logon with the current certificate keeps working",
+        info.label, info.model
+    )))
+}
+
 /// The pre-check of a renewal: an interrupted renewal on this token is
 /// resumed; otherwise the one bank certificate in its renewal window (or
 /// the one `want` names) is renewed if the bank's rules allow it now.

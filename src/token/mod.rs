@@ -543,6 +543,21 @@ impl Token {
         })
     }
 
+    /// Whether this token keeps keys in slots the card fixes (the CKA_ID
+    /// is the card's, key generation wants a particular slot): the driver
+    /// profile says so for the module or for this token's model.
+    pub fn fixed_key_slots(&self) -> bool {
+        let Some(p) = self.module.profile() else {
+            return false;
+        };
+        let model = lock(&self.info).model.clone();
+        p.quirks.fixed_key_ids
+            || p.quirks
+                .fixed_key_id_models
+                .iter()
+                .any(|m| m.trim() == model.trim())
+    }
+
     pub fn module(&self) -> &Module {
         &self.module
     }

@@ -13,6 +13,7 @@
 
 pub mod agent;
 pub mod firefox;
+pub mod openpgp;
 pub mod renewal;
 pub mod webdriver;
 

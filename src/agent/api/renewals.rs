@@ -120,6 +120,8 @@ async fn start(
     let prepared = blocking(move || {
         // A renewal reads the token afresh: it is about to change it.
         let look = lease.fresh_look().map_err(token_failure)?;
+        let token = lease.token().map_err(token_failure)?;
+        renewal::check_token(&token).map_err(plan_failure)?;
         let plan = renewal::plan_renewal(
             &dir,
             &look.info.serial,
