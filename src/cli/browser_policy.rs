@@ -12,6 +12,7 @@ use crate::browser_policy::{
     self as bp, CHROMIUM_POLICY, FIREFOX_PREF, FileStatus, Origins, Root, TARGETS,
 };
 use crate::config::Config;
+use crate::i18n::{Arg, tr};
 
 /// What to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,13 +151,14 @@ fn print(origins: &Origins, json: bool) -> Result<(), Error> {
     Ok(())
 }
 
-fn status_word(s: FileStatus) -> &'static str {
-    match s {
-        FileStatus::Created => "created  ",
-        FileStatus::Updated => "updated  ",
-        FileStatus::Unchanged => "unchanged",
-        FileStatus::Removed => "removed  ",
-    }
+fn status_word(s: FileStatus) -> String {
+    let id = match s {
+        FileStatus::Created => "policy-created",
+        FileStatus::Updated => "policy-updated",
+        FileStatus::Unchanged => "policy-unchanged",
+        FileStatus::Removed => "policy-removed",
+    };
+    super::pad(&tr(id, &[]), 10)
 }
 
 fn install(origins: &Origins, json: bool) -> Result<(), Error> {
@@ -164,23 +166,20 @@ fn install(origins: &Origins, json: bool) -> Result<(), Error> {
     if json {
         return print_json(&report);
     }
-    println!(
-        "Local Network Access policy for {}:",
-        origins.list().join(", ")
-    );
+    let list = origins.list().join(", ");
+    println!("{}", tr("policy-for", &[("origins", Arg::Str(&list))]));
     for f in &report.files {
-        println!("  {} {}", status_word(f.status), f.path.display());
+        println!("  {}{}", status_word(f.status), f.path.display());
     }
     for d in &report.dirs_created {
-        println!("  created   {}/", d.display());
+        println!("  {}{}/", status_word(FileStatus::Created), d.display());
     }
+    let record = report.record.display().to_string();
     println!(
-        "  recorded in {} (for `certagent browser-policy --remove`)",
-        report.record.display()
+        "  {}",
+        tr("policy-recorded", &[("record", Arg::Str(&record))])
     );
-    println!(
-        "Chromium, Chrome and Edge apply it within minutes (chrome://policy, \"Reload policies\", at once); Firefox at its next start."
-    );
+    println!("{}", tr("policy-applies", &[]));
     Ok(())
 }
 
@@ -190,19 +189,18 @@ fn remove(json: bool) -> Result<(), Error> {
         return print_json(&report);
     }
     if report.removed_files.is_empty() && report.removed_dirs.is_empty() {
-        println!("nothing to remove: no certagent browser policy is installed");
+        println!("{}", tr("policy-nothing", &[]));
     }
+    let removed = tr("policy-removed", &[]);
     for f in &report.removed_files {
-        println!("removed {}", f.display());
+        println!("{removed} {}", f.display());
     }
     for d in &report.removed_dirs {
-        println!("removed {}/", d.display());
+        println!("{removed} {}/", d.display());
     }
     for d in &report.kept_dirs {
-        println!(
-            "kept    {}/ (created by the install, but holds other files now)",
-            d.display()
-        );
+        let dir = format!("{}/", d.display());
+        println!("{}", tr("policy-kept", &[("dir", Arg::Str(&dir))]));
     }
     Ok(())
 }

@@ -283,3 +283,14 @@ show-dialog = { $holder }
     { $state } ({ $when })
     SHA-256 { $fingerprint }
 show-more = …and { $count } more: certagent status lists them all.
+
+## certagent browser-policy
+policy-for = Local Network Access policy for { $origins }:
+policy-created = created
+policy-updated = updated
+policy-unchanged = unchanged
+policy-removed = removed
+policy-recorded = recorded in { $record } (for `certagent browser-policy --remove`)
+policy-applies = Chromium, Chrome and Edge apply it within minutes (chrome://policy, "Reload policies", at once); Firefox at its next start.
+policy-nothing = nothing to remove: no certagent browser policy is installed
+policy-kept = kept    { $dir } (created by the install, but holds other files now)

@@ -275,3 +275,14 @@ show-dialog = { $holder }
     { $state }（{ $when }）
     SHA-256 { $fingerprint }
 show-more = ほか { $count } 件。certagent status ですべて確認できます。
+
+## certagent browser-policy（ブラウザーのポリシー）
+policy-for = { $origins } のローカル ネットワーク アクセスのポリシー：
+policy-created = 作成
+policy-updated = 更新
+policy-unchanged = 変更なし
+policy-removed = 削除
+policy-recorded = 記録先：{ $record }（certagent browser-policy --remove で使います）
+policy-applies = Chromium、Chrome、Edge は数分以内に適用します（chrome://policy の「ポリシーを再読み込み」ですぐに適用）。Firefox は次回の起動時に適用します。
+policy-nothing = 削除するものはありません：certagent のブラウザー ポリシーはインストールされていません
+policy-kept = 残しました：{ $dir }（インストール時に作成しましたが、現在は他のファイルがあります）
