@@ -41,24 +41,35 @@ fn fails(card: &OpenPgpCard, args: &[&str]) -> String {
     text
 }
 
+/// pkcs11-tool's arguments for `rest` on `token`, logged in with the admin
+/// PIN (the SO login).
+fn as_admin<'a>(token: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--token-label",
+        token,
+        "--login",
+        "--login-type",
+        "so",
+        "--so-pin",
+        ADMIN_PIN,
+    ];
+    args.extend_from_slice(rest);
+    args
+}
+
+/// pkcs11-tool's arguments for `rest` on `token`, logged in with the user
+/// PIN.
+fn as_user<'a>(token: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--token-label", token, "--login", "--pin", USER_PIN];
+    args.extend_from_slice(rest);
+    args
+}
+
 /// Generate a key pair with the admin PIN (SO login) on `token`.
 fn keygen(card: &OpenPgpCard, token: &str, key_type: &str, id: &str) -> String {
     ok(
         card,
-        &[
-            "--token-label",
-            token,
-            "--login",
-            "--login-type",
-            "so",
-            "--so-pin",
-            ADMIN_PIN,
-            "--keypairgen",
-            "--key-type",
-            key_type,
-            "--id",
-            id,
-        ],
+        &as_admin(token, &["--keypairgen", "--key-type", key_type, "--id", id]),
     )
 }
 
@@ -149,18 +160,10 @@ fn rsa_2048_signature_key_needs_the_admin_pin_and_signs_pkcs1() {
 
     let user = fails(
         &card,
-        &[
-            "--token-label",
+        &as_user(
             SIG_TOKEN,
-            "--login",
-            "--pin",
-            USER_PIN,
-            "--keypairgen",
-            "--key-type",
-            "rsa:2048",
-            "--id",
-            "01",
-        ],
+            &["--keypairgen", "--key-type", "rsa:2048", "--id", "01"],
+        ),
     );
     assert!(user.contains("CKR_USER_NOT_LOGGED_IN"), "{user}");
 
@@ -171,17 +174,7 @@ fn rsa_2048_signature_key_needs_the_admin_pin_and_signs_pkcs1() {
 
     // The card names the key after its slot, whatever label was asked for,
     // and it is on the signature token only.
-    let objects = ok(
-        &card,
-        &[
-            "--token-label",
-            SIG_TOKEN,
-            "--login",
-            "--pin",
-            USER_PIN,
-            "-O",
-        ],
-    );
+    let objects = ok(&card, &as_user(SIG_TOKEN, &["-O"]));
     assert!(objects.contains("Private Key Object; RSA"), "{objects}");
     assert!(
         objects.contains("Public Key Object; RSA 2048 bits"),
@@ -195,17 +188,7 @@ fn rsa_2048_signature_key_needs_the_admin_pin_and_signs_pkcs1() {
         objects.contains("Usage:      sign, non-repudiation"),
         "{objects}"
     );
-    let other = ok(
-        &card,
-        &[
-            "--token-label",
-            USER_TOKEN,
-            "--login",
-            "--pin",
-            USER_PIN,
-            "-O",
-        ],
-    );
+    let other = ok(&card, &as_user(USER_TOKEN, &["-O"]));
     assert!(!other.contains("Key Object"), "{other}");
 
     std::fs::write(dir.join("data.txt"), b"renew me\n").unwrap();
@@ -214,22 +197,20 @@ fn rsa_2048_signature_key_needs_the_admin_pin_and_signs_pkcs1() {
     let pubkey = dir.join("rsa.pub.der");
     ok(
         &card,
-        &[
-            "--token-label",
+        &as_user(
             SIG_TOKEN,
-            "--login",
-            "--pin",
-            USER_PIN,
-            "--sign",
-            "-m",
-            "SHA256-RSA-PKCS",
-            "--id",
-            "01",
-            "-i",
-            data.to_str().unwrap(),
-            "-o",
-            sig.to_str().unwrap(),
-        ],
+            &[
+                "--sign",
+                "-m",
+                "SHA256-RSA-PKCS",
+                "--id",
+                "01",
+                "-i",
+                data.to_str().unwrap(),
+                "-o",
+                sig.to_str().unwrap(),
+            ],
+        ),
     );
     ok(
         &card,
@@ -249,22 +230,20 @@ fn rsa_2048_signature_key_needs_the_admin_pin_and_signs_pkcs1() {
 
     let pss = fails(
         &card,
-        &[
-            "--token-label",
+        &as_user(
             SIG_TOKEN,
-            "--login",
-            "--pin",
-            USER_PIN,
-            "--sign",
-            "-m",
-            "SHA256-RSA-PKCS-PSS",
-            "--id",
-            "01",
-            "-i",
-            data.to_str().unwrap(),
-            "-o",
-            sig.to_str().unwrap(),
-        ],
+            &[
+                "--sign",
+                "-m",
+                "SHA256-RSA-PKCS-PSS",
+                "--id",
+                "01",
+                "-i",
+                data.to_str().unwrap(),
+                "-o",
+                sig.to_str().unwrap(),
+            ],
+        ),
     );
     assert!(pss.contains("CKR_MECHANISM_INVALID"), "{pss}");
 }
@@ -275,17 +254,7 @@ fn ec_p256_authentication_key_signs_ecdsa_and_an_occupied_slot_refuses() {
     let dir = card.dir();
     keygen(&card, USER_TOKEN, "EC:prime256v1", "03");
 
-    let objects = ok(
-        &card,
-        &[
-            "--token-label",
-            USER_TOKEN,
-            "--login",
-            "--pin",
-            USER_PIN,
-            "-O",
-        ],
-    );
+    let objects = ok(&card, &as_user(USER_TOKEN, &["-O"]));
     assert!(
         objects.contains("label:      Authentication key\n  ID:         03"),
         "{objects}"
@@ -301,24 +270,22 @@ fn ec_p256_authentication_key_signs_ecdsa_and_an_occupied_slot_refuses() {
     let pubkey = dir.join("ec.pub.der");
     ok(
         &card,
-        &[
-            "--token-label",
+        &as_user(
             USER_TOKEN,
-            "--login",
-            "--pin",
-            USER_PIN,
-            "--sign",
-            "-m",
-            "ECDSA-SHA256",
-            "--signature-format",
-            "openssl",
-            "--id",
-            "03",
-            "-i",
-            data.to_str().unwrap(),
-            "-o",
-            sig.to_str().unwrap(),
-        ],
+            &[
+                "--sign",
+                "-m",
+                "ECDSA-SHA256",
+                "--signature-format",
+                "openssl",
+                "--id",
+                "03",
+                "-i",
+                data.to_str().unwrap(),
+                "-o",
+                sig.to_str().unwrap(),
+            ],
+        ),
     );
     ok(
         &card,
@@ -341,58 +308,28 @@ fn ec_p256_authentication_key_signs_ecdsa_and_an_occupied_slot_refuses() {
     // reported as CKR_GENERAL_ERROR) and the old key stays.
     let again = fails(
         &card,
-        &[
-            "--token-label",
+        &as_admin(
             USER_TOKEN,
-            "--login",
-            "--login-type",
-            "so",
-            "--so-pin",
-            ADMIN_PIN,
-            "--keypairgen",
-            "--key-type",
-            "EC:prime256v1",
-            "--id",
-            "03",
-        ],
+            &["--keypairgen", "--key-type", "EC:prime256v1", "--id", "03"],
+        ),
     );
     assert!(again.contains("CKR_GENERAL_ERROR"), "{again}");
     // An ID outside 01..03 has no key slot.
     let other = fails(
         &card,
-        &[
-            "--token-label",
+        &as_admin(
             USER_TOKEN,
-            "--login",
-            "--login-type",
-            "so",
-            "--so-pin",
-            ADMIN_PIN,
-            "--keypairgen",
-            "--key-type",
-            "EC:prime256v1",
-            "--id",
-            "05",
-        ],
+            &["--keypairgen", "--key-type", "EC:prime256v1", "--id", "05"],
+        ),
     );
     assert!(other.contains("CKR_ARGUMENTS_BAD"), "{other}");
     // Deleting the key reports success and changes nothing.
     ok(
         &card,
-        &[
-            "--token-label",
+        &as_admin(
             USER_TOKEN,
-            "--login",
-            "--login-type",
-            "so",
-            "--so-pin",
-            ADMIN_PIN,
-            "--delete-object",
-            "--type",
-            "privkey",
-            "--id",
-            "03",
-        ],
+            &["--delete-object", "--type", "privkey", "--id", "03"],
+        ),
     );
     ok(
         &card,
@@ -409,17 +346,7 @@ fn ec_p256_authentication_key_signs_ecdsa_and_an_occupied_slot_refuses() {
         ],
     );
     assert_eq!(std::fs::read(&pubkey).unwrap(), before);
-    let objects = ok(
-        &card,
-        &[
-            "--token-label",
-            USER_TOKEN,
-            "--login",
-            "--pin",
-            USER_PIN,
-            "-O",
-        ],
-    );
+    let objects = ok(&card, &as_user(USER_TOKEN, &["-O"]));
     assert!(objects.contains("Private Key Object; EC"), "{objects}");
 }
 
@@ -456,40 +383,27 @@ fn certificate_written_with_the_admin_pin_reads_back() {
 
     let user = fails(
         &card,
-        &[
-            "--token-label",
+        &as_user(
             SIG_TOKEN,
-            "--login",
-            "--pin",
-            USER_PIN,
-            "--write-object",
-            cert,
-            "--type",
-            "cert",
-            "--id",
-            "01",
-        ],
+            &["--write-object", cert, "--type", "cert", "--id", "01"],
+        ),
     );
     assert!(user.contains("CKR_PIN_LEN_RANGE"), "{user}");
     ok(
         &card,
-        &[
-            "--token-label",
+        &as_admin(
             SIG_TOKEN,
-            "--login",
-            "--login-type",
-            "so",
-            "--so-pin",
-            ADMIN_PIN,
-            "--write-object",
-            cert,
-            "--type",
-            "cert",
-            "--id",
-            "01",
-            "--label",
-            "ignored",
-        ],
+            &[
+                "--write-object",
+                cert,
+                "--type",
+                "cert",
+                "--id",
+                "01",
+                "--label",
+                "ignored",
+            ],
+        ),
     );
     // Without a key 01 the certificate is listed on the other token, with a
     // public key object taken from it.
@@ -557,17 +471,7 @@ fn wrong_user_pin_counts_down_to_locked() {
         }
     }
     // Locked: the right PIN is refused too, still as CKR_PIN_INCORRECT.
-    let right = fails(
-        &card,
-        &[
-            "--token-label",
-            USER_TOKEN,
-            "--login",
-            "--pin",
-            USER_PIN,
-            "-O",
-        ],
-    );
+    let right = fails(&card, &as_user(USER_TOKEN, &["-O"]));
     assert!(right.contains("CKR_PIN_INCORRECT"), "{right}");
 }
 
@@ -684,21 +588,17 @@ fn provisioned_card(days_left: i64) -> (OpenPgpCard, std::path::PathBuf) {
     std::fs::write(&cert, der).expect("write");
     ok(
         &card,
-        &[
-            "--token-label",
+        &as_admin(
             USER_TOKEN,
-            "--login",
-            "--login-type",
-            "so",
-            "--so-pin",
-            ADMIN_PIN,
-            "--write-object",
-            &cert.display().to_string(),
-            "--type",
-            "cert",
-            "--id",
-            "03",
-        ],
+            &[
+                "--write-object",
+                &cert.display().to_string(),
+                "--type",
+                "cert",
+                "--id",
+                "03",
+            ],
+        ),
     );
     (card, bank_dir)
 }
@@ -722,15 +622,8 @@ fn certagent_with(
         format!("[token]\nmodule = \"opensc\"\nlabel = \"{USER_TOKEN}\"\n{extra}"),
     )
     .expect("config");
-    let mut cmd = card.command(env!("CARGO_BIN_EXE_certagent"));
-    cmd.env_remove("CERTAGENT_PIN")
-        .env_remove("CERTAGENT_OTP")
-        .env_remove("CERTAGENT_CONFIG")
-        .env_remove("LC_ALL")
-        .env_remove("LC_MESSAGES")
-        .env("LANG", "C.UTF-8")
-        .env("XDG_CONFIG_HOME", card.dir().join("xdg"))
-        .env("XDG_STATE_HOME", card.dir().join("state"))
+    let mut cmd = common::certagent_in(card.dir());
+    cmd.envs(card.env())
         .arg("--config")
         .arg(&config)
         .args(args)
@@ -741,21 +634,12 @@ fn certagent_with(
     cmd.output().expect("certagent runs")
 }
 
-fn out_text(o: &std::process::Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn certagent_reads_the_card_and_its_key_signs_pkcs1_only() {
     let (card, _bank) = provisioned_card(20);
 
     let out = certagent(&card, &["tokens"], None);
-    assert!(out.status.success(), "{}", out_text(&out));
+    assert!(out.status.success(), "{}", common::text(&out));
     let tokens = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         tokens.contains("profile opensc")
@@ -765,7 +649,7 @@ fn certagent_reads_the_card_and_its_key_signs_pkcs1_only() {
     );
 
     let out = certagent(&card, &["status", "--json"], None);
-    assert!(out.status.success(), "{}", out_text(&out));
+    assert!(out.status.success(), "{}", common::text(&out));
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let certs = status["certificates"].as_array().expect("certificates");
     assert_eq!(certs.len(), 1, "{status}");
@@ -784,7 +668,7 @@ fn certagent_reads_the_card_and_its_key_signs_pkcs1_only() {
         report.contains("ok    login")
             && report.contains("key signs and matches the certificate (RS256)"),
         "{}",
-        out_text(&out)
+        common::text(&out)
     );
     assert!(!report.contains("PS256"), "{report}");
 }
@@ -798,7 +682,7 @@ fn a_pin_counter_going_3_1_locked_shows_in_tokens_and_doctor() {
     let (card, bank_dir) = provisioned_card(200);
     let pin_line = |card: &OpenPgpCard| {
         let out = certagent(card, &["tokens"], None);
-        assert!(out.status.success(), "{}", out_text(&out));
+        assert!(out.status.success(), "{}", common::text(&out));
         let t = String::from_utf8_lossy(&out.stdout).into_owned();
         // The user token's block: its PIN line.
         let block = t
@@ -822,7 +706,7 @@ fn a_pin_counter_going_3_1_locked_shows_in_tokens_and_doctor() {
     assert!(
         report.contains("FAIL  login") && report.contains("rejected the PIN; it was not retried"),
         "{}",
-        out_text(&out)
+        common::text(&out)
     );
     // One wrong PIN: the card's flags do not tell yet (OpenSC sets no
     // "count low").
@@ -842,14 +726,14 @@ fn a_pin_counter_going_3_1_locked_shows_in_tokens_and_doctor() {
     assert!(
         report.contains("warn  pin          PIN counter: final try"),
         "{}",
-        out_text(&out)
+        common::text(&out)
     );
 
     // Wrong a third time: locked.
     let out = certagent(&card, &["doctor"], Some("999999"));
     assert!(!out.status.success());
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(report.contains("now locked"), "{}", out_text(&out));
+    assert!(report.contains("now locked"), "{}", common::text(&out));
     assert_eq!(pin_line(&card), "PIN LOCKED");
 
     // Locked: doctor stops at the PIN check and asks for no PIN, even the
@@ -860,7 +744,7 @@ fn a_pin_counter_going_3_1_locked_shows_in_tokens_and_doctor() {
     assert!(
         report.contains("FAIL  pin          the user PIN is locked") && !report.contains("login"),
         "{}",
-        out_text(&out)
+        common::text(&out)
     );
     let (_rt, bank) = common::serve_bank(&bank_dir, certagent_bank::ServeOptions::default());
     let out = certagent_with(
@@ -871,7 +755,7 @@ fn a_pin_counter_going_3_1_locked_shows_in_tokens_and_doctor() {
     );
     assert!(!out.status.success());
     let e = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(e.contains("locked"), "{}", out_text(&out));
+    assert!(e.contains("locked"), "{}", common::text(&out));
 }
 
 fn bank_config(bank_dir: &std::path::Path, addr: std::net::SocketAddr) -> String {
@@ -906,7 +790,7 @@ fn a_renewal_on_the_card_is_refused_and_changes_nothing() {
     assert!(
         e.contains("keeps its keys in slots the card fixes") && e.contains("nothing was changed"),
         "{}",
-        out_text(&out)
+        common::text(&out)
     );
     assert!(!e.contains("[generating-key]"), "{e}");
     let out = certagent_with(
@@ -924,6 +808,6 @@ fn a_renewal_on_the_card_is_refused_and_changes_nothing() {
     assert!(
         out.status.success() && report.contains("key signs and matches the certificate (RS256)"),
         "{}",
-        out_text(&out)
+        common::text(&out)
     );
 }

@@ -7,6 +7,7 @@ use super::{App, TokenCert, pad, status_entry, token_line};
 use crate::Error;
 use crate::cert::{StatusEntry, rfc3339};
 use crate::i18n::{Arg, datetime_in};
+use crate::policy::Assessment;
 use crate::token::TokenInfo;
 
 #[derive(Serialize)]
@@ -122,8 +123,14 @@ pub(super) fn status(app: &App) -> Result<(), Error> {
             &[("state", Arg::Str(&state)), ("advice", Arg::Str(&advice))],
         );
         println!("    {}{line}", field("field-state"));
-        if let Some(n) = a_next_notice(app, c) {
-            println!("    {}{n}", field("field-next-notice"));
+        let next = app
+            .config
+            .policy
+            .assess(c.cert.not_before, c.cert.not_after, now)
+            .next_notice;
+        if let Some(n) = next {
+            let at = datetime_in(app.lang, n.at);
+            println!("    {}{at}", field("field-next-notice"));
         }
     }
     Ok(())
@@ -218,28 +225,14 @@ pub(super) fn print_certificate(app: &App, c: &TokenCert) -> Result<(), Error> {
     if app.json {
         return app.print_json(&report);
     }
-    print!("{}", describe(app, c, &report));
+    print!("{}", describe(app, c, &a, &report));
     Ok(())
 }
 
-/// When the next notice about `c` is due, as people read it.
-fn a_next_notice(app: &App, c: &TokenCert) -> Option<String> {
-    let a = app.config.policy.assess(
-        c.cert.not_before,
-        c.cert.not_after,
-        OffsetDateTime::now_utc(),
-    );
-    a.next_notice.map(|n| datetime_in(app.lang, n.at))
-}
-
-fn describe(app: &App, c: &TokenCert, r: &ShowReport<'_>) -> String {
+/// `a` is the assessment `r` was made from (its times unformatted).
+fn describe(app: &App, c: &TokenCert, a: &Assessment, r: &ShowReport<'_>) -> String {
     let lang = app.lang;
     let s = &r.status;
-    let a = app.config.policy.assess(
-        c.cert.not_before,
-        c.cert.not_after,
-        OffsetDateTime::now_utc(),
-    );
     let mut out = String::new();
     let mut line = |k: &str, v: &str| out.push_str(&format!("{}{v}\n", pad(&app.tr(k, &[]), 18)));
     line("show-subject", &s.subject);

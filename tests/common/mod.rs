@@ -38,6 +38,22 @@ pub fn require(tool: &str) {
     require_with(tool, &format!("install it: {INSTALL}"));
 }
 
+/// The certagent program with a clean environment of its own: no
+/// configuration, PIN or one-time password from outside, English unless a
+/// test asks for another language, XDG config and state under `dir`.
+pub fn certagent_in(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_certagent"));
+    cmd.env_remove("CERTAGENT_CONFIG")
+        .env_remove("CERTAGENT_PIN")
+        .env_remove("CERTAGENT_OTP")
+        .env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env("LANG", "C.UTF-8")
+        .env("XDG_CONFIG_HOME", dir.join("xdg"))
+        .env("XDG_STATE_HOME", dir.join("state"));
+    cmd
+}
+
 /// Panic with `install` (what to do) when `tool` is not on PATH.
 pub fn require_with(tool: &str, install: &str) {
     let found = Command::new("sh")
@@ -331,17 +347,8 @@ impl TestToken {
     /// A `certagent` command for this token: the module's configuration and
     /// the test's own XDG folders, no configuration or secrets inherited.
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_certagent"));
-        cmd.env(self.stack.conf_var(), self.conf())
-            .env_remove("CERTAGENT_CONFIG")
-            .env_remove("CERTAGENT_PIN")
-            .env_remove("CERTAGENT_OTP")
-            // English unless a test asks for another language.
-            .env_remove("LC_ALL")
-            .env_remove("LC_MESSAGES")
-            .env("LANG", "C.UTF-8")
-            .env("XDG_CONFIG_HOME", self.path().join("xdg"))
-            .env("XDG_STATE_HOME", self.path().join("state"));
+        let mut cmd = certagent_in(self.path());
+        cmd.env(self.stack.conf_var(), self.conf());
         cmd
     }
 
@@ -659,9 +666,9 @@ pub fn fault_module() -> PathBuf {
     )
 }
 
-/// A cdylib of the workspace, beside the test binary's `deps/` folder;
-/// missing, the test fails saying `what_to_do`.
-fn workspace_library(file: &str, what_to_do: &str) -> PathBuf {
+/// A file the workspace builds (a cdylib, a test program) beside the test
+/// binary's `deps/` folder; missing, the test fails saying `what_to_do`.
+pub fn workspace_library(file: &str, what_to_do: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary");
     let lib = exe
         .parent()

@@ -48,37 +48,24 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 
 /// OpenSC's PKCS#11 module.
 pub fn opensc_module() -> PathBuf {
-    [
-        "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so",
-        "/usr/lib/aarch64-linux-gnu/opensc-pkcs11.so",
-        "/usr/lib/x86_64-linux-gnu/pkcs11/opensc-pkcs11.so",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-    .unwrap_or_else(|| panic!("opensc-pkcs11.so not found; install it: {INSTALL}"))
+    super::first_existing(
+        &[
+            "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so",
+            "/usr/lib/aarch64-linux-gnu/opensc-pkcs11.so",
+            "/usr/lib/x86_64-linux-gnu/pkcs11/opensc-pkcs11.so",
+        ],
+        "opensc-pkcs11.so",
+    )
 }
 
 /// The emulator binary, built with the workspace into the target directory
 /// the test binary runs from (target/<profile>/deps/.. ).
 pub fn emulator_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory")
-        .join(EMULATOR);
-    assert!(bin.exists(), "{} is missing: {BUILD}", bin.display());
-    bin
+    super::workspace_library(EMULATOR, BUILD)
 }
 
 fn require_tool(tool: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(found, "{tool} is missing; install it: {INSTALL}");
+    super::require_with(tool, &format!("install it: {INSTALL}"));
 }
 
 /// Two consecutive TCP ports, P and P+1, free on all addresses (vpcd binds
@@ -115,12 +102,7 @@ impl OpenPgpCard {
     /// As [`start`](Self::start), with the card's serial number (8 hex
     /// digits, as OpenSC shows it in the token's serial).
     pub fn start_with_serial(serial: &str) -> Self {
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        assert!(
-            root,
-            "the OpenPGP card stack runs pcscd in its own mount namespace and needs root, as CI runs it"
-        );
+        super::require_root("the OpenPGP card stack runs pcscd in its own mount namespace");
         require_tool("pcscd");
         require_tool("pkcs11-tool");
         require_tool("unshare");
