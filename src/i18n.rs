@@ -99,6 +99,11 @@ fn build(lang: Lang) -> FluentBundle<FluentResource> {
     bundle
 }
 
+/// Whether the catalogues have a message `id` (English has every one).
+pub fn has(id: &str) -> bool {
+    bundle(Lang::En).has_message(id)
+}
+
 /// The message `id` in `lang` with `args`; English where `lang` lacks it,
 /// the id itself where English does too.
 pub fn tr_in(lang: Lang, id: &str, args: &[(&str, Arg<'_>)]) -> String {

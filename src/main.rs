@@ -1,11 +1,16 @@
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::FromArgMatches;
 
 fn main() -> ExitCode {
     // SAFETY: first thing, while this is the only thread.
     unsafe { certagent::prompt::take_env_secrets() };
-    let cli = certagent::cli::Cli::parse();
+    // Help texts in the user's language.
+    let matches = certagent::cli::command(certagent::i18n::Lang::current()).get_matches();
+    let cli = match certagent::cli::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",

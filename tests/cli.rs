@@ -576,6 +576,15 @@ fn a_japanese_user_reads_japanese_with_local_dates() {
         "{e}"
     );
 
+    // Help in Japanese too.
+    let out = ja(&["renew", "--help"], None);
+    let o = stdout(&out);
+    assert!(
+        o.contains("使い方:") && o.contains("更新する電子証明書の CKA_ID"),
+        "{}",
+        text(&out)
+    );
+
     // --json is the same in every language.
     let json_ja = json(&ja(&["status", "--json"], None));
     let json_en = json(&hsm.certagent(&config, &["status", "--json"], None));

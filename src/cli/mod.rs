@@ -22,85 +22,108 @@ use crate::policy::Policy;
 use crate::prompt::{Prompt, TerminalPrompt};
 use crate::token::{Module, Token, TokenInfo};
 
+/// The command line. Its help texts are in the catalogues (`help-*` in
+/// src/i18n/*.ftl), in the user's language: see [`command`].
 #[derive(Debug, Parser)]
-#[command(
-    name = "certagent",
-    version,
-    about = "Keeps bank client certificates on PKCS#11 tokens alive"
-)]
+#[command(name = "certagent", version)]
 pub struct Cli {
-    /// Configuration file (else $CERTAGENT_CONFIG, else the XDG config dir's certagent/config.toml)
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Print data as JSON
     #[arg(long, global = true)]
     pub json: bool,
-    /// More log output (repeat for more)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The subcommands; what each does is `help-NAME` in src/i18n/en.ftl.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Slots and tokens of the configured module, with PIN state
     Tokens,
-    /// Each bank certificate on the token and where it stands
     Status,
-    /// Full details of one certificate
     Show {
-        /// CKA_ID of the certificate, in hex
         #[arg(long, value_name = "HEX")]
         id: Option<String>,
     },
-    /// Check module, token, PIN, login and that each certificate's key signs and matches
     Doctor,
-    /// Renew the certificate in the renewal window over EST with mutual TLS
     Renew {
-        /// CKA_ID of the certificate to renew, in hex
         #[arg(long, value_name = "HEX")]
         id: Option<String>,
-        /// Do not ask for confirmation
         #[arg(long)]
         yes: bool,
     },
-    /// Obtain a certificate with the bank's ID and one-time password (first issuance, or after expiry)
     Enroll {
-        /// The user ID the bank gave
         #[arg(long, value_name = "ID")]
         user: String,
-        /// CKA_ID of the expired certificate to replace, in hex
         #[arg(long, value_name = "HEX")]
         id: Option<String>,
-        /// Do not ask for confirmation
         #[arg(long)]
         yes: bool,
     },
-    /// The agent: tray icon, desktop notices and the local API for the bank's web pages
     Run {
-        /// Serve the API and notices without a tray icon
         #[arg(long)]
         no_tray: bool,
-        /// For unattended tests only: take the PIN and one-time password from CERTAGENT_PIN and CERTAGENT_OTP
         #[arg(long)]
         unattended: bool,
     },
-    /// The whole story on a fresh SoftHSM token and the reference bank (certagent-bank beside certagent)
     Demo,
-    /// Print, install (root) or remove the managed browser policies that let `[bank] origins` reach the agent
     #[command(name = "browser-policy")]
     BrowserPolicy {
-        /// Write the Linux policy files under /etc (Chromium, Chrome, Edge, Firefox ESR); needs root
         #[arg(long, conflicts_with = "remove")]
         install: bool,
-        /// Remove the files --install wrote and the directories it created; needs root
         #[arg(long)]
         remove: bool,
     },
 }
 
-/// What every command starts from.
+/// The command line with every help text in `lang`: the command's, each
+/// subcommand's (`help-NAME`) and each option's (`help-NAME-ARG`, else the
+/// shared `help-arg-ARG`), the headings and clap's own help and version
+/// flags. Built first, so the flags clap adds are there to be named.
+pub fn command(lang: Lang) -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    cmd.build();
+    localize(cmd, lang, None)
+}
+
+fn localize(cmd: clap::Command, lang: Lang, sub: Option<&str>) -> clap::Command {
+    let t = |id: &str| tr_in(lang, id, &[]);
+    let about = match sub {
+        None => "help-about".to_string(),
+        Some(name) => format!("help-{name}"),
+    };
+    let template = format!(
+        "{{before-help}}{{about-with-newline}}\n{} {{usage}}\n\n{{all-args}}{{after-help}}",
+        t("help-usage")
+    );
+    let mut cmd = cmd
+        .about(t(&about))
+        .help_template(template)
+        .subcommand_help_heading(t("help-commands"));
+    let ids: Vec<String> = cmd
+        .get_arguments()
+        .map(|a| a.get_id().to_string())
+        .collect();
+    for id in ids {
+        let own = sub.map(|name| format!("help-{name}-{id}"));
+        let key = own
+            .filter(|k| crate::i18n::has(k))
+            .unwrap_or_else(|| format!("help-arg-{id}"));
+        let (help, heading) = (t(&key), t("help-options"));
+        cmd = cmd.mut_arg(id, |a| a.help(help).help_heading(heading));
+    }
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    for name in names {
+        cmd = cmd.mut_subcommand(&name, |c| localize(c, lang, Some(&name)));
+    }
+    cmd
+}
+
 pub(crate) struct App {
     pub config: Config,
     pub drivers: Drivers,
@@ -321,4 +344,44 @@ fn is_wide(c: char) -> bool {
         0x1100..=0x115F | 0x2E80..=0x303E | 0x3041..=0x33FF | 0x3400..=0x4DBF
         | 0x4E00..=0x9FFF | 0xA960..=0xA97F | 0xAC00..=0xD7A3 | 0xF900..=0xFAFF
         | 0xFE30..=0xFE4F | 0xFF00..=0xFF60 | 0xFFE0..=0xFFE6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every subcommand and option has its help text in both languages
+    /// (a missing one would show its message id), and the Japanese help
+    /// is Japanese.
+    #[test]
+    fn every_help_text_is_in_both_languages() {
+        fn walk(cmd: &clap::Command, path: &str, lang: Lang, seen: &mut usize) {
+            let about = cmd.get_about().map(|a| a.to_string()).unwrap_or_default();
+            assert!(
+                !about.is_empty() && !about.starts_with("help-"),
+                "{path} in {lang:?}: {about:?}"
+            );
+            for a in cmd.get_arguments() {
+                let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                assert!(
+                    !help.is_empty() && !help.starts_with("help-"),
+                    "{path} --{} in {lang:?}: {help:?}",
+                    a.get_id()
+                );
+                *seen += 1;
+            }
+            for c in cmd.get_subcommands() {
+                walk(c, &format!("{path} {}", c.get_name()), lang, seen);
+            }
+        }
+        for lang in [Lang::En, Lang::Ja] {
+            let mut seen = 0;
+            walk(&command(lang), "certagent", lang, &mut seen);
+            assert!(seen > 40, "{seen} options");
+        }
+        let ja = command(Lang::Ja).render_long_help().to_string();
+        assert!(ja.contains("使い方:") && ja.contains("電子証明書"), "{ja}");
+        let en = command(Lang::En).render_long_help().to_string();
+        assert!(en.starts_with("Keeps bank client certificates"), "{en}");
+    }
 }
