@@ -811,3 +811,154 @@ fn a_renewal_on_the_card_is_refused_and_changes_nothing() {
         common::text(&out)
     );
 }
+
+/// `certagent run` on the card, its PIN dialog the scripted pinentry, its
+/// token behind OpenSC's spy (to count C_Login); killed when dropped.
+struct CardAgent {
+    child: std::process::Child,
+    port: u16,
+    prompt_dir: std::path::PathBuf,
+    spy_log: std::path::PathBuf,
+}
+
+impl CardAgent {
+    fn start(card: &OpenPgpCard, bank_dir: &std::path::Path, bank: std::net::SocketAddr) -> Self {
+        let (pinentry, prompt_dir) = common::scripted_pinentry(card.dir());
+        std::fs::write(prompt_dir.join("pin"), USER_PIN).expect("pin");
+        let port = common::agent::free_port();
+        let config = card.dir().join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[token]\nmodule = \"{}\"\nlabel = \"{USER_TOKEN}\"\n{}origins = [\"{}\"]\n[agent]\nlisten = \"127.0.0.1:{port}\"\npinentry = \"{}\"\n",
+                common::spy_module().display(),
+                bank_config(bank_dir, bank),
+                common::agent::ORIGIN,
+                pinentry.display()
+            ),
+        )
+        .expect("config");
+        let spy_log = card.dir().join("spy.log");
+        let mut cmd = common::certagent_in(card.dir());
+        cmd.envs(card.env())
+            .env("PKCS11SPY", card.module())
+            .env("PKCS11SPY_OUTPUT", &spy_log)
+            .env("PINENTRY_TEST_DIR", &prompt_dir)
+            .arg("--config")
+            .arg(&config);
+        CardAgent {
+            child: common::start_agent_process(cmd),
+            port,
+            prompt_dir,
+            spy_log,
+        }
+    }
+
+    fn logon(&self, challenge: &str) -> common::agent::Reply {
+        common::agent::page_to(
+            self.port,
+            "POST",
+            "/v1/logon",
+            &format!("{{\"challenge\":\"{challenge}\"}}"),
+        )
+    }
+
+    fn logins(&self) -> usize {
+        std::fs::read_to_string(&self.spy_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("C_Login"))
+            .count()
+    }
+
+    /// The descriptions the PIN dialogs showed.
+    fn pin_descriptions(&self) -> Vec<String> {
+        std::fs::read_to_string(self.prompt_dir.join("lines"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("SETDESC") && l.contains("PIN"))
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Drop for CardAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A logon from the bank's page through the agent on the card: signed
+/// RS256 (the card has no RSA-PSS), one C_Login, accepted by the bank's own
+/// verifier. With one PIN try left the PIN dialog says it is the last;
+/// a locked card is never asked for a PIN.
+#[test]
+fn logon_through_the_agent_on_the_card() {
+    use base64::Engine;
+    let (card, bank_dir) = provisioned_card(200);
+    let (_rt, bank) = common::serve_bank(&bank_dir, certagent_bank::ServeOptions::default());
+    let agent = CardAgent::start(&card, &bank_dir, bank.addr());
+    let chal64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([9u8; 32]);
+
+    let r = agent.logon(&chal64);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut t = r.json();
+    assert_eq!(t["algorithm"], "RS256", "no RSA-PSS on the card: {t}");
+    assert_eq!(
+        common::prompts_seen(&agent.prompt_dir),
+        ["CONFIRM", "GETPIN"]
+    );
+    assert_eq!(agent.logins(), 1, "one C_Login, seen by the spy");
+
+    use certagent_bank::store::{Paths, State};
+    let paths = Paths::new(&bank_dir);
+    let ca_pem = std::fs::read(paths.ca_cert()).expect("ca.pem");
+    let (_, ca_der) = der::pem::decode_vec(&ca_pem).expect("ca pem");
+    let state = State::load(&paths).expect("bank state");
+    t["challenge"] = serde_json::Value::String(chal64.clone());
+    let who = certagent_bank::logon::verify_body(
+        &serde_json::to_vec(&t).expect("json"),
+        Some(&chal64),
+        common::agent::ORIGIN,
+        &ca_der,
+        &state,
+        &certagent::policy::Policy::default(),
+        time::OffsetDateTime::now_utc(),
+    )
+    .expect("the bank accepts the logon");
+    assert_eq!(who.holder, "Ana Novak (Demo Company d.o.o.)");
+
+    // Two wrong PINs elsewhere (doctor): one try left. The agent's PIN
+    // dialog says so; the right PIN then logs on (and the card's counter
+    // starts again).
+    for _ in 0..2 {
+        let out = certagent(&card, &["doctor"], Some("999999"));
+        assert!(!out.status.success(), "{}", common::text(&out));
+    }
+    let r = agent.logon(&chal64);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let warned = agent.pin_descriptions();
+    assert_eq!(warned.len(), 2, "{warned:?}");
+    assert!(!warned[0].contains("last try"), "{warned:?}");
+    assert!(warned[1].contains("last try"), "{warned:?}");
+    assert_eq!(agent.logins(), 2);
+
+    // Locked (three wrong PINs): no PIN is asked and the card sees no
+    // login. (The user's consent still comes first: a page learns nothing
+    // of the card, not even that it is locked, before the user allows it.)
+    for _ in 0..3 {
+        let out = certagent(&card, &["doctor"], Some("999999"));
+        assert!(!out.status.success(), "{}", common::text(&out));
+    }
+    let asked = common::prompts_seen(&agent.prompt_dir).len();
+    let r = agent.logon(&chal64);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["error"], "pin-locked", "{}", r.body);
+    assert_eq!(
+        common::prompts_seen(&agent.prompt_dir)[asked..],
+        ["CONFIRM"],
+        "the consent, and no PIN dialog"
+    );
+    assert_eq!(agent.logins(), 2, "no C_Login on a locked card");
+}

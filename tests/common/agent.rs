@@ -283,32 +283,12 @@ impl Agent {
 
     /// Raw HTTP/1.1, so every header is exactly what the test says.
     pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        let mut req = format!("{method} {path} HTTP/1.1\r\n");
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str(&format!(
-            "Content-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        ));
-        s.write_all(req.as_bytes()).expect("write");
-        let _ = s.write_all(body);
-        let mut raw = Vec::new();
-        let _ = s.read_to_end(&mut raw);
-        Reply::parse(&raw)
+        send_to(self.port, method, path, headers, body)
     }
 
     /// A request as the allowed page would send it.
     pub fn page(&self, method: &str, path: &str, body: &str) -> Reply {
-        let host = self.host();
-        let mut h = vec![("Host", host.as_str()), ("Origin", ORIGIN)];
-        if method == "POST" {
-            h.push(("Content-Type", "application/json"));
-        }
-        self.send(method, path, &h, body.as_bytes())
+        page_to(self.port, method, path, body)
     }
 
     pub fn prompts(&self) -> Vec<String> {
@@ -322,6 +302,43 @@ impl Agent {
             .filter(|l| l.contains("C_Login"))
             .count()
     }
+}
+
+/// Raw HTTP/1.1 to the agent listening on `port`, every header exactly as
+/// given.
+pub fn send_to(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut req = format!("{method} {path} HTTP/1.1\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
+    s.write_all(req.as_bytes()).expect("write");
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    Reply::parse(&raw)
+}
+
+/// A request to the agent on `port` as the allowed page ([`ORIGIN`]) sends it.
+pub fn page_to(port: u16, method: &str, path: &str, body: &str) -> Reply {
+    let host = format!("127.0.0.1:{port}");
+    let mut h = vec![("Host", host.as_str()), ("Origin", ORIGIN)];
+    if method == "POST" {
+        h.push(("Content-Type", "application/json"));
+    }
+    send_to(port, method, path, &h, body.as_bytes())
 }
 
 pub struct Reply {
