@@ -616,10 +616,23 @@ fn certagent_with(
     args: &[&str],
     pin: Option<&str>,
 ) -> std::process::Output {
+    certagent_through(card, "opensc", extra, args, pin)
+}
+
+/// As [`certagent_with`], the card reached through `module` (a profile
+/// name: `opensc`, or `p11-kit-proxy`, the Linux default, which loads
+/// OpenSC as Debian registers it).
+fn certagent_through(
+    card: &OpenPgpCard,
+    module: &str,
+    extra: &str,
+    args: &[&str],
+    pin: Option<&str>,
+) -> std::process::Output {
     let config = card.dir().join("certagent.toml");
     std::fs::write(
         &config,
-        format!("[token]\nmodule = \"opensc\"\nlabel = \"{USER_TOKEN}\"\n{extra}"),
+        format!("[token]\nmodule = \"{module}\"\nlabel = \"{USER_TOKEN}\"\n{extra}"),
     )
     .expect("config");
     let mut cmd = common::certagent_in(card.dir());
@@ -793,6 +806,23 @@ fn a_renewal_on_the_card_is_refused_and_changes_nothing() {
         common::text(&out)
     );
     assert!(!e.contains("[generating-key]"), "{e}");
+    // The same through p11-kit's proxy (the default module on Linux): the
+    // card is known by its token's model, whichever module carries it.
+    let out = certagent_through(&card, "p11-kit-proxy", &config, &["status", "--json"], None);
+    assert!(out.status.success(), "{}", common::text(&out));
+    let out = certagent_through(
+        &card,
+        "p11-kit-proxy",
+        &config,
+        &["renew", "--yes"],
+        Some(USER_PIN),
+    );
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success() && e.contains("keeps its keys in slots the card fixes"),
+        "{}",
+        common::text(&out)
+    );
     let out = certagent_with(
         &card,
         &config,
