@@ -6,10 +6,30 @@ fn main() -> ExitCode {
     // SAFETY: first thing, while this is the only thread.
     unsafe { certagent::prompt::take_env_secrets() };
     // Help texts in the user's language.
-    let matches = certagent::cli::command(certagent::i18n::Lang::current()).get_matches();
-    let cli = match certagent::cli::Cli::from_arg_matches(&matches) {
+    let lang = certagent::i18n::Lang::current();
+    let cli = match certagent::cli::command(lang)
+        .try_get_matches()
+        .and_then(|m| certagent::cli::Cli::from_arg_matches(&m))
+    {
         Ok(cli) => cli,
-        Err(e) => e.exit(),
+        Err(e) => {
+            use clap::error::ErrorKind;
+            // clap's own words are English: other languages say first, in
+            // theirs, that the command line is wrong and where help is.
+            let shown = matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            );
+            if !shown && lang != certagent::i18n::Lang::En {
+                eprintln!(
+                    "certagent: {}",
+                    certagent::i18n::tr_in(lang, "error-arguments", &[])
+                );
+            }
+            e.exit()
+        }
     };
     let level = match cli.verbose {
         0 => "warn",

@@ -585,6 +585,15 @@ fn a_japanese_user_reads_japanese_with_local_dates() {
         text(&out)
     );
 
+    // A wrong command line: clap's English, after a Japanese line.
+    let out = ja(&["renw"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        stderr(&out).starts_with("certagent: コマンドの指定に誤りがあります。"),
+        "{}",
+        text(&out)
+    );
+
     // --json is the same in every language.
     let json_ja = json(&ja(&["status", "--json"], None));
     let json_en = json(&hsm.certagent(&config, &["status", "--json"], None));

@@ -202,6 +202,7 @@ error-browser-policy = The browser policy could not be changed.
 error-usage = The command cannot be done as given.
 error-checks-failed = Some checks failed; see the lines marked FAIL above.
 error-io = Output could not be written.
+error-arguments = The command line is not right; `certagent --help` shows how to use it.
 error-details = details: { $details }
 
 ## certagent doctor

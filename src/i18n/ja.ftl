@@ -194,6 +194,7 @@ error-browser-policy = ブラウザーのポリシーを変更できませんで
 error-usage = 指定されたとおりには実行できません。
 error-checks-failed = 一部の確認で問題が見つかりました。上の FAIL の行をご覧ください。
 error-io = 出力を書き込めませんでした。
+error-arguments = コマンドの指定に誤りがあります。使い方は certagent --help で確認できます。
 error-details = 詳細：{ $details }
 
 ## certagent doctor（診断）
