@@ -170,7 +170,10 @@ impl OpenPgpCard {
         };
         card.wait_for(|| card.socket().exists(), "pcscd's socket");
         card.emulator = Some(card.spawn_emulator(&emulator));
-        card.wait_for(|| card.present(), "the card in the virtual reader");
+        card.wait_for(
+            || card.present() == Some(true),
+            "the card in the virtual reader",
+        );
         card
     }
 
@@ -259,9 +262,15 @@ impl OpenPgpCard {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Whether OpenSC sees a token in the virtual reader.
-    pub fn present(&self) -> bool {
-        self.list_slots().contains("token label")
+    /// Whether OpenSC sees a token in the virtual reader: `None` while the
+    /// readers settle (OpenSC's C_GetSlotList answers CKR_BUFFER_TOO_SMALL
+    /// when a reader appears between its two calls, seen when vpcd adds its
+    /// second reader), so a wait asks again.
+    pub fn present(&self) -> Option<bool> {
+        let out = self.pkcs11_tool_output(&["-L"]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).contains("token label"))
     }
 
     /// Whether the emulator runs (the card is in the reader).
@@ -274,7 +283,7 @@ impl OpenPgpCard {
     pub fn remove(&mut self) {
         let mut child = self.emulator.take().expect("the card is not inserted");
         stop(&mut child);
-        self.wait_for(|| !self.present(), "the reader to be empty");
+        self.wait_for(|| self.present() == Some(false), "the reader to be empty");
     }
 
     /// Put the same card back: start the emulator on the same state, wait
@@ -282,7 +291,10 @@ impl OpenPgpCard {
     pub fn insert(&mut self) {
         assert!(self.emulator.is_none(), "the card is already inserted");
         self.emulator = Some(self.spawn_emulator(&emulator_binary()));
-        self.wait_for(|| self.present(), "the card in the virtual reader");
+        self.wait_for(
+            || self.present() == Some(true),
+            "the card in the virtual reader",
+        );
     }
 
     fn wait_for(&self, mut ready: impl FnMut() -> bool, what: &str) {
