@@ -966,6 +966,9 @@ fn logon_through_the_agent_on_the_card() {
         let out = certagent(&card, &["doctor"], Some("999999"));
         assert!(!out.status.success(), "{}", common::text(&out));
     }
+    // The page's status says so too, though no slot event told the agent.
+    let status = common::agent::page_to(agent.port, "GET", "/v1/status", "").json();
+    assert_eq!(status["token"]["pin_final_try"], true, "{status}");
     let r = agent.logon(&chal64);
     assert_eq!(r.status, 200, "{}", r.body);
     let warned = agent.pin_descriptions();
@@ -981,6 +984,8 @@ fn logon_through_the_agent_on_the_card() {
         let out = certagent(&card, &["doctor"], Some("999999"));
         assert!(!out.status.success(), "{}", common::text(&out));
     }
+    let status = common::agent::page_to(agent.port, "GET", "/v1/status", "").json();
+    assert_eq!(status["token"]["pin_locked"], true, "{status}");
     let asked = common::prompts_seen(&agent.prompt_dir).len();
     let r = agent.logon(&chal64);
     assert_eq!(r.status, 403, "{}", r.body);

@@ -130,13 +130,38 @@ impl Owner {
     /// token since, else a fresh one (blocking). The interrupted-renewal
     /// state is always read afresh (a file, not the token).
     pub fn cached_look(&self) -> Result<Look, TokenError> {
+        self.cached_look_pin(false)
+    }
+
+    /// [`Owner::cached_look`]; with `fresh_pin`, a cached look gets the
+    /// token's PIN state read again (one C_GetTokenInfo): the counter moves
+    /// with every login attempt of any program, and no slot event says so.
+    fn cached_look_pin(&self, fresh_pin: bool) -> Result<Look, TokenError> {
         self.drop_if_changed();
         let cached = lock(&self.cache)
             .as_ref()
             .filter(|c| c.taken.elapsed() < LOOK_MAX_AGE)
-            .map(|c| c.look.clone());
+            .map(|c| (c.look.clone(), c.slot));
         match cached {
-            Some(mut look) => {
+            Some((mut look, slot)) => {
+                if fresh_pin {
+                    let info = match self.module().and_then(|m| m.token_info(slot)) {
+                        Ok(info) => info,
+                        Err(e) => {
+                            self.invalidate();
+                            return Err(e);
+                        }
+                    };
+                    if info.serial != look.info.serial {
+                        // Another token in that slot: look at it afresh.
+                        self.invalidate();
+                        return self.look_now();
+                    }
+                    if let Some(c) = lock(&self.cache).as_mut() {
+                        c.look.info = info.clone();
+                    }
+                    look.info = info;
+                }
                 look.pending = self.pending(&look.info.serial);
                 Ok(look)
             }
@@ -288,11 +313,13 @@ impl Owner {
         })
     }
 
-    /// The watch's view of the token, from async code (a look only when
-    /// nothing recent is cached).
+    /// The pages' view of the token, from async code: a look only when
+    /// nothing recent is cached, and the PIN state always as the token says
+    /// it now (the desk's tick uses [`Owner::cached_look`] and stays silent
+    /// while idle).
     pub async fn view(self: &Arc<Self>) -> Result<Look, TokenError> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.cached_look())
+        tokio::task::spawn_blocking(move || me.cached_look_pin(true))
             .await
             .unwrap_or_else(|e| {
                 Err(TokenError::Unsupported {

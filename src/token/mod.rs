@@ -341,6 +341,15 @@ impl Module {
     /// Open a session on a token already found (by [`Module::open`]) in
     /// `slot`, without looking through the slots again: one C_OpenSession.
     /// The caller checks the identity with [`Token::refresh_info`] where it matters.
+    /// The identity and PIN state of the token in `slot` (one
+    /// C_GetTokenInfo).
+    pub fn token_info(&self, slot: Slot) -> Result<TokenInfo> {
+        self.ctx
+            .get_token_info(slot)
+            .map(|t| TokenInfo::from_ck(&t))
+            .map_err(error::map)
+    }
+
     pub fn open_slot(self: &Arc<Self>, slot: Slot, info: TokenInfo) -> Result<Token> {
         Token::open(self.clone(), slot, info)
     }
@@ -570,12 +579,7 @@ impl Token {
 
     /// The token's identity and PIN state, read afresh (C_GetTokenInfo).
     pub fn refresh_info(&self) -> Result<TokenInfo> {
-        let fresh = self
-            .module
-            .ctx
-            .get_token_info(self.slot)
-            .map(|t| TokenInfo::from_ck(&t))
-            .map_err(error::map)?;
+        let fresh = self.module.token_info(self.slot)?;
         *lock(&self.info) = fresh.clone();
         Ok(fresh)
     }
