@@ -103,15 +103,12 @@ fn print(origins: &Origins, json: bool) -> Result<(), Error> {
             },
         });
     }
-    println!("# Managed browser policies that let the bank's pages reach the certagent agent");
-    println!("# on this machine without a Local Network Access prompt, for these origins:");
+    comment("#", "policy-print-head");
     for o in origins.list() {
         println!("#   {o}");
     }
     println!();
-    println!("## Linux: `sudo certagent --config FILE browser-policy --install` writes these");
-    println!("## files (mode 0644), for every browser whether installed yet or not, and");
-    println!("## `sudo certagent browser-policy --remove` removes them again.");
+    comment("##", "policy-print-linux");
     for f in &linux {
         println!();
         println!("### {}", f.path);
@@ -119,36 +116,32 @@ fn print(origins: &Origins, json: bool) -> Result<(), Error> {
     }
     if origins.firefox_hosts().is_empty() {
         println!();
-        println!("# Firefox: no file; every origin is on this machine (loopback), and a page on");
-        println!("# this machine may call the agent without a prompt.");
+        comment("#", "policy-print-no-firefox");
     }
     println!();
-    println!("## Windows: save as certagent.reg and import it as an administrator");
-    println!("## (`reg import certagent.reg`), or set the same values by Group Policy;");
-    println!("## `certagent browser-policy --json | jq -r .windows_reg` gives the file alone.");
+    comment("##", "policy-print-windows");
     println!();
     print!("{}", bp::windows_reg(origins));
     println!();
-    println!("## macOS: deploy this configuration profile (certagent.mobileconfig) with your MDM;");
-    println!("## Chrome and Edge on macOS take policies only from managed preferences;");
-    println!("## `certagent browser-policy --json | jq -r .macos_mobileconfig` gives it alone.");
+    comment("##", "policy-print-macos");
     println!();
     print!("{}", bp::macos_mobileconfig(origins));
     if let Some(p) = bp::firefox_policies_json(origins) {
         let text = serde_json::to_string_pretty(&p)
             .map_err(|e| Error::Usage(format!("cannot encode JSON: {e}")))?;
         println!();
-        println!("## Firefox elsewhere (Mozilla's own builds, Windows, macOS): the enterprise");
-        println!("## policy LocalNetworkAccess in policies.json (Linux:");
-        println!("## /etc/firefox/policies/policies.json, one file for all policies: merge this");
-        println!("## into it). Firefox, ESR 153 too, asks before a public page may reach this");
-        println!("## machine; the policy sets network.lna.skip-domains, which takes host names,");
-        println!("## not origins. Loopback hosts are left out: the preference also matches the");
-        println!("## address a request goes to, so they would lift the prompt for every page.");
+        comment("##", "policy-print-firefox");
         println!();
         println!("{text}");
     }
     Ok(())
+}
+
+/// The message `id`, each of its lines a comment after `mark`.
+fn comment(mark: &str, id: &str) {
+    for line in tr(id, &[]).lines() {
+        println!("{mark} {line}");
+    }
 }
 
 fn status_word(s: FileStatus) -> String {

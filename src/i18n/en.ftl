@@ -325,3 +325,23 @@ help-browser-policy = Print, install (root) or remove the managed browser polici
 help-browser-policy-install = Write the Linux policy files under /etc (Chromium, Chrome, Edge, Firefox ESR); needs root
 help-browser-policy-remove = Remove the files --install wrote and the directories it created; needs root
 help-help = Print this message or the help of the given subcommand(s)
+policy-print-head = Managed browser policies that let the bank's pages reach the certagent agent
+    on this machine without a Local Network Access prompt, for these origins:
+policy-print-linux = Linux: `sudo certagent --config FILE browser-policy --install` writes these
+    files (mode 0644), for every browser whether installed yet or not, and
+    `sudo certagent browser-policy --remove` removes them again.
+policy-print-no-firefox = Firefox: no file; every origin is on this machine (loopback), and a page on
+    this machine may call the agent without a prompt.
+policy-print-windows = Windows: save as certagent.reg and import it as an administrator
+    (`reg import certagent.reg`), or set the same values by Group Policy;
+    `certagent browser-policy --json | jq -r .windows_reg` gives the file alone.
+policy-print-macos = macOS: deploy this configuration profile (certagent.mobileconfig) with your MDM;
+    Chrome and Edge on macOS take policies only from managed preferences;
+    `certagent browser-policy --json | jq -r .macos_mobileconfig` gives it alone.
+policy-print-firefox = Firefox elsewhere (Mozilla's own builds, Windows, macOS): the enterprise
+    policy LocalNetworkAccess in policies.json (Linux:
+    /etc/firefox/policies/policies.json, one file for all policies: merge this
+    into it). Firefox, ESR 153 too, asks before a public page may reach this
+    machine; the policy sets network.lna.skip-domains, which takes host names,
+    not origins. Loopback hosts are left out: the preference also matches the
+    address a request goes to, so they would lift the prompt for every page.

@@ -317,3 +317,22 @@ help-browser-policy = `[bank] origins` からエージェントへの接続を�
 help-browser-policy-install = Linux のポリシーファイルを /etc の下に書き込みます（Chromium、Chrome、Edge、Firefox ESR）。root が必要です
 help-browser-policy-remove = --install が書き込んだファイルと作成したディレクトリを削除します。root が必要です
 help-help = このメッセージ、または指定したコマンドのヘルプを表示します
+policy-print-head = 銀行のページがこのパソコンの certagent エージェントに、ローカル ネットワーク アクセスの
+    確認なしで接続できるようにする、ブラウザーの管理ポリシーです。対象のオリジン：
+policy-print-linux = Linux：`sudo certagent --config FILE browser-policy --install` が次のファイルを
+    書き込みます（モード 0644、未インストールのブラウザーの分も）。
+    `sudo certagent browser-policy --remove` で削除できます。
+policy-print-no-firefox = Firefox：ファイルは不要です。どのオリジンもこのパソコン上（ループバック）にあり、
+    このパソコン上のページは確認なしでエージェントを呼び出せます。
+policy-print-windows = Windows：certagent.reg として保存し、管理者として取り込んでください
+    （`reg import certagent.reg`）。グループ ポリシーで同じ値を設定することもできます。
+    `certagent browser-policy --json | jq -r .windows_reg` でこのファイルだけを出力します。
+policy-print-macos = macOS：この構成プロファイル（certagent.mobileconfig）を MDM で配布してください。
+    macOS の Chrome と Edge は管理された環境設定からのみポリシーを読み込みます。
+    `certagent browser-policy --json | jq -r .macos_mobileconfig` でこれだけを出力します。
+policy-print-firefox = そのほかの Firefox（Mozilla 配布版、Windows、macOS）：policies.json の
+    エンタープライズ ポリシー LocalNetworkAccess（Linux では /etc/firefox/policies/policies.json。
+    すべてのポリシーで一つのファイルなので、これを統合してください）。Firefox は ESR 153 も、
+    公開ページからこのパソコンへの接続前に確認します。このポリシーは network.lna.skip-domains を
+    設定し、これはオリジンではなくホスト名を取ります。ループバックのホストは含めません：この設定は
+    接続先のアドレスにも一致するため、すべてのページで確認がなくなってしまいます。
