@@ -53,6 +53,53 @@ pub struct Profile {
     pub capabilities: Capabilities,
     #[serde(default)]
     pub quirks: Quirks,
+    /// Card families whose fixed key slots certagent knows how to renew
+    /// into (`[[cards]]`); any other fixed-slot token is read and used for
+    /// logon, never renewed.
+    #[serde(default)]
+    pub cards: Vec<CardFamily>,
+}
+
+/// A family of cards with key slots the card fixes, as the module shows
+/// it, and how a renewal works on it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardFamily {
+    /// The family's name, for messages.
+    pub name: String,
+    /// Token labels of the family begin with this.
+    pub label_prefix: String,
+    /// The CKA_IDs (hex) of the key slots that sign, in the order a
+    /// renewal tries them; a renewal generates into a free one.
+    pub signing_slots: Vec<String>,
+    /// Key generation and certificate writes need the card's admin PIN
+    /// (the PKCS#11 SO login) rather than the user PIN.
+    #[serde(default)]
+    pub admin_pin_for_keys: bool,
+    /// Deleting a key reports success and leaves it on the card.
+    #[serde(default)]
+    pub keys_stay: bool,
+    /// Which of the card's tokens (by label) holds each key slot, where
+    /// the module shows one card as several tokens.
+    #[serde(default)]
+    pub key_tokens: BTreeMap<String, String>,
+    /// Deleting another slot's certificate erases this slot's (OpenSC
+    /// 0.23 on OpenPGP cards: deleting certificate 01 or 02 erases 03):
+    /// a renewal into this slot leaves the old certificate in place.
+    #[serde(default)]
+    pub certificate_deletes_erase: Option<String>,
+}
+
+impl CardFamily {
+    /// The signing slots' CKA_IDs (entries that are not hex are skipped;
+    /// [`Profile::parse`] refuses them).
+    pub fn slot_ids(&self) -> Vec<Vec<u8>> {
+        self.signing_slots
+            .iter()
+            .filter_map(|s| hex::decode(s.trim()).ok())
+            .filter(|id| !id.is_empty())
+            .collect()
+    }
 }
 
 /// Where the module library lives on each operating system, in search order.
@@ -142,6 +189,24 @@ impl Profile {
         for s in &p.capabilities.signing {
             s.parse::<SignScheme>()
                 .map_err(|e| invalid(format!("capabilities.signing: {e}")))?;
+        }
+        for c in &p.cards {
+            if c.label_prefix.trim().is_empty() {
+                return Err(invalid(format!(
+                    "cards {:?}: label_prefix is empty",
+                    c.name
+                )));
+            }
+            if c.signing_slots.is_empty()
+                || c.signing_slots
+                    .iter()
+                    .any(|s| hex::decode(s.trim()).map_or(true, |id| id.is_empty()))
+            {
+                return Err(invalid(format!(
+                    "cards {:?}: signing_slots must be CKA_IDs in hex, like \"03\"",
+                    c.name
+                )));
+            }
         }
         Ok(p)
     }

@@ -399,6 +399,7 @@ mod tests {
             "key-not-found",
             "unsupported",
             "token-malformed",
+            "admin-pin-incorrect",
             "pkcs11",
             "certificate",
             "csr",

@@ -13,12 +13,15 @@ use crate::token::TokenInfo;
 
 /// Environment variable with the user PIN, for unattended tests only.
 pub const PIN_ENV: &str = "CERTAGENT_PIN";
+/// Environment variable with a card's admin PIN, for unattended tests only.
+pub const ADMIN_PIN_ENV: &str = "CERTAGENT_ADMIN_PIN";
 /// Environment variable with the bank's one-time password, for unattended tests only.
 pub const OTP_ENV: &str = "CERTAGENT_OTP";
 
 /// `CERTAGENT_PIN` and `CERTAGENT_OTP`, as the process found them.
 struct EnvSecrets {
     pin: Option<SecretString>,
+    admin_pin: Option<SecretString>,
     otp: Option<SecretString>,
 }
 
@@ -43,6 +46,7 @@ pub unsafe fn take_env_secrets() {
     };
     let secrets = EnvSecrets {
         pin: take(PIN_ENV),
+        admin_pin: take(ADMIN_PIN_ENV),
         otp: take(OTP_ENV),
     };
     let _ = ENV_SECRETS.set(secrets);
@@ -54,7 +58,11 @@ fn env_secret(name: &str) -> Option<SecretString> {
     use secrecy::ExposeSecret;
     match ENV_SECRETS.get() {
         Some(s) => {
-            let v = if name == PIN_ENV { &s.pin } else { &s.otp };
+            let v = match name {
+                PIN_ENV => &s.pin,
+                ADMIN_PIN_ENV => &s.admin_pin,
+                _ => &s.otp,
+            };
             v.as_ref()
                 .map(|v| SecretString::from(v.expose_secret().to_string()))
         }
@@ -64,7 +72,9 @@ fn env_secret(name: &str) -> Option<SecretString> {
 
 /// Whether `CERTAGENT_PIN` or `CERTAGENT_OTP` was given to this process.
 pub fn env_secrets_given() -> bool {
-    env_secret(PIN_ENV).is_some() || env_secret(OTP_ENV).is_some()
+    env_secret(PIN_ENV).is_some()
+        || env_secret(ADMIN_PIN_ENV).is_some()
+        || env_secret(OTP_ENV).is_some()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +93,16 @@ pub enum PromptError {
 pub trait Prompt: Send + Sync {
     /// The user PIN for `token`. `purpose` says why, in a few words.
     fn pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError>;
+    /// The admin PIN of a card (its security officer PIN: OpenPGP's PW3),
+    /// which key generation needs on some cards. `purpose` says why.
+    fn admin_pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
+        let _ = (token, purpose);
+        Err(PromptError::Unavailable {
+            what: "the card's admin PIN",
+            why: "this prompt cannot ask for it".into(),
+            hint: "CERTAGENT_ADMIN_PIN",
+        })
+    }
     /// A yes/no question; `false` means the user declined.
     fn confirm(&self, question: &str) -> Result<bool, PromptError>;
     /// The one-time password the bank gave for `user`.
@@ -141,6 +161,34 @@ impl Prompt for TerminalPrompt {
         );
         let question = format!("{question} ");
         let pin = rpassword::prompt_password(question).map_err(|e| tty_error(e.to_string()))?;
+        if pin.is_empty() {
+            return Err(PromptError::Cancelled);
+        }
+        Ok(AuthPin::from(pin))
+    }
+
+    fn admin_pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
+        use secrecy::ExposeSecret;
+        if self.unattended
+            && let Some(pin) = env_secret(ADMIN_PIN_ENV)
+        {
+            return Ok(AuthPin::from(pin.expose_secret().to_string()));
+        }
+        let tty_error = |why: String| PromptError::Unavailable {
+            what: "the card's admin PIN",
+            why,
+            hint: "CERTAGENT_ADMIN_PIN",
+        };
+        if !std::io::stdin().is_terminal() {
+            return Err(tty_error("no terminal".into()));
+        }
+        let label = format!("{:?}", token.label);
+        let question = crate::i18n::tr(
+            "admin-pin-terminal",
+            &[("token", Arg::Str(&label)), ("purpose", Arg::Str(purpose))],
+        );
+        let pin = rpassword::prompt_password(format!("{question} "))
+            .map_err(|e| tty_error(e.to_string()))?;
         if pin.is_empty() {
             return Err(PromptError::Cancelled);
         }

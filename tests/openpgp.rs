@@ -778,63 +778,138 @@ fn bank_config(bank_dir: &std::path::Path, addr: std::net::SocketAddr) -> String
     )
 }
 
-/// A renewal on the card is refused before anything is asked or changed:
-/// certagent does not generate keys into an OpenPGP card's fixed slots
-/// yet (the key would need the admin PIN and the other signing slot, on
-/// the card's second token). The certificate stays usable.
+/// As [`certagent_through`], with the card's admin PIN as well
+/// (CERTAGENT_ADMIN_PIN), as a renewal on the card asks for it.
+fn certagent_admin(
+    card: &OpenPgpCard,
+    module: &str,
+    extra: &str,
+    args: &[&str],
+    admin_pin: &str,
+) -> std::process::Output {
+    let config = card.dir().join("certagent.toml");
+    std::fs::write(
+        &config,
+        format!("[token]\nmodule = \"{module}\"\nlabel = \"{USER_TOKEN}\"\n{extra}"),
+    )
+    .expect("config");
+    let mut cmd = common::certagent_in(card.dir());
+    cmd.envs(card.env())
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .env("CERTAGENT_PIN", USER_PIN)
+        .env("CERTAGENT_ADMIN_PIN", admin_pin);
+    cmd.output().expect("certagent runs")
+}
+
+/// The public key in key slot `id` as pkcs11-tool reads it (DER SPKI).
+fn slot_public_key(card: &OpenPgpCard, token: &str, id: &str) -> Option<Vec<u8>> {
+    let path = card.dir().join(format!("slot-{id}.der"));
+    let _ = std::fs::remove_file(&path);
+    let (success, _) = run(
+        card,
+        &[
+            "--token-label",
+            token,
+            "--read-object",
+            "--type",
+            "pubkey",
+            "--id",
+            id,
+            "-o",
+            &path.display().to_string(),
+        ],
+    );
+    success.then(|| std::fs::read(&path).expect("public key"))
+}
+
+/// A renewal on the OpenPGP card: the new key is generated with the admin
+/// PIN into the free signature slot 01 (on the card's second token), the
+/// request goes over TLS 1.2 with PKCS#1 (the card has no PSS), and the
+/// bank's certificate lands in slot 01 with the new key. The old
+/// certificate in 03 is removed; the old key stays (the card cannot
+/// delete keys) and is reported. Afterwards status shows one valid bank
+/// certificate, whose key is the card's new one, and doctor signs with it.
 #[test]
-fn a_renewal_on_the_card_is_refused_and_changes_nothing() {
+fn a_renewal_on_the_card_uses_its_free_slot_and_the_admin_pin() {
     let (card, bank_dir) = provisioned_card(20);
     let (_rt, bank) = common::serve_bank(&bank_dir, certagent_bank::ServeOptions::default());
     let config = bank_config(&bank_dir, bank.addr());
-    // The card's objects, without the line pkcs11-tool numbers by handle.
-    let objects = || {
-        ok(&card, &["--token-label", USER_TOKEN, "-O"])
-            .lines()
-            .filter(|l| !l.starts_with("Profile object"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    let before = objects();
+    let old_key = slot_public_key(&card, USER_TOKEN, "03").expect("key 03");
 
-    let out = certagent_with(&card, &config, &["renew", "--yes"], Some(USER_PIN));
-    assert!(!out.status.success());
-    let e = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        e.contains("keeps its keys in slots the card fixes") && e.contains("nothing was changed"),
-        "{}",
-        common::text(&out)
-    );
-    assert!(!e.contains("[generating-key]"), "{e}");
-    // The same through p11-kit's proxy (the default module on Linux): the
-    // card is known by its token's model, whichever module carries it.
-    let out = certagent_through(&card, "p11-kit-proxy", &config, &["status", "--json"], None);
+    let out = certagent_admin(&card, "opensc", &config, &["renew", "--yes"], ADMIN_PIN);
+    let text = common::text(&out);
+    assert!(out.status.success(), "{text}");
+    for line in [
+        "in its free key slot 01",
+        "reading the card again",
+        "removed the old certificate (slot 03)",
+        "the old key stays in the card's key slot 03",
+    ] {
+        assert!(text.contains(line), "{line:?} in:\n{text}");
+    }
+
+    let out = certagent_with(&card, &config, &["status", "--json"], None);
+    let status = common::stdout(&out);
     assert!(out.status.success(), "{}", common::text(&out));
-    let out = certagent_through(
-        &card,
-        "p11-kit-proxy",
-        &config,
-        &["renew", "--yes"],
-        Some(USER_PIN),
-    );
-    let e = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success() && e.contains("keeps its keys in slots the card fixes"),
-        "{}",
-        common::text(&out)
-    );
-    let out = certagent_with(
-        &card,
-        &config,
-        &["renew", "--yes", "--json"],
-        Some(USER_PIN),
-    );
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json error");
-    assert_eq!(j["error"], "renewal", "{j}");
+    let j: serde_json::Value = serde_json::from_str(&status).expect("json");
+    let certs: Vec<&serde_json::Value> = j["certificates"]
+        .as_array()
+        .expect("certificates")
+        .iter()
+        .collect();
+    assert_eq!(certs.len(), 1, "{status}");
+    assert_eq!(certs[0]["id"], "01", "{status}");
+    assert_eq!(certs[0]["state"], "valid", "{status}");
 
-    assert_eq!(objects(), before);
-    let out = certagent_with(&card, &config, &["doctor"], Some(USER_PIN));
-    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    // The certificate's key is the card's new key in slot 01, not the old one.
+    let new_key = slot_public_key(&card, SIG_TOKEN, "01").expect("key 01 on the signature token");
+    assert_ne!(new_key, old_key);
+    let cert = card.dir().join("new-cert.der");
+    ok(
+        &card,
+        &[
+            "--token-label",
+            SIG_TOKEN,
+            "--read-object",
+            "--type",
+            "cert",
+            "--id",
+            "01",
+            "-o",
+            &cert.display().to_string(),
+        ],
+    );
+    let out = Command::new("openssl")
+        .args(["x509", "-inform", "DER", "-in"])
+        .arg(&cert)
+        .args(["-pubkey", "-noout"])
+        .output()
+        .expect("openssl");
+    let pem = String::from_utf8_lossy(&out.stdout).into_owned();
+    let out = Command::new("openssl")
+        .args(["pkey", "-pubin", "-outform", "DER"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(pem.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("openssl pkey");
+    assert_eq!(
+        out.stdout, new_key,
+        "the certificate's key is the card's new key"
+    );
+    // The old key is still on the card (deletes do nothing), its
+    // certificate is gone.
+    assert_eq!(slot_public_key(&card, USER_TOKEN, "03"), Some(old_key));
+
+    let out = certagent(&card, &["doctor"], Some(USER_PIN));
+    let report = common::stdout(&out);
     assert!(
         out.status.success() && report.contains("key signs and matches the certificate (RS256)"),
         "{}",

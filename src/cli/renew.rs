@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use secrecy::{ExposeSecret, SecretString};
+
 use time::OffsetDateTime;
 
 use super::status::print_certificate;
@@ -13,7 +15,7 @@ use crate::Error;
 use crate::config::BankConfig;
 use crate::est::EstClient;
 use crate::i18n::Arg;
-use crate::renewal::{self, Plan, Renewal, Step};
+use crate::renewal::{self, CardLogin, Plan, Renewal, Step};
 use crate::token::TokenError;
 
 fn bank(app: &App) -> Result<&BankConfig, Error> {
@@ -69,18 +71,18 @@ pub(super) fn enroll(app: &App, user: &str, id: Option<&str>, yes: bool) -> Resu
 fn run(app: &App, ask: Ask<'_>, id: Option<&str>, yes: bool) -> Result<(), Error> {
     let bank = bank(app)?;
     let want = hex_id(id)?;
-    let token = Arc::new(app.open_token()?);
+    let mut token = Arc::new(app.open_token()?);
     let info = token.info()?;
     if info.pin_locked {
         return Err(TokenError::PinLocked.into());
     }
-    renewal::check_token(&token).map_err(renewal_error)?;
+    renewal::check_token(&token, true).map_err(renewal_error)?;
     let state_dir = state_dir()?;
     let certs = app.certificates_for_bank(&token)?;
     let now = OffsetDateTime::now_utc();
     let policy = &app.config.policy;
     let serial = &info.serial;
-    let plan = match ask {
+    let mut plan = match ask {
         Ask::Renew => {
             renewal::plan_renewal(&state_dir, serial, &certs, policy, want.as_deref(), now)
         }
@@ -95,6 +97,9 @@ fn run(app: &App, ask: Ask<'_>, id: Option<&str>, yes: bool) -> Result<(), Error
         ),
     }
     .map_err(renewal_error)?;
+    // A card with fixed key slots: the new key's slot, chosen before the
+    // question so a full card is told before anything is asked.
+    renewal::choose_slot(&token, &mut plan).map_err(renewal_error)?;
     let (doing, question, cancelled, purpose) = match ask {
         Ask::Renew => (
             "renew-doing",
@@ -125,26 +130,105 @@ fn run(app: &App, ask: Ask<'_>, id: Option<&str>, yes: bool) -> Result<(), Error
         Ask::Enroll { user } => Some(app.prompt.otp(user)?),
         Ask::Renew => None,
     };
-    app.login(&token, &app.tr(purpose, &[]))?;
+    let purpose = app.tr(purpose, &[]);
+    let card = match token.card_family() {
+        None => {
+            app.login(&token, &purpose)?;
+            None
+        }
+        Some(_) => Some(card_login(app, &token, &purpose)?),
+    };
     let rt = runtime()?;
-    let result = rt.block_on(renewal::execute(
-        Renewal {
-            token: token.clone(),
-            token_serial: info.serial.clone(),
-            bank,
-            key: app.config.key,
-            state_dir: &state_dir,
-            otp,
-            progress: &progress,
-        },
-        plan,
-    ));
-    // The login ends with the operation (other sessions of this process
-    // would keep it otherwise).
-    if let Err(e) = token.logout() {
-        log::debug!("logging out: {e}");
+    // A card whose module keeps what it read (OpenPGP through OpenSC) is
+    // read again after the key generation, after the certificate write and
+    // after the old certificate's removal (each time the attempt resumes
+    // from its journal with the PINs already given); bounded, in case a
+    // card never shows what was written.
+    for _ in 0..6 {
+        let result = rt.block_on(renewal::execute(
+            Renewal {
+                token: token.clone(),
+                token_serial: info.serial.clone(),
+                bank,
+                key: app.config.key,
+                state_dir: &state_dir,
+                otp: otp
+                    .as_ref()
+                    .map(|o| SecretString::from(o.expose_secret().to_string())),
+                card: card.as_ref(),
+                progress: &progress,
+            },
+            plan,
+        ));
+        // The login ends with the operation (other sessions of this process
+        // would keep it otherwise).
+        if let Err(e) = token.logout() {
+            log::debug!("logging out: {e}");
+        }
+        let Err(renewal::RenewalError::ReadCardAgain) = result else {
+            return finish(app, result);
+        };
+        progress(Step::GeneratingKey, &app.tr("step-reading-card", &[]));
+        let module = token.module_arc();
+        drop(token);
+        module.reinitialize()?;
+        token = Arc::new(module.open(&app.config.token.selector)?);
+        if token.info()?.serial != info.serial {
+            return Err(renewal_error(renewal::RenewalError::Other(
+                "another token answered when the card was read again; insert the card and run the same command to continue".into(),
+            )));
+        }
+        if let Some(c) = &card {
+            token.login(c.user.as_ref())?;
+        }
+        let certs = app.certificates_for_bank(&token)?;
+        plan = match ask {
+            Ask::Renew => renewal::plan_renewal(
+                &state_dir,
+                &info.serial,
+                &certs,
+                &app.config.policy,
+                want.as_deref(),
+                OffsetDateTime::now_utc(),
+            ),
+            Ask::Enroll { user } => renewal::plan_enrollment(
+                &state_dir,
+                &info.serial,
+                &certs,
+                &app.config.policy,
+                user,
+                want.as_deref(),
+                OffsetDateTime::now_utc(),
+            ),
+        }
+        .map_err(renewal_error)?;
     }
-    finish(app, result)
+    Err(renewal_error(renewal::RenewalError::ReadCardAgain))
+}
+
+/// The user PIN (logged in with it now, so a wrong one stops here) and the
+/// card's admin PIN, for a renewal on a card with fixed key slots. Each is
+/// asked once and never retried.
+fn card_login(
+    app: &App,
+    token: &Arc<crate::token::Token>,
+    purpose: &str,
+) -> Result<CardLogin, Error> {
+    let info = token.info()?;
+    let user = if info.protected_auth_path {
+        eprintln!("{}", app.tr("cli-enter-on-pad", &[]));
+        None
+    } else {
+        Some(app.prompt.pin(&info, purpose)?)
+    };
+    token.logout()?;
+    token.login(user.as_ref())?;
+    let admin = if info.protected_auth_path {
+        None
+    } else {
+        Some(app.prompt.admin_pin(&info, purpose)?)
+    };
+    Ok(CardLogin { user, admin })
 }
 
 fn finish(app: &App, result: Result<TokenCert, renewal::RenewalError>) -> Result<(), Error> {

@@ -42,6 +42,14 @@ pub struct Entry {
     /// Label the candidate key is generated under (unique per attempt).
     pub candidate_label: String,
     pub candidate_id: Option<String>,
+    /// The candidate goes into a key slot the card fixes (`candidate_id`
+    /// is the slot, chosen free before the attempt started).
+    #[serde(default)]
+    pub fixed_slot: bool,
+    /// On such a card: the old certificate's removal was tried once (the
+    /// next fresh read tells whether it worked).
+    #[serde(default)]
+    pub old_removal_tried: bool,
     pub candidate_spki: Option<String>,
     pub csr: Option<String>,
     pub issued: Option<String>,

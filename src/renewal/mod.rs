@@ -47,6 +47,7 @@ use crate::est::{EstAnswer, EstClient, EstError};
 use crate::policy::{Policy, State};
 use crate::tls::{TokenCredential, client_config, load_roots};
 use crate::token::{GeneratedKey, KeyKind, Token, TokenError, blocking};
+use cryptoki::types::AuthPin;
 
 pub use journal::{Entry, Journal, Kind};
 use journal::{b64, crash_point, unb64};
@@ -79,6 +80,22 @@ pub enum RenewalError {
     NotNow(String),
     #[error("{0}")]
     Other(String),
+    /// A key was generated on a card that shows it only once read again:
+    /// the caller re-initialises the module and resumes from the journal.
+    #[error(
+        "the card must be read again before the renewal can go on; run the same command again to continue"
+    )]
+    ReadCardAgain,
+}
+
+/// The PINs a renewal on a card with fixed key slots uses as it goes: the
+/// user PIN for the card's other token, the admin PIN for key generation
+/// and certificate writes. Asked once before the attempt, checked by the
+/// card at each login, never retried on a refusal, and dropped (zeroized)
+/// with the attempt. `None`: the reader's PIN pad.
+pub struct CardLogin {
+    pub user: Option<AuthPin>,
+    pub admin: Option<AuthPin>,
 }
 
 /// Where a renewal is. Serialised in the journal and reported to callers.
@@ -129,6 +146,9 @@ pub struct Request {
     pub kind: Kind,
     /// The certificate being replaced.
     pub old: Option<TokenCert>,
+    /// The card's key slot for the new key, on a card whose slots are
+    /// fixed (see [`choose_slot`]).
+    pub slot: Option<Vec<u8>>,
     /// Label for the new certificate and key.
     pub label: String,
 }
@@ -228,19 +248,62 @@ fn label_for(old: Option<&TokenCert>) -> String {
         .unwrap_or_else(|| DEFAULT_LABEL.to_string())
 }
 
-/// Whether certagent can generate the new key on `token`: not yet on
-/// cards whose keys live in slots the card fixes (OpenPGP and PIV cards
-/// through OpenSC, YubiKey PIV), where a generated key must go to a free
-/// slot of the card's choosing and needs the card's admin PIN. Asked
-/// before anything else, so nothing is asked and nothing changes.
-pub fn check_token(token: &Token) -> Result<(), RenewalError> {
+/// Whether certagent can generate the new key on `token`. On a card
+/// whose keys live in slots the card fixes it can only where the driver
+/// profile describes the family (`[[cards]]`: OpenPGP cards), and only
+/// where the module can be initialised again after the key is generated
+/// (`can_read_again`: a one-shot command, not the agent, which watches the
+/// card). Asked before anything else, so nothing is asked and nothing changes.
+pub fn check_token(token: &Token, can_read_again: bool) -> Result<(), RenewalError> {
     if !token.fixed_key_slots() {
         return Ok(());
     }
     let info = token.info()?;
+    if token.card_family().is_none() {
+        return Err(RenewalError::NotNow(format!(
+            "the token {:?} ({}) keeps its keys in slots the card fixes, as PIV cards do, and certagent cannot generate the new key into them; nothing was changed on the token. Renew with the card's own tool or ask your bank; logon with the current certificate keeps working",
+            info.label, info.model
+        )));
+    }
+    if !can_read_again {
+        return Err(RenewalError::NotNow(format!(
+            "the card {:?} is renewed from a terminal: run `certagent renew` (it asks for the card's user PIN and admin PIN); nothing was changed",
+            info.label
+        )));
+    }
+    Ok(())
+}
+
+/// On a card with fixed key slots, choose the slot for the new key: the
+/// first of the family's signing slots that holds nothing (no key, no
+/// certificate) and is not the current key's. certagent never generates
+/// into a slot holding a key, its own old one included: the card's owner
+/// may use it for something else (OpenPGP: e-mail signatures).
+pub fn choose_slot(token: &Token, plan: &mut Plan) -> Result<(), RenewalError> {
+    let Some(family) = token.card_family() else {
+        return Ok(());
+    };
+    let Plan::Start(req) = plan else {
+        return Ok(());
+    };
+    let certs = blocking(|| token.certificates())?;
+    let current = req.old.as_ref().map(|o| o.id.clone());
+    let mut taken = Vec::new();
+    for id in family.slot_ids() {
+        if current.as_deref() == Some(&id[..]) {
+            continue;
+        }
+        let key = blocking(|| token.public_key(&id))?;
+        if key.is_none() && !certs.iter().any(|c| c.id == id) {
+            req.slot = Some(id);
+            return Ok(());
+        }
+        taken.push(hex::encode(&id));
+    }
     Err(RenewalError::NotNow(format!(
-        "the token {:?} ({}) keeps its keys in slots the card fixes, as OpenPGP and PIV cards do, and certagent cannot generate the new key into them yet; nothing was changed on the token. Renew with the card's own tool or ask your bank; logon with the current certificate keeps working",
-        info.label, info.model
+        "the {} has no free key slot for the new key: slot {} already holds a key, and certagent never overwrites a key on a card (the card cannot delete keys either). Free the slot with the card's own tool if its key is no longer used, or ask your bank; nothing was changed",
+        family.name,
+        taken.join(", ")
     )))
 }
 
@@ -324,6 +387,7 @@ pub fn plan_renewal(
     Ok(Plan::Start(Box::new(Request {
         kind: Kind::Renew,
         old: Some(target.clone()),
+        slot: None,
         label: label_for(Some(target)),
     })))
 }
@@ -414,6 +478,7 @@ pub fn plan_enrollment(
     Ok(Plan::Start(Box::new(Request {
         kind: wanted,
         old: old.cloned(),
+        slot: None,
         label: label_for(old),
     })))
 }
@@ -489,6 +554,8 @@ pub struct Renewal<'a> {
     pub state_dir: &'a Path,
     /// The one-time password, for enrolments.
     pub otp: Option<SecretString>,
+    /// The PINs, on a card with fixed key slots (see [`CardLogin`]).
+    pub card: Option<&'a CardLogin>,
     pub progress: &'a dyn Progress,
 }
 
@@ -559,6 +626,7 @@ async fn execute_inner(r: Renewal<'_>, plan: Plan) -> Result<TokenCert, RenewalE
         est: est_client(r.bank, credential)?,
         ca_certs,
         otp: r.otp,
+        card: r.card,
         progress: r.progress,
         fresh,
     };
@@ -599,7 +667,9 @@ fn start(
             old_cert: req.old.as_ref().map(|o| b64(&o.cert.der)),
             key,
             candidate_label: format!("certagent candidate {}", hex::encode(nonce)),
-            candidate_id: None,
+            candidate_id: req.slot.as_ref().map(hex::encode),
+            fixed_slot: req.slot.is_some(),
+            old_removal_tried: false,
             candidate_spki: None,
             csr: None,
             issued: None,
@@ -619,6 +689,8 @@ struct Workflow<'a> {
     ca_certs: Vec<Vec<u8>>,
     /// The one-time password for enrolments.
     otp: Option<SecretString>,
+    /// The PINs for a card with fixed key slots.
+    card: Option<&'a CardLogin>,
     progress: &'a dyn Progress,
     /// The attempt was started by this run (nothing of it can be on the
     /// token from before, so nothing needs to be looked for).
@@ -648,6 +720,18 @@ impl Workflow<'_> {
     /// before that was journalled, if it carries the attempt's unique label).
     fn abandon(&self, journal: Journal) {
         let e = &journal.entry;
+        if e.fixed_slot {
+            // The card cannot delete keys: the candidate stays in its slot,
+            // unused, and the user is told which.
+            if let Some(id) = &e.candidate_id {
+                self.progress
+                    .step(e.step, &tr("step-candidate-stays", &[("id", Arg::Str(id))]));
+            }
+            if let Err(err) = journal.remove() {
+                log::warn!("{err}");
+            }
+            return;
+        }
         let spki = unb64(&e.candidate_spki, "candidate key").ok();
         let mut ids: Vec<Vec<u8>> = e
             .candidate_id
@@ -704,9 +788,49 @@ impl Workflow<'_> {
         // generated has its handles known, a certificate it wrote is there.
         let mut generated_here = false;
         let mut written_here = false;
+        // A card whose module keeps what it read (OpenSC) is read afresh
+        // before anything is removed from it.
+        let mut card_written_here = false;
         loop {
             match j.entry.step {
                 Step::Started => j.advance(Step::GeneratingKey)?,
+                Step::GeneratingKey if j.entry.fixed_slot => {
+                    let id = self.candidate_id(j)?;
+                    // The slot was free when the attempt began: a key there
+                    // now is the one this attempt generated.
+                    let found = if self.fresh {
+                        None
+                    } else {
+                        blocking(|| self.token.public_key(&id))?
+                    };
+                    match found {
+                        Some(spki) => {
+                            self.progress
+                                .step(Step::GeneratingKey, &tr("step-found-candidate", &[]));
+                            j.entry.candidate_spki = Some(b64(&spki));
+                            j.advance(Step::KeyReady)?;
+                        }
+                        None => {
+                            self.progress.step(
+                                Step::GeneratingKey,
+                                &tr(
+                                    "step-generating-slot",
+                                    &[
+                                        ("key", Arg::Str(&j.entry.key.to_string())),
+                                        ("id", Arg::Str(&hex::encode(&id))),
+                                    ],
+                                ),
+                            );
+                            let (kind, label_c) = (j.entry.key, j.entry.candidate_label.clone());
+                            self.as_admin(|| {
+                                self.token.generate_key_pair_in_slot(kind, &id, &label_c)
+                            })?;
+                            crash_point("after-keygen");
+                            // The card shows the new key only once read again.
+                            return Err(RenewalError::ReadCardAgain);
+                        }
+                    }
+                }
                 Step::GeneratingKey => {
                     let label_c = j.entry.candidate_label.clone();
                     // A fresh attempt's label is new: nothing to adopt.
@@ -743,6 +867,7 @@ impl Workflow<'_> {
                 Step::KeyReady => {
                     let id = self.candidate_id(j)?;
                     let spki = unb64(&j.entry.candidate_spki, "candidate key")?;
+                    self.user_login_for(j, &id)?;
                     self.progress
                         .step(Step::KeyReady, &tr("step-signing-csr", &[]));
                     let csr = blocking(|| {
@@ -757,6 +882,10 @@ impl Workflow<'_> {
                 }
                 Step::CsrReady => {
                     let csr = unb64(&j.entry.csr, "certificate request")?;
+                    if let Some(old) = j.old_id().filter(|_| j.entry.kind == Kind::Renew) {
+                        // The current key authenticates the TLS connection.
+                        self.user_login_for(j, &old)?;
+                    }
                     let certs = self.submit(&j.entry.kind, &csr).await?;
                     crash_point("after-submit");
                     let spki = unb64(&j.entry.candidate_spki, "candidate key")?;
@@ -802,11 +931,19 @@ impl Workflow<'_> {
                     if !present {
                         self.progress
                             .step(Step::Installing, &tr("step-installing", &[]));
-                        blocking(|| self.token.write_certificate(&id, label, &der))?;
+                        if j.entry.fixed_slot {
+                            self.as_admin(|| self.token.write_certificate(&id, label, &der))?;
+                            card_written_here = true;
+                        } else {
+                            blocking(|| self.token.write_certificate(&id, label, &der))?;
+                        }
                         crash_point("after-install");
                         written_here = true;
                     }
-                    blocking(|| self.token.set_key_label(&id, label))?;
+                    // A card names its keys itself.
+                    if !j.entry.fixed_slot {
+                        blocking(|| self.token.set_key_label(&id, label))?;
+                    }
                     j.advance(Step::Installed)?;
                 }
                 Step::Installed => {
@@ -844,6 +981,7 @@ impl Workflow<'_> {
                         &mut challenge,
                     )
                     .map_err(|_| RenewalError::Other("no system randomness".into()))?;
+                    self.user_login_for(j, &id)?;
                     let sig = blocking(|| self.token.sign(&id, scheme, &challenge))?;
                     if !crate::cert::verify(&cert.spki_der, scheme, &challenge, &sig) {
                         return Err(RenewalError::Other(
@@ -851,6 +989,14 @@ impl Workflow<'_> {
                         ));
                     }
                     j.advance(Step::RetiringOld)?;
+                }
+                Step::RetiringOld if j.entry.fixed_slot => {
+                    if card_written_here {
+                        return Err(RenewalError::ReadCardAgain);
+                    }
+                    if !self.retire_on_card(j, old_cert.as_ref())? {
+                        return Err(RenewalError::ReadCardAgain);
+                    }
                 }
                 Step::RetiringOld => {
                     let candidate = self.candidate_id(j)?;
@@ -902,6 +1048,103 @@ impl Workflow<'_> {
             );
         }
         Ok(())
+    }
+
+    /// On a card with fixed key slots: log in as the admin (the SO login)
+    /// for `f`, and out again, whatever `f` did. A rejected admin PIN is
+    /// reported, never retried.
+    fn as_admin<T>(&self, f: impl FnOnce() -> Result<T, TokenError>) -> Result<T, RenewalError> {
+        let card = self.card.ok_or_else(|| {
+            RenewalError::Other("this card needs its admin PIN, and none was given".into())
+        })?;
+        blocking(|| {
+            self.token.login_admin(card.admin.as_ref())?;
+            let result = f();
+            if let Err(e) = self.token.logout() {
+                log::debug!("logging the admin out: {e}");
+            }
+            result
+        })
+        .map_err(RenewalError::from)
+    }
+
+    /// On a card with fixed key slots: make sure the token holding key
+    /// slot `id` is logged in as the user (a card's tokens log in apart).
+    fn user_login_for(&self, j: &Journal, id: &[u8]) -> Result<(), RenewalError> {
+        if !j.entry.fixed_slot {
+            return Ok(());
+        }
+        let card = self.card.ok_or_else(|| {
+            RenewalError::Other("this card needs the user PIN, and none was given".into())
+        })?;
+        blocking(|| self.token.login_for(id, card.user.as_ref())).map_err(RenewalError::from)
+    }
+
+    /// Retire the old certificate on a card, on a fresh read of it (this
+    /// run changed nothing on it). The new certificate is checked first: if
+    /// the card lost it, it is written again. The old certificate is
+    /// removed (admin login) unless the family's module would erase the new
+    /// one with it; the removal is checked on the next fresh read, and tried
+    /// once. The old key stays, since the card cannot delete keys. What
+    /// could not be done is reported; the new certificate is proven by now,
+    /// so it does not fail the renewal. `Ok(false)`: read the card again
+    /// and come back.
+    fn retire_on_card(
+        &self,
+        j: &mut Journal,
+        old_cert: Option<&Cert>,
+    ) -> Result<bool, RenewalError> {
+        let family = self.token.card_family().cloned().ok_or_else(|| {
+            RenewalError::Other("the token is no longer the card this attempt began on".into())
+        })?;
+        let new = self.candidate_id(j)?;
+        let der = unb64(&j.entry.issued, "issued certificate")?;
+        let certs = blocking(|| self.token.certificates())?;
+        if !certs.iter().any(|c| c.id == new && c.der == der) {
+            // Not on the card after all: install it again.
+            j.advance(Step::Installing)?;
+            return Ok(true);
+        }
+        if let (Some(old), Some(old_cert)) = (j.old_id(), old_cert)
+            && old != new
+        {
+            let old_hex = hex::encode(&old);
+            let there = certs.iter().any(|c| c.id == old && c.der == old_cert.der);
+            let erases_new = family
+                .certificate_deletes_erase
+                .as_deref()
+                .is_some_and(|e| e == hex::encode(&new));
+            if there && !erases_new && !j.entry.old_removal_tried {
+                j.entry.old_removal_tried = true;
+                j.advance(Step::RetiringOld)?;
+                if let Err(e) =
+                    self.as_admin(|| self.token.delete_certificate_if(&old, &old_cert.der))
+                {
+                    // OpenSC 0.23 erases an OpenPGP card's certificate and
+                    // still answers CKR_GENERAL_ERROR: the next read tells.
+                    log::info!("removing the old certificate {old_hex}: {e}");
+                }
+                crash_point("after-retire");
+                return Ok(false);
+            }
+            let message = match (there, erases_new) {
+                (false, _) => "step-removed-old-cert",
+                (true, true) => "step-old-cert-stays",
+                (true, false) => "step-old-cert-error",
+            };
+            self.progress.step(
+                Step::RetiringOld,
+                &tr(message, &[("id", Arg::Str(&old_hex))]),
+            );
+            if family.keys_stay {
+                self.progress.step(
+                    Step::RetiringOld,
+                    &tr("step-old-key-stays", &[("id", Arg::Str(&old_hex))]),
+                );
+            }
+        }
+        j.advance(Step::Done)?;
+        Ok(true)
     }
 
     fn candidate_id(&self, j: &Journal) -> Result<Vec<u8>, RenewalError> {

@@ -52,6 +52,11 @@ pub enum TokenError {
         "the token is already logged in by another operation of certagent; try again when it finishes"
     )]
     AlreadyLoggedIn,
+    /// The card's admin PIN (the SO login) was rejected. Never retried.
+    #[error(
+        "the card rejected the admin PIN; it was not retried and nothing was changed by this step (the card counts wrong admin PINs too: check it before trying again)"
+    )]
+    AdminPinIncorrect,
     /// The user PIN is blocked.
     #[error(
         "the token's PIN is locked after too many wrong PINs: ask your bank administrator (the token's security officer) to unlock it"
@@ -109,6 +114,7 @@ impl TokenError {
             TokenError::PinIncorrect { .. } => "pin-incorrect",
             TokenError::AlreadyLoggedIn => "busy",
             TokenError::PinLocked => "pin-locked",
+            TokenError::AdminPinIncorrect => "admin-pin-incorrect",
             TokenError::PinFormat(_) => "pin-format",
             TokenError::NotLoggedIn => "not-logged-in",
             TokenError::Full { .. } => "token-full",
@@ -189,6 +195,7 @@ impl TokenError {
             TokenError::NotFound { .. }
                 | TokenError::Removed { .. }
                 | TokenError::PinIncorrect { .. }
+                | TokenError::AdminPinIncorrect
                 | TokenError::PinFormat(_)
         )
     }

@@ -29,7 +29,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use x509_cert::Certificate;
 
-use crate::drivers::{Drivers, Profile};
+use crate::drivers::{CardFamily, Drivers, Profile};
 
 pub use error::TokenError;
 pub use keys::{KeyKind, PublicKeyAlg, SignScheme, ecdsa_raw_to_der, key_id_for_spki, spki_alg};
@@ -350,6 +350,32 @@ impl Module {
             .map_err(error::map)
     }
 
+    /// Finalize and initialize the module again, so it reads every card
+    /// afresh. OpenSC keeps what it read of a card for as long as it is
+    /// initialised: a key generated on an OpenPGP card lands on the card's
+    /// other token and signs only after this. Refused while any token of
+    /// this module is open here (its sessions would end under it).
+    pub fn reinitialize(self: &Arc<Self>) -> Result<()> {
+        // One reference is the module cache's, one the caller's.
+        if Arc::strong_count(self) > 2 {
+            return Err(TokenError::Unsupported {
+                what: "reading the card again while one of its tokens is in use here".into(),
+            });
+        }
+        lock(&self.mechanisms).clear();
+        match self.ctx.clone().finalize() {
+            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiNotInitialized, _)) => {}
+            Err(e) => return Err(error::map(e)),
+        }
+        match self
+            .ctx
+            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        {
+            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(()),
+            Err(e) => Err(error::map(e)),
+        }
+    }
+
     pub fn open_slot(self: &Arc<Self>, slot: Slot, info: TokenInfo) -> Result<Token> {
         Token::open(self.clone(), slot, info)
     }
@@ -509,6 +535,10 @@ pub struct Token {
     // Read on first use: only signing needs it.
     mechanisms: OnceLock<Vec<MechanismType>>,
     handles: Mutex<Handles>,
+    /// The card's other tokens, for a card family that shows one card as
+    /// several PKCS#11 tokens (OpenPGP through OpenSC: the signature key
+    /// on a token of its own). Same reader, serial, maker and model.
+    siblings: Vec<Token>,
 }
 
 // CK_OBJECT_CLASS is a CK_ULONG: u64 here, u32 on Windows.
@@ -542,14 +572,111 @@ impl Token {
             module.ctx.open_rw_session(slot)
         }
         .map_err(error::map)?;
-        Ok(Token {
+        let mut token = Token {
             module,
             slot,
             session: Mutex::new(session),
             info: Mutex::new(info),
             mechanisms: OnceLock::new(),
             handles: Mutex::new(HashMap::new()),
-        })
+            siblings: Vec::new(),
+        };
+        if token.card_family().is_some() {
+            token.siblings = token.open_siblings()?;
+        }
+        Ok(token)
+    }
+
+    /// The other tokens of this card: present, on the same reader, with the
+    /// same serial, maker and model.
+    fn open_siblings(&self) -> Result<Vec<Token>> {
+        let ctx = &self.module.ctx;
+        let reader = ctx
+            .get_slot_info(self.slot)
+            .map_err(error::map)?
+            .slot_description()
+            .trim_end()
+            .to_string();
+        let me = lock(&self.info).clone();
+        let mut out = Vec::new();
+        for slot in self.module.slot_list(true)? {
+            if slot == self.slot {
+                continue;
+            }
+            let Ok(si) = ctx.get_slot_info(slot) else {
+                continue;
+            };
+            if si.slot_description().trim_end() != reader {
+                continue;
+            }
+            let Ok(info) = self.module.token_info(slot) else {
+                continue;
+            };
+            if info.serial == me.serial
+                && info.manufacturer == me.manufacturer
+                && info.model == me.model
+                && info.initialized
+            {
+                let session = if info.write_protected {
+                    ctx.open_ro_session(slot)
+                } else {
+                    ctx.open_rw_session(slot)
+                }
+                .map_err(error::map)?;
+                out.push(Token {
+                    module: self.module.clone(),
+                    slot,
+                    session: Mutex::new(session),
+                    info: Mutex::new(info),
+                    mechanisms: OnceLock::new(),
+                    handles: Mutex::new(HashMap::new()),
+                    siblings: Vec::new(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The card family of this token whose fixed key slots certagent can
+    /// renew into (driver profile `[[cards]]`, by token label), if any.
+    pub fn card_family(&self) -> Option<&CardFamily> {
+        if !self.fixed_key_slots() {
+            return None;
+        }
+        let label = lock(&self.info).label.clone();
+        self.module
+            .profile()?
+            .cards
+            .iter()
+            .find(|c| label.starts_with(c.label_prefix.trim()))
+    }
+
+    /// This token and the card's other tokens.
+    pub fn members(&self) -> impl Iterator<Item = &Token> {
+        std::iter::once(self).chain(self.siblings.iter())
+    }
+
+    /// The token of this card that holds key slot `id` (by the family's
+    /// `key_tokens`); this token for any other id or token.
+    pub fn member_for(&self, id: &[u8]) -> &Token {
+        if self.siblings.is_empty() {
+            return self;
+        }
+        let Some(label) = self
+            .card_family()
+            .and_then(|f| f.key_tokens.get(&hex::encode(id)))
+        else {
+            return self;
+        };
+        self.members()
+            .find(|t| lock(&t.info).label == *label)
+            .unwrap_or(self)
+    }
+
+    /// The member for `id` when it is another token than this one.
+    fn elsewhere(&self, id: &[u8]) -> Option<&Token> {
+        let m = self.member_for(id);
+        (!std::ptr::eq(m, self)).then_some(m)
     }
 
     /// Whether this token keeps keys in slots the card fixes (the CKA_ID
@@ -569,6 +696,11 @@ impl Token {
 
     pub fn module(&self) -> &Module {
         &self.module
+    }
+
+    /// The module, shared (to initialise it again once this token is closed).
+    pub fn module_arc(&self) -> Arc<Module> {
+        self.module.clone()
     }
 
     /// The token's identity and PIN state as read when it was opened
@@ -633,6 +765,54 @@ impl Token {
     /// this call must be checked by the token. Callers that own the token
     /// call [`Token::logout`] first.
     pub fn login(&self, pin: Option<&AuthPin>) -> Result<()> {
+        if self.siblings.is_empty() {
+            return self.login_here(pin);
+        }
+        // A card of several tokens: log in where its certificates' keys
+        // are (one C_Login where they share a token), stopping at the
+        // first refusal; the token itself when it holds none.
+        let mut ids: Vec<Vec<u8>> = self.certificates()?.into_iter().map(|c| c.id).collect();
+        ids.sort();
+        ids.dedup();
+        let mut done: Vec<Slot> = Vec::new();
+        for id in &ids {
+            let m = self.member_for(id);
+            if !done.contains(&m.slot) {
+                m.login_here(pin)?;
+                done.push(m.slot);
+            }
+        }
+        if done.is_empty() {
+            self.login_here(pin)?;
+        }
+        Ok(())
+    }
+
+    /// Log the user in on the token that holds key slot `id`, unless it is
+    /// logged in already (a card's other token, during a renewal).
+    pub fn login_for(&self, id: &[u8], pin: Option<&AuthPin>) -> Result<()> {
+        let m = self.member_for(id);
+        if m.is_logged_in_here() {
+            return Ok(());
+        }
+        m.login_here(pin)
+    }
+
+    /// Log in as the security officer: the card's admin PIN, for key
+    /// generation and certificate writes where the family needs it. Every
+    /// token of the card is logged out first; a rejected PIN is never
+    /// retried.
+    pub fn login_admin(&self, pin: Option<&AuthPin>) -> Result<()> {
+        self.logout()?;
+        match self.session().login(UserType::So, pin) {
+            Ok(()) => Ok(()),
+            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => Err(TokenError::AdminPinIncorrect),
+            Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(TokenError::AdminPinIncorrect),
+            Err(e) => Err(error::map(e)),
+        }
+    }
+
+    fn login_here(&self, pin: Option<&AuthPin>) -> Result<()> {
         let result = self.session().login(UserType::User, pin);
         match result {
             Ok(()) => Ok(()),
@@ -654,14 +834,26 @@ impl Token {
     /// Log out (the login state is the application's, shared by all its
     /// sessions on this token). Not being logged in is not an error.
     pub fn logout(&self) -> Result<()> {
-        match self.session().logout() {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _)) => Ok(()),
-            Err(e) => Err(error::map(e)),
+        let mut first = Ok(());
+        for m in self.members() {
+            let r = match m.session().logout() {
+                Ok(()) | Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _)) => Ok(()),
+                Err(e) => Err(error::map(e)),
+            };
+            if first.is_ok() {
+                first = r;
+            }
         }
+        first
     }
 
-    /// Whether the session is logged in as the user.
+    /// Whether the session (or, on a card of several tokens, any of its
+    /// tokens) is logged in as the user.
     pub fn is_logged_in(&self) -> bool {
+        self.members().any(Token::is_logged_in_here)
+    }
+
+    fn is_logged_in_here(&self) -> bool {
         use cryptoki::session::SessionState;
         self.session()
             .get_session_info()
@@ -735,6 +927,18 @@ impl Token {
     /// Every X.509 certificate object on the token (no login needed): one
     /// search, one attribute read per certificate.
     pub fn certificates(&self) -> Result<Vec<CertObject>> {
+        let mut out = self.certificates_here()?;
+        for s in &self.siblings {
+            for c in s.certificates_here()? {
+                if !out.iter().any(|o| o.id == c.id && o.der == c.der) {
+                    out.push(c);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn certificates_here(&self) -> Result<Vec<CertObject>> {
         let handles = self.find(&[
             Attribute::Class(ObjectClass::CERTIFICATE),
             Attribute::CertificateType(CertificateType::X_509),
@@ -856,6 +1060,9 @@ impl Token {
 
     /// The private key with this CKA_ID, with its attributes (needs login).
     pub fn private_key(&self, id: &[u8]) -> Result<Option<PrivateKeyInfo>> {
+        if let Some(m) = self.elsewhere(id) {
+            return m.private_key(id);
+        }
         let Some(h) = self.key_handle(ObjectClass::PRIVATE_KEY, id)? else {
             return Ok(None);
         };
@@ -922,6 +1129,9 @@ impl Token {
 
     /// The public key object with this CKA_ID as DER SubjectPublicKeyInfo.
     pub fn public_key(&self, id: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(m) = self.elsewhere(id) {
+            return m.public_key(id);
+        }
         let Some(h) = self.key_handle(ObjectClass::PUBLIC_KEY, id)? else {
             return Ok(None);
         };
@@ -963,36 +1173,7 @@ impl Token {
                 what: "randomness".into(),
             })?;
         let provisional = provisional.to_vec();
-        let common = |private: bool| {
-            vec![
-                Attribute::Token(true),
-                Attribute::Private(private),
-                Attribute::Id(provisional.clone()),
-                Attribute::Label(label.as_bytes().to_vec()),
-            ]
-        };
-        let mut public = common(false);
-        public.push(Attribute::Verify(true));
-        let mut private = common(true);
-        private.extend([
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
-            Attribute::Sign(true),
-        ]);
-        let mechanism = match kind {
-            KeyKind::Rsa2048 | KeyKind::Rsa3072 => {
-                let bits: u64 = if kind == KeyKind::Rsa2048 { 2048 } else { 3072 };
-                public.push(Attribute::ModulusBits(bits.into()));
-                public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
-                public.push(Attribute::Encrypt(false));
-                private.push(Attribute::Decrypt(false));
-                Mechanism::RsaPkcsKeyPairGen
-            }
-            KeyKind::EcP256 => {
-                public.push(Attribute::EcParams(keys::p256_params_der()));
-                Mechanism::EccKeyPairGen
-            }
-        };
+        let (mechanism, public, private) = key_templates(kind, &provisional, label);
         let (pub_h, priv_h) = self
             .session()
             .generate_key_pair(&mechanism, &public, &private)
@@ -1061,6 +1242,42 @@ impl Token {
         }
     }
 
+    /// Generate a key pair into the card's key slot `id` (a card whose
+    /// slots are fixed: the id names the slot). The caller is logged in as
+    /// the card wants it (the admin for OpenPGP cards). What the module
+    /// answers about the new pair is not trusted (OpenSC's values are
+    /// bogus, and the pair signs only once the card is read again): the
+    /// public key is read by id afterwards.
+    pub fn generate_key_pair_in_slot(&self, kind: KeyKind, id: &[u8], label: &str) -> Result<()> {
+        let (mechanism, public, private) = key_templates(kind, id, label);
+        self.session()
+            .generate_key_pair(&mechanism, &public, &private)
+            .map(|_| ())
+            .map_err(error::map)
+    }
+
+    /// Remove the certificate with this CKA_ID if it holds `der`, through
+    /// this token's session (logged in as the card wants it). `Ok(false)`:
+    /// no such certificate here.
+    pub fn delete_certificate_if(&self, id: &[u8], der: &[u8]) -> Result<bool> {
+        let mut removed = false;
+        for h in self.find(&[
+            Attribute::Class(ObjectClass::CERTIFICATE),
+            Attribute::Id(id.to_vec()),
+        ])? {
+            let value = self.attributes(h, &[(AttributeType::Value, CERT_VALUE_MAX)])?;
+            if value
+                .iter()
+                .any(|a| matches!(a, Attribute::Value(v) if v == der))
+            {
+                self.session().destroy_object(h).map_err(error::map)?;
+                self.forget(h);
+                removed = true;
+            }
+        }
+        Ok(removed)
+    }
+
     fn destroy_quietly(&self, handles: &[ObjectHandle]) {
         let s = self.session();
         for h in handles {
@@ -1074,6 +1291,9 @@ impl Token {
     /// usual big-endian integer; ECDSA gives r||s (64 bytes), as JWS wants
     /// it; use [`ecdsa_raw_to_der`] for X.509.
     pub fn sign(&self, id: &[u8], scheme: SignScheme, message: &[u8]) -> Result<Vec<u8>> {
+        if let Some(m) = self.elsewhere(id) {
+            return m.sign(id, scheme, message);
+        }
         let key = self
             .key_handle(ObjectClass::PRIVATE_KEY, id)?
             .ok_or_else(|| TokenError::KeyNotFound {
@@ -1199,6 +1419,11 @@ impl Token {
     /// The certificate with this CKA_ID as stored (CKA_VALUE), read through
     /// a handle already known where possible.
     pub fn certificate_value(&self, id: &[u8]) -> Result<Option<Vec<u8>>> {
+        for s in &self.siblings {
+            if let Some(v) = s.certificate_value(id)? {
+                return Ok(Some(v));
+            }
+        }
         let Some(h) = self.key_handle(ObjectClass::CERTIFICATE, id)? else {
             return Ok(None);
         };
@@ -1296,6 +1521,47 @@ impl Token {
 }
 
 pub use cryptoki::object::ObjectClass as Class;
+
+/// The mechanism and templates for a new key pair of `kind` under `id`
+/// and `label`: both halves on the token, the private key sensitive, never
+/// extractable and for signing only.
+fn key_templates(
+    kind: KeyKind,
+    id: &[u8],
+    label: &str,
+) -> (Mechanism<'static>, Vec<Attribute>, Vec<Attribute>) {
+    let common = |private: bool| {
+        vec![
+            Attribute::Token(true),
+            Attribute::Private(private),
+            Attribute::Id(id.to_vec()),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ]
+    };
+    let mut public = common(false);
+    public.push(Attribute::Verify(true));
+    let mut private = common(true);
+    private.extend([
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Sign(true),
+    ]);
+    let mechanism = match kind {
+        KeyKind::Rsa2048 | KeyKind::Rsa3072 => {
+            let bits: u64 = if kind == KeyKind::Rsa2048 { 2048 } else { 3072 };
+            public.push(Attribute::ModulusBits(bits.into()));
+            public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
+            public.push(Attribute::Encrypt(false));
+            private.push(Attribute::Decrypt(false));
+            Mechanism::RsaPkcsKeyPairGen
+        }
+        KeyKind::EcP256 => {
+            public.push(Attribute::EcParams(keys::p256_params_der()));
+            Mechanism::EccKeyPairGen
+        }
+    };
+    (mechanism, public, private)
+}
 
 /// A public key's SubjectPublicKeyInfo from its attributes.
 fn spki_from_parts(

@@ -121,7 +121,7 @@ async fn start(
         // A renewal reads the token afresh: it is about to change it.
         let look = lease.fresh_look().map_err(token_failure)?;
         let token = lease.token().map_err(token_failure)?;
-        renewal::check_token(&token).map_err(plan_failure)?;
+        renewal::check_token(&token, false).map_err(plan_failure)?;
         let plan = renewal::plan_renewal(
             &dir,
             &look.info.serial,
@@ -191,6 +191,7 @@ async fn start(
                 key: a.config.key,
                 state_dir: &state_dir,
                 otp: None,
+                card: None,
                 progress: &progress,
             },
             plan,
