@@ -917,6 +917,141 @@ fn a_renewal_on_the_card_uses_its_free_slot_and_the_admin_pin() {
     );
 }
 
+/// The bank certificates `status --json` shows on the card: (id, state).
+fn bank_certificates(card: &OpenPgpCard, config: &str) -> Vec<(String, String)> {
+    let out = certagent_with(card, config, &["status", "--json"], None);
+    assert!(out.status.success(), "{}", common::text(&out));
+    let j: serde_json::Value = serde_json::from_str(&common::stdout(&out)).expect("json");
+    j["certificates"]
+        .as_array()
+        .expect("certificates")
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap_or_default().to_owned(),
+                c["state"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A fault at PKCS#11 calls of a renewal on the card: through the
+/// forwarding module (tests/fault-module) in front of OpenSC, the card
+/// disappears at call N (every later call fails with CKR_DEVICE_REMOVED)
+/// or the process is killed there, re-initialisations of the module
+/// included. After each: the card still has a usable bank certificate,
+/// and the next, unfaulted run ends with exactly one bank certificate,
+/// valid, in slot 01, that doctor signs with. Each index needs a fresh
+/// card (the slot the renewal used is taken for good); every
+/// `CERTAGENT_FAULT_CARD_STRIDE`-th index runs (default: about a dozen
+/// spread over the calls; 1 for every call).
+#[test]
+fn a_fault_at_pkcs11_calls_of_a_card_renewal_recovers() {
+    let fault = common::fault_module();
+    let module = fault.display().to_string();
+    let count_card = || {
+        let (card, bank_dir) = provisioned_card(20);
+        let (rt, bank) = common::serve_bank(&bank_dir, certagent_bank::ServeOptions::default());
+        let config = bank_config(&bank_dir, bank.addr());
+        (card, config, rt, bank)
+    };
+    // Count the calls of an unfaulted renewal.
+    let (card, config, _rt, _bank) = count_card();
+    let log = card.dir().join("calls.log");
+    let out = certagent_faulted(&card, &module, &config, None, Some(&log));
+    assert!(out.status.success(), "{}", common::text(&out));
+    let total = std::fs::read_to_string(&log)
+        .expect("call log")
+        .lines()
+        .count() as u64;
+    assert!(total > 50, "a card renewal makes {total} calls");
+    drop(card);
+    let stride = std::env::var("CERTAGENT_FAULT_CARD_STRIDE")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|&s| s > 0)
+        .unwrap_or(total / 12 + 1);
+    let mut table = Vec::new();
+    for mode in ["pulled", "kill"] {
+        let (mut tried, mut recovered) = (0, 0);
+        for n in (1..=total).step_by(stride as usize) {
+            tried += 1;
+            let (card, config, _rt, _bank) = count_card();
+            let out = certagent_faulted(&card, &module, &config, Some((n, mode)), None);
+            let what = format!("card renewal, {mode} at call {n} of {total}");
+            let usable = bank_certificates(&card, &config);
+            assert!(
+                usable
+                    .iter()
+                    .any(|(_, s)| s == "valid" || s == "renewal-due"),
+                "{what}: no usable certificate left: {usable:?}\n{}",
+                common::text(&out)
+            );
+            let again = certagent_admin(&card, "opensc", &config, &["renew", "--yes"], ADMIN_PIN);
+            // A fault after the very end leaves nothing to do.
+            let done_before = common::stderr(&again).contains("renewal opens");
+            assert!(
+                again.status.success() || done_before,
+                "{what}: the next run failed:\n{}\nthe faulted run:\n{}",
+                common::text(&again),
+                common::text(&out)
+            );
+            assert_eq!(
+                bank_certificates(&card, &config),
+                vec![("01".to_owned(), "valid".to_owned())],
+                "{what}:\n{}",
+                common::text(&again)
+            );
+            let doctor = certagent(&card, &["doctor"], Some(USER_PIN));
+            assert!(
+                common::stdout(&doctor).contains("key signs and matches the certificate (RS256)"),
+                "{what}: {}",
+                common::text(&doctor)
+            );
+            recovered += 1;
+        }
+        table.push(format!(
+            "card renewal {mode}: {recovered}/{tried} recovered ({total} calls, every {stride}th)"
+        ));
+    }
+    println!("{}", table.join("\n"));
+}
+
+/// `certagent renew --yes` on the card through the forwarding module,
+/// with a fault at call N (`FAULT_PKCS11_AT`, `FAULT_PKCS11_MODE`) and a
+/// call log if asked.
+fn certagent_faulted(
+    card: &OpenPgpCard,
+    module: &str,
+    config: &str,
+    fault: Option<(u64, &str)>,
+    log: Option<&std::path::Path>,
+) -> std::process::Output {
+    let path = card.dir().join("faulted.toml");
+    std::fs::write(
+        &path,
+        format!("[token]\nmodule = \"{module}\"\nlabel = \"{USER_TOKEN}\"\n{config}"),
+    )
+    .expect("config");
+    let mut cmd = common::certagent_in(card.dir());
+    cmd.envs(card.env())
+        .arg("--config")
+        .arg(&path)
+        .args(["renew", "--yes"])
+        .stdin(std::process::Stdio::null())
+        .env("CERTAGENT_PIN", USER_PIN)
+        .env("CERTAGENT_ADMIN_PIN", ADMIN_PIN)
+        .env("FAULT_PKCS11_MODULE", card.module());
+    if let Some((n, mode)) = fault {
+        cmd.env("FAULT_PKCS11_AT", n.to_string())
+            .env("FAULT_PKCS11_MODE", mode);
+    }
+    if let Some(log) = log {
+        cmd.env("FAULT_PKCS11_LOG", log);
+    }
+    cmd.output().expect("certagent runs")
+}
+
 /// `certagent run` on the card, its PIN dialog the scripted pinentry, its
 /// token behind OpenSC's spy (to count C_Login); killed when dropped.
 struct CardAgent {

@@ -45,6 +45,7 @@ pub fn certagent_in(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_certagent"));
     cmd.env_remove("CERTAGENT_CONFIG")
         .env_remove("CERTAGENT_PIN")
+        .env_remove("CERTAGENT_ADMIN_PIN")
         .env_remove("CERTAGENT_OTP")
         .env_remove("LC_ALL")
         .env_remove("LC_MESSAGES")
