@@ -915,6 +915,65 @@ fn a_renewal_on_the_card_uses_its_free_slot_and_the_admin_pin() {
         "{}",
         common::text(&out)
     );
+
+    // The agent finds the new certificate on the card's other token and
+    // logs on with its key: one PIN, one C_Login (on that token).
+    use base64::Engine;
+    let agent = CardAgent::start(&card, &bank_dir, bank.addr());
+    let chal64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 32]);
+    let r = agent.logon(&chal64);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let t = r.json();
+    assert_eq!(t["algorithm"], "RS256", "{t}");
+    assert_eq!(agent.logins(), 1, "one C_Login, seen by the spy");
+    assert_eq!(
+        common::prompts_seen(&agent.prompt_dir),
+        ["CONFIRM", "GETPIN"]
+    );
+    // The agent's doors do not renew on the card (the module would have
+    // to be initialised again under the agent's watch): they say how,
+    // before asking anything.
+    let r = common::agent::page_to(agent.port, "POST", "/v1/renewals", "{}");
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("certagent renew"), "{}", r.body);
+    assert_eq!(common::prompts_seen(&agent.prompt_dir).len(), 2);
+}
+
+/// A wrong admin PIN stops the renewal at the key generation: the card
+/// is asked once (never again automatically), nothing is generated, the
+/// certificate stays usable; the same command with the right admin PIN
+/// continues the journalled attempt and finishes it.
+#[test]
+fn a_wrong_admin_pin_stops_the_card_renewal_and_the_next_run_finishes_it() {
+    let (card, bank_dir) = provisioned_card(20);
+    let (_rt, bank) = common::serve_bank(&bank_dir, certagent_bank::ServeOptions::default());
+    let config = bank_config(&bank_dir, bank.addr());
+
+    let out = certagent_admin(&card, "opensc", &config, &["renew", "--yes"], "87654321");
+    assert!(!out.status.success(), "{}", common::text(&out));
+    let e = common::stderr(&out);
+    assert!(
+        e.contains("rejected the admin PIN; it was not retried"),
+        "{}",
+        common::text(&out)
+    );
+    assert_eq!(
+        slot_public_key(&card, SIG_TOKEN, "01"),
+        None,
+        "no key generated"
+    );
+    assert_eq!(
+        bank_certificates(&card, &config),
+        vec![("03".to_owned(), "renewal-due".to_owned())]
+    );
+    let out = certagent_admin(&card, "opensc", &config, &["renew", "--yes"], ADMIN_PIN);
+    let text = common::text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("resuming the attempt"), "{text}");
+    assert_eq!(
+        bank_certificates(&card, &config),
+        vec![("01".to_owned(), "valid".to_owned())]
+    );
 }
 
 /// The bank certificates `status --json` shows on the card: (id, state).
