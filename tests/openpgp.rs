@@ -939,6 +939,52 @@ fn a_renewal_on_the_card_uses_its_free_slot_and_the_admin_pin() {
     assert_eq!(common::prompts_seen(&agent.prompt_dir).len(), 2);
 }
 
+/// An agent that runs while `certagent renew` renews the card (OpenSC in
+/// the agent's process still shows the card as it read it): its next
+/// logon uses the new certificate and key, on the card's other token.
+#[test]
+fn an_agent_running_during_a_card_renewal_logs_on_with_the_new_certificate() {
+    use base64::Engine;
+    let (card, bank_dir) = provisioned_card(20);
+    let (_rt, bank) = common::serve_bank(&bank_dir, certagent_bank::ServeOptions::default());
+    let config = bank_config(&bank_dir, bank.addr());
+    let agent = CardAgent::start(&card, &bank_dir, bank.addr());
+    let chal64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([5u8; 32]);
+    let before = agent.logon(&chal64);
+    assert_eq!(before.status, 200, "{}", before.body);
+
+    let out = certagent_admin(&card, "opensc", &config, &["renew", "--yes"], ADMIN_PIN);
+    assert!(out.status.success(), "{}", common::text(&out));
+    let cert = card.dir().join("renewed.der");
+    ok(
+        &card,
+        &[
+            "--token-label",
+            SIG_TOKEN,
+            "--read-object",
+            "--type",
+            "cert",
+            "--id",
+            "01",
+            "-o",
+            &cert.display().to_string(),
+        ],
+    );
+    let renewed = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(&cert).expect("renewed certificate"));
+
+    let after = agent.logon(&chal64);
+    assert_eq!(after.status, 200, "{}", after.body);
+    assert_eq!(
+        after.json()["certificate"],
+        renewed.as_str(),
+        "{}",
+        after.body
+    );
+    let status = common::agent::page_to(agent.port, "GET", "/v1/status", "").json();
+    assert_eq!(status["certificates"][0]["state"], "valid", "{status}");
+}
+
 /// A wrong admin PIN stops the renewal at the key generation: the card
 /// is asked once (never again automatically), nothing is generated, the
 /// certificate stays usable; the same command with the right admin PIN

@@ -182,6 +182,15 @@ impl Owner {
         if cache.as_ref().is_some_and(|c| changed >= c.taken_at) {
             *cache = None;
         }
+        drop(cache);
+        // A card another process changed: OpenSC in this process still
+        // shows it as it read it until the module is initialised again.
+        if let Ok(module) = self.module()
+            && module.read_cards_again_since(changed)
+        {
+            log::info!("read the card again: another certagent changed it");
+            self.invalidate();
+        }
     }
 
     fn pending(&self, serial: &str) -> Option<Step> {

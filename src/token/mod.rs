@@ -53,6 +53,10 @@ pub struct Module {
     /// Mechanism lists by (slot, token serial): they do not change while
     /// the token stays in its reader.
     mechanisms: Mutex<HashMap<(u64, String), Vec<MechanismType>>>,
+    /// Tokens of this module open in this process (each with its session).
+    open_tokens: std::sync::atomic::AtomicUsize,
+    /// When the module was last initialised (see [`Module::reinitialize`]).
+    initialized_at: Mutex<std::time::SystemTime>,
 }
 
 /// What the library says about itself.
@@ -193,6 +197,8 @@ impl Module {
             profile: OnceLock::new(),
             raw,
             mechanisms: Mutex::new(HashMap::new()),
+            open_tokens: std::sync::atomic::AtomicUsize::new(0),
+            initialized_at: Mutex::new(std::time::SystemTime::now()),
         });
         modules.insert(path, module.clone());
         Ok(module)
@@ -354,14 +360,16 @@ impl Module {
     /// afresh. OpenSC keeps what it read of a card for as long as it is
     /// initialised: a key generated on an OpenPGP card lands on the card's
     /// other token and signs only after this. Refused while any token of
-    /// this module is open here (its sessions would end under it).
-    pub fn reinitialize(self: &Arc<Self>) -> Result<()> {
-        // One reference is the module cache's, one the caller's.
-        if Arc::strong_count(self) > 2 {
+    /// this module is open here (its sessions would end under it). A
+    /// thread waiting in C_WaitForSlotEvent gets an error and waits again.
+    pub fn reinitialize(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.open_tokens.load(Ordering::SeqCst) > 0 {
             return Err(TokenError::Unsupported {
                 what: "reading the card again while one of its tokens is in use here".into(),
             });
         }
+        *lock(&self.initialized_at) = std::time::SystemTime::now();
         lock(&self.mechanisms).clear();
         match self.ctx.clone().finalize() {
             Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiNotInitialized, _)) => {}
@@ -373,6 +381,26 @@ impl Module {
         {
             Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(()),
             Err(e) => Err(error::map(e)),
+        }
+    }
+
+    /// Initialise the module again if a certagent process changed a card
+    /// at `changed`, after the module was last initialised, and the module
+    /// carries card families whose module keeps what it read of a card
+    /// (`[[cards]]`): the agent sees another process's renewal that way.
+    /// `false` when it was not needed or not possible now (a token is open:
+    /// the next look tries again).
+    pub fn read_cards_again_since(&self, changed: std::time::SystemTime) -> bool {
+        let cards = self.profile().is_some_and(|p| !p.cards.is_empty());
+        if !cards || changed < *lock(&self.initialized_at) {
+            return false;
+        }
+        match self.reinitialize() {
+            Ok(()) => true,
+            Err(e) => {
+                log::debug!("not reading the card again yet: {e}");
+                false
+            }
         }
     }
 
@@ -553,6 +581,14 @@ const ID_MAX: usize = 256;
 const LABEL_MAX: usize = 256;
 const MODULUS_MAX: usize = 1024;
 
+impl Drop for Token {
+    fn drop(&mut self) {
+        self.module
+            .open_tokens
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Token").field("slot", &self.slot).finish()
@@ -581,6 +617,10 @@ impl Token {
             handles: Mutex::new(HashMap::new()),
             siblings: Vec::new(),
         };
+        token
+            .module
+            .open_tokens
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if token.card_family().is_some() {
             token.siblings = token.open_siblings()?;
         }
@@ -623,6 +663,9 @@ impl Token {
                     ctx.open_rw_session(slot)
                 }
                 .map_err(error::map)?;
+                self.module
+                    .open_tokens
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 out.push(Token {
                     module: self.module.clone(),
                     slot,
@@ -640,10 +683,17 @@ impl Token {
     /// The card family of this token whose fixed key slots certagent can
     /// renew into (driver profile `[[cards]]`, by token label), if any.
     pub fn card_family(&self) -> Option<&CardFamily> {
-        if !self.fixed_key_slots() {
+        let label = lock(&self.info).label.clone();
+        // No profile knows a card of this label: no need to ask the module
+        // who it is (C_GetInfo) to find its profile.
+        let known = self.module.drivers.iter().any(|p| {
+            p.cards
+                .iter()
+                .any(|c| label.starts_with(c.label_prefix.trim()))
+        });
+        if !known || !self.fixed_key_slots() {
             return None;
         }
-        let label = lock(&self.info).label.clone();
         self.module
             .profile()?
             .cards
