@@ -328,6 +328,11 @@ pub struct TokenCerts {
     pub others: Vec<TokenCert>,
     /// Whether the bank's issuer was known; if not, `bank` is empty.
     pub issuer_known: bool,
+    /// CKA_IDs of the bank's certificates replaced by a newer one of the
+    /// same holder on the token (issued later, valid longer): listed with
+    /// `others`, never offered, used or renewed. A card that cannot
+    /// remove the old certificate keeps it until it expires.
+    pub superseded: Vec<Vec<u8>>,
 }
 
 /// The end-entity certificates on the token (CA certificates some tokens
@@ -362,6 +367,21 @@ pub fn token_certificates(token: &Token, issuers: &BankIssuers) -> Result<TokenC
             ),
         }
     }
+    // A certificate of the same holder issued later and valid longer
+    // replaces it.
+    let all = std::mem::take(&mut out.bank);
+    let newer = |c: &Cert| {
+        all.iter().any(|d| {
+            d.cert.subject == c.subject
+                && d.cert.not_before > c.not_before
+                && d.cert.not_after > c.not_after
+        })
+    };
+    let (current, replaced): (Vec<TokenCert>, Vec<TokenCert>) =
+        all.iter().cloned().partition(|c| !newer(&c.cert));
+    out.bank = current;
+    out.superseded = replaced.iter().map(|c| c.id.clone()).collect();
+    out.others.extend(replaced);
     out.bank.sort_by_key(|c| (c.cert.not_after, c.id.clone()));
     out.others.sort_by_key(|c| (c.cert.not_after, c.id.clone()));
     Ok(out)

@@ -88,6 +88,12 @@ pub struct CardFamily {
     /// a renewal into this slot leaves the old certificate in place.
     #[serde(default)]
     pub certificate_deletes_erase: Option<String>,
+    /// A key generated without a CKA_ID lands in this slot, replacing the
+    /// key there (OpenSC on OpenPGP cards: slot 03); an explicit id into
+    /// an occupied slot is refused. A renewal uses it only over a key
+    /// certagent itself retired.
+    #[serde(default)]
+    pub overwrite_without_id: Option<String>,
 }
 
 impl CardFamily {

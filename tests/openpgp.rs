@@ -939,6 +939,85 @@ fn a_renewal_on_the_card_uses_its_free_slot_and_the_admin_pin() {
     assert_eq!(common::prompts_seen(&agent.prompt_dir).len(), 2);
 }
 
+/// Renewal after renewal on the card. The first goes from slot 03 into
+/// the free slot 01 and leaves the old key in 03, recorded as retired. The
+/// second goes back into 03, over that retired key (OpenSC replaces slot
+/// 03's key when no id is given; an explicit id into an occupied slot is
+/// refused); the certificate in 01 cannot be removed without erasing 03's
+/// on this card, so it stays, replaced: listed apart, never used or
+/// renewed. The third finds no slot it may use (01 holds a key with a
+/// certificate) and is refused before anything is asked or changed.
+/// (A renewal window of 400 days makes each new certificate due at once.)
+#[test]
+fn renewal_after_renewal_alternates_slots_then_says_the_card_is_full() {
+    let (card, bank_dir) = provisioned_card(20);
+    let policy = certagent::policy::Policy {
+        renew_window_days: 400,
+        ..Default::default()
+    };
+    let (_rt, bank) = common::serve_bank(
+        &bank_dir,
+        certagent_bank::ServeOptions {
+            policy,
+            ..Default::default()
+        },
+    );
+    let config = format!(
+        "[policy]\nrenew_window_days = 400\n{}",
+        bank_config(&bank_dir, bank.addr())
+    );
+    let first_key = slot_public_key(&card, USER_TOKEN, "03").expect("key 03");
+
+    let out = certagent_admin(&card, "opensc", &config, &["renew", "--yes"], ADMIN_PIN);
+    assert!(out.status.success(), "{}", common::text(&out));
+    let second_key = slot_public_key(&card, SIG_TOKEN, "01").expect("key 01");
+    assert_eq!(
+        bank_certificates(&card, &config),
+        vec![("01".to_owned(), "renewal-due".to_owned())]
+    );
+
+    let out = certagent_admin(&card, "opensc", &config, &["renew", "--yes"], ADMIN_PIN);
+    let text = common::text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("in key slot 03, replacing the old key certagent retired there"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the old certificate stays in slot 01"),
+        "{text}"
+    );
+    let third_key = slot_public_key(&card, USER_TOKEN, "03").expect("key 03 again");
+    assert_ne!(third_key, first_key, "the retired key was replaced");
+    assert_eq!(slot_public_key(&card, SIG_TOKEN, "01"), Some(second_key));
+    assert_eq!(
+        bank_certificates(&card, &config),
+        vec![("03".to_owned(), "renewal-due".to_owned())]
+    );
+    let out = certagent_with(&card, &config, &["status", "--json"], None);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(j["other_certificates"][0]["id"], "01", "{j}");
+    let out = certagent(&card, &["doctor"], Some(USER_PIN));
+    assert!(
+        common::stdout(&out).contains("key signs and matches the certificate (RS256)"),
+        "{}",
+        common::text(&out)
+    );
+
+    let out = certagent_admin(&card, "opensc", &config, &["renew", "--yes"], ADMIN_PIN);
+    let e = common::stderr(&out);
+    assert!(!out.status.success(), "{}", common::text(&out));
+    assert!(
+        e.contains("no free key slot")
+            && e.contains("slot 01")
+            && e.contains("nothing was changed"),
+        "{}",
+        common::text(&out)
+    );
+    assert!(!e.contains("[generating-key]"), "{e}");
+    assert_eq!(slot_public_key(&card, USER_TOKEN, "03"), Some(third_key));
+}
+
 /// An agent that runs while `certagent renew` renews the card (OpenSC in
 /// the agent's process still shows the card as it read it): its next
 /// logon uses the new certificate and key, on the card's other token.

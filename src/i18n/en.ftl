@@ -170,6 +170,7 @@ step-reading-back = reading the certificate back and test-signing with the new k
 step-left-alone = left id { $id } alone: it no longer holds the certificate this renewal replaced
 step-removed-old = removed the old certificate and key (id { $id })
 step-generating-slot = generating a new { $key } key on the card, in its free key slot { $id }
+step-generating-over-retired = generating a new { $key } key on the card in key slot { $id }, replacing the old key certagent retired there
 step-reading-card = reading the card again, to see its new key
 step-candidate-stays = the unused new key stays in the card's key slot { $id } (the card cannot delete keys)
 step-removed-old-cert = removed the old certificate (slot { $id })

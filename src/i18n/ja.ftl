@@ -162,6 +162,7 @@ step-reading-back = 電子証明書を読み戻し、新しい鍵で試験署名
 step-left-alone = ID { $id } はそのままにしました（この更新で置き換えた電子証明書はもうありません）
 step-removed-old = 古い電子証明書と鍵を削除しました（ID { $id }）
 step-generating-slot = カードの空いている鍵スロット { $id } に新しい { $key } 鍵を生成しています
+step-generating-over-retired = カードの鍵スロット { $id } に新しい { $key } 鍵を生成しています（certagent が以前に使用を終えた古い鍵を置き換えます）
 step-reading-card = 新しい鍵を確認するため、カードを読み直しています
 step-candidate-stays = 使われなかった新しい鍵はカードの鍵スロット { $id } に残ります（このカードは鍵を削除できません）
 step-removed-old-cert = 古い電子証明書を削除しました（スロット { $id }）

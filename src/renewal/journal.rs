@@ -50,6 +50,10 @@ pub struct Entry {
     /// next fresh read tells whether it worked).
     #[serde(default)]
     pub old_removal_tried: bool,
+    /// On such a card: the public key (base64 DER) of the key certagent
+    /// retired earlier that the new key replaces in its slot.
+    #[serde(default)]
+    pub replaced_spki: Option<String>,
     pub candidate_spki: Option<String>,
     pub csr: Option<String>,
     pub issued: Option<String>,

@@ -28,6 +28,7 @@
 //! the attempt: the candidate key is removed and the token is as before.
 
 mod journal;
+pub mod retired;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -149,6 +150,8 @@ pub struct Request {
     /// The card's key slot for the new key, on a card whose slots are
     /// fixed (see [`choose_slot`]).
     pub slot: Option<Vec<u8>>,
+    /// The retired key the new key replaces in that slot, if it is not free.
+    pub replaces: Option<Vec<u8>>,
     /// Label for the new certificate and key.
     pub label: String,
 }
@@ -276,10 +279,12 @@ pub fn check_token(token: &Token, can_read_again: bool) -> Result<(), RenewalErr
 
 /// On a card with fixed key slots, choose the slot for the new key: the
 /// first of the family's signing slots that holds nothing (no key, no
-/// certificate) and is not the current key's. certagent never generates
-/// into a slot holding a key, its own old one included: the card's owner
-/// may use it for something else (OpenPGP: e-mail signatures).
-pub fn choose_slot(token: &Token, plan: &mut Plan) -> Result<(), RenewalError> {
+/// certificate) and is not the current key's; else the slot the module
+/// overwrites (`overwrite_without_id`) if it holds a key certagent retired
+/// there itself and no certificate. certagent never generates over any
+/// other key: the card's owner may use it for something else (OpenPGP:
+/// e-mail signatures, SSH).
+pub fn choose_slot(token: &Token, plan: &mut Plan, state_dir: &Path) -> Result<(), RenewalError> {
     let Some(family) = token.card_family() else {
         return Ok(());
     };
@@ -287,21 +292,43 @@ pub fn choose_slot(token: &Token, plan: &mut Plan) -> Result<(), RenewalError> {
         return Ok(());
     };
     let certs = blocking(|| token.certificates())?;
+    let serial = token.info()?.serial;
     let current = req.old.as_ref().map(|o| o.id.clone());
+    let overwritable = family
+        .overwrite_without_id
+        .as_deref()
+        .and_then(|h| hex::decode(h).ok());
     let mut taken = Vec::new();
+    let mut reusable = None;
     for id in family.slot_ids() {
         if current.as_deref() == Some(&id[..]) {
             continue;
         }
         let key = blocking(|| token.public_key(&id))?;
-        if key.is_none() && !certs.iter().any(|c| c.id == id) {
-            req.slot = Some(id);
-            return Ok(());
+        let certified = certs.iter().any(|c| c.id == id);
+        match key {
+            None if !certified => {
+                req.slot = Some(id);
+                return Ok(());
+            }
+            Some(spki)
+                if !certified
+                    && overwritable.as_deref() == Some(&id[..])
+                    && retired::is_retired(state_dir, &serial, &id, &spki) =>
+            {
+                reusable = Some((id.clone(), spki));
+            }
+            _ => {}
         }
         taken.push(hex::encode(&id));
     }
+    if let Some((id, spki)) = reusable {
+        req.slot = Some(id);
+        req.replaces = Some(spki);
+        return Ok(());
+    }
     Err(RenewalError::NotNow(format!(
-        "the {} has no free key slot for the new key: slot {} already holds a key, and certagent never overwrites a key on a card (the card cannot delete keys either). Free the slot with the card's own tool if its key is no longer used, or ask your bank; nothing was changed",
+        "the {} has no free key slot for the new key: slot {} already holds a key that certagent did not retire, and it never replaces such a key (the card cannot delete keys either). Free the slot with the card's own tool if its key is no longer used (for an OpenPGP card: openpgp-tool --delete-key), or ask your bank; nothing was changed",
         family.name,
         taken.join(", ")
     )))
@@ -388,6 +415,7 @@ pub fn plan_renewal(
         kind: Kind::Renew,
         old: Some(target.clone()),
         slot: None,
+        replaces: None,
         label: label_for(Some(target)),
     })))
 }
@@ -479,6 +507,7 @@ pub fn plan_enrollment(
         kind: wanted,
         old: old.cloned(),
         slot: None,
+        replaces: None,
         label: label_for(old),
     })))
 }
@@ -487,6 +516,12 @@ pub fn plan_enrollment(
 fn pick<'a>(certs: &'a TokenCerts, id: &[u8]) -> Result<&'a TokenCert, RenewalError> {
     if let Some(c) = certs.bank.iter().find(|c| c.id == id) {
         return Ok(c);
+    }
+    if certs.superseded.iter().any(|c| c == id) {
+        return Err(RenewalError::NotNow(format!(
+            "the certificate with id {} has been replaced by a newer bank certificate on the token; certagent renews the newer one",
+            hex::encode(id)
+        )));
     }
     if certs.others.iter().any(|c| c.id == id) {
         return Err(RenewalError::NotNow(format!(
@@ -627,6 +662,7 @@ async fn execute_inner(r: Renewal<'_>, plan: Plan) -> Result<TokenCert, RenewalE
         ca_certs,
         otp: r.otp,
         card: r.card,
+        state_dir: r.state_dir.to_path_buf(),
         progress: r.progress,
         fresh,
     };
@@ -670,6 +706,7 @@ fn start(
             candidate_id: req.slot.as_ref().map(hex::encode),
             fixed_slot: req.slot.is_some(),
             old_removal_tried: false,
+            replaced_spki: req.replaces.as_deref().map(b64),
             candidate_spki: None,
             csr: None,
             issued: None,
@@ -691,6 +728,8 @@ struct Workflow<'a> {
     otp: Option<SecretString>,
     /// The PINs for a card with fixed key slots.
     card: Option<&'a CardLogin>,
+    /// Where keys certagent leaves on a card are recorded ([`retired`]).
+    state_dir: PathBuf,
     progress: &'a dyn Progress,
     /// The attempt was started by this run (nothing of it can be on the
     /// token from before, so nothing needs to be looked for).
@@ -726,6 +765,12 @@ impl Workflow<'_> {
             if let Some(id) = &e.candidate_id {
                 self.progress
                     .step(e.step, &tr("step-candidate-stays", &[("id", Arg::Str(id))]));
+                // A later attempt may generate over it where the card allows.
+                if let (Ok(slot), Ok(spki)) =
+                    (hex::decode(id), unb64(&e.candidate_spki, "candidate key"))
+                {
+                    self.remember_retired(&e.token_serial, &slot, &spki);
+                }
             }
             if let Err(err) = journal.remove() {
                 log::warn!("{err}");
@@ -796,12 +841,15 @@ impl Workflow<'_> {
                 Step::Started => j.advance(Step::GeneratingKey)?,
                 Step::GeneratingKey if j.entry.fixed_slot => {
                     let id = self.candidate_id(j)?;
-                    // The slot was free when the attempt began: a key there
-                    // now is the one this attempt generated.
+                    // The slot was free when the attempt began (or held the
+                    // key certagent retired there): any other key there now
+                    // is the one this attempt generated.
+                    let replaced = retired::replaced(&j.entry);
                     let found = if self.fresh {
                         None
                     } else {
                         blocking(|| self.token.public_key(&id))?
+                            .filter(|k| replaced.as_ref() != Some(k))
                     };
                     match found {
                         Some(spki) => {
@@ -814,7 +862,11 @@ impl Workflow<'_> {
                             self.progress.step(
                                 Step::GeneratingKey,
                                 &tr(
-                                    "step-generating-slot",
+                                    if replaced.is_some() {
+                                        "step-generating-over-retired"
+                                    } else {
+                                        "step-generating-slot"
+                                    },
                                     &[
                                         ("key", Arg::Str(&j.entry.key.to_string())),
                                         ("id", Arg::Str(&hex::encode(&id))),
@@ -822,8 +874,11 @@ impl Workflow<'_> {
                                 ),
                             );
                             let (kind, label_c) = (j.entry.key, j.entry.candidate_label.clone());
+                            // Over a retired key the module wants no id (it
+                            // refuses one for an occupied slot).
+                            let named = replaced.is_none().then_some(&id[..]);
                             self.as_admin(|| {
-                                self.token.generate_key_pair_in_slot(kind, &id, &label_c)
+                                self.token.generate_key_pair_in_slot(kind, named, &label_c)
                             })?;
                             crash_point("after-keygen");
                             // The card shows the new key only once read again.
@@ -1141,10 +1196,24 @@ impl Workflow<'_> {
                     Step::RetiringOld,
                     &tr("step-old-key-stays", &[("id", Arg::Str(&old_hex))]),
                 );
+                if !there {
+                    let serial = j.entry.token_serial.clone();
+                    self.remember_retired(&serial, &old, &old_cert.spki_der);
+                }
             }
         }
         j.advance(Step::Done)?;
         Ok(true)
+    }
+
+    /// Record a key certagent leaves unused on a card (see [`retired`]).
+    fn remember_retired(&self, serial: &str, slot: &[u8], spki: &[u8]) {
+        if let Err(e) = retired::remember(&self.state_dir, serial, slot, spki) {
+            log::warn!(
+                "cannot record the retired key in slot {}: {e}",
+                hex::encode(slot)
+            );
+        }
     }
 
     fn candidate_id(&self, j: &Journal) -> Result<Vec<u8>, RenewalError> {

@@ -1298,8 +1298,21 @@ impl Token {
     /// answers about the new pair is not trusted (OpenSC's values are
     /// bogus, and the pair signs only once the card is read again): the
     /// public key is read by id afterwards.
-    pub fn generate_key_pair_in_slot(&self, kind: KeyKind, id: &[u8], label: &str) -> Result<()> {
-        let (mechanism, public, private) = key_templates(kind, id, label);
+    /// `id: None` lets the module choose (OpenSC on an OpenPGP card: slot
+    /// 03, replacing the key there).
+    pub fn generate_key_pair_in_slot(
+        &self,
+        kind: KeyKind,
+        id: Option<&[u8]>,
+        label: &str,
+    ) -> Result<()> {
+        let (mechanism, mut public, mut private) =
+            key_templates(kind, id.unwrap_or_default(), label);
+        if id.is_none() {
+            for t in [&mut public, &mut private] {
+                t.retain(|a| !matches!(a, Attribute::Id(_)));
+            }
+        }
         self.session()
             .generate_key_pair(&mechanism, &public, &private)
             .map(|_| ())
