@@ -233,6 +233,9 @@ pub struct BankIssuers {
     /// every end-entity certificate is listed as the bank's. Never set
     /// where a page, a logon or a renewal could use the answer.
     pub any: bool,
+    /// SHA-256 (hex) of bank certificates certagent replaced on a card
+    /// that could not remove them (see `renewal::retired`).
+    pub replaced: Vec<String>,
 }
 
 impl BankIssuers {
@@ -328,10 +331,9 @@ pub struct TokenCerts {
     pub others: Vec<TokenCert>,
     /// Whether the bank's issuer was known; if not, `bank` is empty.
     pub issuer_known: bool,
-    /// CKA_IDs of the bank's certificates replaced by a newer one of the
-    /// same holder on the token (issued later, valid longer): listed with
-    /// `others`, never offered, used or renewed. A card that cannot
-    /// remove the old certificate keeps it until it expires.
+    /// CKA_IDs of the bank's certificates certagent replaced with a newer
+    /// one but could not remove (a card that cannot delete them): listed
+    /// with `others`, never offered, used or renewed.
     pub superseded: Vec<Vec<u8>>,
 }
 
@@ -367,18 +369,12 @@ pub fn token_certificates(token: &Token, issuers: &BankIssuers) -> Result<TokenC
             ),
         }
     }
-    // A certificate of the same holder issued later and valid longer
-    // replaces it.
-    let all = std::mem::take(&mut out.bank);
-    let newer = |c: &Cert| {
-        all.iter().any(|d| {
-            d.cert.subject == c.subject
-                && d.cert.not_before > c.not_before
-                && d.cert.not_after > c.not_after
-        })
-    };
+    // What certagent replaced but the card could not remove.
     let (current, replaced): (Vec<TokenCert>, Vec<TokenCert>) =
-        all.iter().cloned().partition(|c| !newer(&c.cert));
+        std::mem::take(&mut out.bank).into_iter().partition(|c| {
+            let digest = hex::encode(sha2::Sha256::digest(&c.cert.der));
+            !issuers.replaced.contains(&digest)
+        });
     out.bank = current;
     out.superseded = replaced.iter().map(|c| c.id.clone()).collect();
     out.others.extend(replaced);

@@ -273,7 +273,12 @@ impl Owner {
 
     /// What tells the bank's certificates apart, as known now.
     pub fn issuers(&self) -> BankIssuers {
-        lock(&self.issuers).clone()
+        let mut issuers = lock(&self.issuers).clone();
+        // Another process's renewal may have replaced a certificate since.
+        if let Some(dir) = &self.state_dir {
+            issuers.replaced = crate::renewal::retired::replaced_certificates(dir);
+        }
+        issuers
     }
 
     /// Learn the bank's issuing CA from `/cacerts` if no CA is known yet

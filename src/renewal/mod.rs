@@ -1182,6 +1182,12 @@ impl Workflow<'_> {
                 crash_point("after-retire");
                 return Ok(false);
             }
+            if there {
+                // Listed apart from now on, never used or renewed.
+                if let Err(e) = retired::remember_replaced(&self.state_dir, &old_cert.der) {
+                    log::warn!("cannot record the replaced certificate {old_hex}: {e}");
+                }
+            }
             let message = match (there, erases_new) {
                 (false, _) => "step-removed-old-cert",
                 (true, true) => "step-old-cert-stays",
@@ -1380,6 +1386,9 @@ pub fn known_issuers(bank: Option<&BankConfig>, state_dir: Option<&Path>) -> Ban
             .unwrap_or_default(),
         issuer_name: bank.issuer.clone(),
         any: false,
+        replaced: state_dir
+            .map(retired::replaced_certificates)
+            .unwrap_or_default(),
     }
 }
 

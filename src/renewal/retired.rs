@@ -50,7 +50,41 @@ pub fn remember(state_dir: &Path, serial: &str, slot: &[u8], spki: &[u8]) -> std
     let mut all = load(state_dir);
     all.retain(|r| !(r.serial == entry.serial && r.slot == entry.slot));
     all.push(entry);
-    let path = file(state_dir);
+    write_atomically(
+        &file(state_dir),
+        &serde_json::to_vec_pretty(&all).map_err(std::io::Error::other)?,
+    )
+}
+
+fn replaced_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("replaced-certificates.json")
+}
+
+/// SHA-256 (hex) of the bank certificates certagent replaced on a card
+/// that could not remove them.
+pub fn replaced_certificates(state_dir: &Path) -> Vec<String> {
+    std::fs::read(replaced_file(state_dir))
+        .ok()
+        .and_then(|t| serde_json::from_slice(&t).ok())
+        .unwrap_or_default()
+}
+
+/// Record that certagent replaced the certificate `der` but the card kept
+/// it: from now on it is listed apart, never used or renewed.
+pub fn remember_replaced(state_dir: &Path, der: &[u8]) -> std::io::Result<()> {
+    use sha2::Digest;
+    let digest = hex::encode(sha2::Sha256::digest(der));
+    let mut all = replaced_certificates(state_dir);
+    if !all.contains(&digest) {
+        all.push(digest);
+    }
+    write_atomically(
+        &replaced_file(state_dir),
+        &serde_json::to_vec_pretty(&all).map_err(std::io::Error::other)?,
+    )
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     let _ = std::fs::remove_file(&tmp);
     let mut o = std::fs::OpenOptions::new();
@@ -62,9 +96,9 @@ pub fn remember(state_dir: &Path, serial: &str, slot: &[u8], spki: &[u8]) -> std
     }
     let mut f = o.open(&tmp)?;
     use std::io::Write;
-    f.write_all(&serde_json::to_vec_pretty(&all).map_err(std::io::Error::other)?)?;
+    f.write_all(bytes)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, &path)
+    std::fs::rename(&tmp, path)
 }
 
 /// The public key a journal says the new key replaces, if any.
@@ -91,5 +125,14 @@ mod tests {
         remember(dir.path(), "c0de", &[3], b"newer").expect("write");
         assert!(!is_retired(dir.path(), "c0de", &[3], b"key"));
         assert!(is_retired(dir.path(), "c0de", &[3], b"newer"));
+    }
+
+    #[test]
+    fn a_replaced_certificate_is_known_by_its_digest() {
+        let dir = tempfile::tempdir().expect("dir");
+        assert!(replaced_certificates(dir.path()).is_empty());
+        remember_replaced(dir.path(), b"old").expect("write");
+        remember_replaced(dir.path(), b"old").expect("write");
+        assert_eq!(replaced_certificates(dir.path()).len(), 1);
     }
 }
