@@ -441,6 +441,20 @@ impl Prompt for PinentryPrompt {
         self.secret("the PIN", &description, &tr("pin-prompt", &[]))
     }
 
+    fn admin_pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
+        use crate::i18n::{Arg, tr};
+        let label = short(&token.label, 32);
+        let description = tr(
+            "admin-pin-description",
+            &[("token", Arg::Str(&label)), ("purpose", Arg::Str(purpose))],
+        );
+        self.secret(
+            "the card's admin PIN",
+            &description,
+            &tr("admin-pin-prompt", &[]),
+        )
+    }
+
     fn confirm(&self, question: &str) -> Result<bool, PromptError> {
         let mut dialog =
             pinentry::ConfirmationDialog::with_binary(&self.binary).ok_or_else(|| {
@@ -528,6 +542,13 @@ impl Prompt for EnvFirst {
         match env_secret(PIN_ENV) {
             Some(pin) => Ok(AuthPin::from(pin.expose_secret().to_string())),
             None => self.0.pin(token, purpose),
+        }
+    }
+    fn admin_pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
+        use secrecy::ExposeSecret;
+        match env_secret(ADMIN_PIN_ENV) {
+            Some(pin) => Ok(AuthPin::from(pin.expose_secret().to_string())),
+            None => self.0.admin_pin(token, purpose),
         }
     }
     fn confirm(&self, question: &str) -> Result<bool, PromptError> {

@@ -930,13 +930,6 @@ fn a_renewal_on_the_card_uses_its_free_slot_and_the_admin_pin() {
         common::prompts_seen(&agent.prompt_dir),
         ["CONFIRM", "GETPIN"]
     );
-    // The agent's doors do not renew on the card (the module would have
-    // to be initialised again under the agent's watch): they say how,
-    // before asking anything.
-    let r = common::agent::page_to(agent.port, "POST", "/v1/renewals", "{}");
-    assert_eq!(r.status, 409, "{}", r.body);
-    assert!(r.body.contains("certagent renew"), "{}", r.body);
-    assert_eq!(common::prompts_seen(&agent.prompt_dir).len(), 2);
 }
 
 /// Renewal after renewal on the card. The first goes from slot 03 into
@@ -1062,6 +1055,48 @@ fn an_agent_running_during_a_card_renewal_logs_on_with_the_new_certificate() {
     );
     let status = common::agent::page_to(agent.port, "GET", "/v1/status", "").json();
     assert_eq!(status["certificates"][0]["state"], "valid", "{status}");
+}
+
+/// The agent renews the card when the bank's page asks: the user allows
+/// it, gives the PIN and then the card's admin PIN in a dialog of its own;
+/// the agent reads the card again where OpenSC needs it and ends with the
+/// new certificate in slot 01, which its next logon uses.
+#[test]
+fn the_agent_renews_the_card_with_the_pin_and_the_admin_pin() {
+    use base64::Engine;
+    let (card, bank_dir) = provisioned_card(20);
+    let (_rt, bank) = common::serve_bank(&bank_dir, certagent_bank::ServeOptions::default());
+    let config = bank_config(&bank_dir, bank.addr());
+    let agent = CardAgent::start(&card, &bank_dir, bank.addr());
+    std::fs::write(agent.prompt_dir.join("admin-pin"), ADMIN_PIN).expect("admin pin");
+
+    let r = common::agent::page_to(agent.port, "POST", "/v1/renewals", "{}");
+    assert!(r.status == 200 || r.status == 202, "{}", r.body);
+    let id = r.json()["id"].as_str().expect("id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let s = common::agent::page_to(agent.port, "GET", &format!("/v1/renewals/{id}"), "").json();
+        if s["state"] != "running" {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "still running: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(
+        common::prompts_seen(&agent.prompt_dir),
+        ["CONFIRM", "GETPIN", "GETPIN"]
+    );
+    let descriptions = agent.pin_descriptions();
+    assert!(descriptions[1].contains("ADMIN PIN"), "{descriptions:?}");
+    assert_eq!(
+        bank_certificates(&card, &config),
+        vec![("01".to_owned(), "valid".to_owned())]
+    );
+    let chal64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([3u8; 32]);
+    let r = agent.logon(&chal64);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["certificate"], done["certificate"], "{}", r.body);
 }
 
 /// A wrong admin PIN stops the renewal at the key generation: the card

@@ -451,6 +451,17 @@ impl Lease {
         token.login(pin)
     }
 
+    /// Log out and close this lease's token (the lease itself goes on): a
+    /// card's module is about to be initialised again.
+    pub fn close_token(&mut self) {
+        if let Some(t) = self.token.take()
+            && let Err(e) = t.logout()
+        {
+            log::debug!("logging out before reading the card again: {e}");
+        }
+        self.owner.invalidate();
+    }
+
     /// The operation changed the token (a renewal): what the owner
     /// remembers of it is dropped when the lease ends.
     pub fn changed_token(&mut self) {

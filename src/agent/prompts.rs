@@ -88,6 +88,11 @@ impl Turn {
         self.prompt.pin(token, purpose)
     }
 
+    /// A card's admin PIN (its own dialog, never retried).
+    pub fn admin_pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
+        self.prompt.admin_pin(token, purpose)
+    }
+
     pub fn show(&self, text: &str) -> Result<(), PromptError> {
         self.prompt.show(text)
     }

@@ -57,6 +57,8 @@ pub struct Module {
     open_tokens: std::sync::atomic::AtomicUsize,
     /// When the module was last initialised (see [`Module::reinitialize`]).
     initialized_at: Mutex<std::time::SystemTime>,
+    /// Held while the module is initialised again: one at a time.
+    reinitializing: Mutex<()>,
 }
 
 /// What the library says about itself.
@@ -199,6 +201,7 @@ impl Module {
             mechanisms: Mutex::new(HashMap::new()),
             open_tokens: std::sync::atomic::AtomicUsize::new(0),
             initialized_at: Mutex::new(std::time::SystemTime::now()),
+            reinitializing: Mutex::new(()),
         });
         modules.insert(path, module.clone());
         Ok(module)
@@ -364,6 +367,7 @@ impl Module {
     /// thread waiting in C_WaitForSlotEvent gets an error and waits again.
     pub fn reinitialize(&self) -> Result<()> {
         use std::sync::atomic::Ordering;
+        let _one = lock(&self.reinitializing);
         if self.open_tokens.load(Ordering::SeqCst) > 0 {
             return Err(TokenError::Unsupported {
                 what: "reading the card again while one of its tokens is in use here".into(),

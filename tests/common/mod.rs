@@ -590,7 +590,12 @@ while IFS= read -r line; do
   echo "$verb" >> "$d/log"
   printf '%s\n' "$line" >> "$d/lines"
   case "$verb" in
-    GETPIN) printf 'D %s\nOK\n' "$(cat "$d/pin")" ;;
+    SETDESC) desc=$line; echo OK ;;
+    GETPIN)
+      case "$desc" in
+        *ADMIN*) [ -e "$d/admin-pin" ] && printf 'D %s\nOK\n' "$(cat "$d/admin-pin")" || echo "ERR 83886179 Operation cancelled <Pinentry>" ;;
+        *) printf 'D %s\nOK\n' "$(cat "$d/pin")" ;;
+      esac ;;
     CONFIRM)
       [ -e "$d/slow" ] && sleep 3
       if [ "$(cat "$d/confirm" 2>/dev/null || echo yes)" = yes ]; then echo OK; else echo "ERR 83886179 Operation cancelled <Pinentry>"; fi ;;

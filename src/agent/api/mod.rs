@@ -14,6 +14,7 @@ mod peer;
 pub mod renewals;
 mod status;
 
+use cryptoki::types::AuthPin;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -338,6 +339,9 @@ fn cooling_failure(wait: Duration) -> Failure {
 
 /// Consent, then the PIN (or the reader's PIN pad), then the login the
 /// token checks. A denied or timed-out question cools `cool_key` down.
+/// Returns the PIN the token accepted (`None`: the PIN pad), for an
+/// operation that logs in again (a renewal on a card of several tokens);
+/// everyone else drops it at once.
 #[allow(clippy::too_many_arguments)]
 fn consent_and_login(
     agent: &Agent,
@@ -348,7 +352,7 @@ fn consent_and_login(
     purpose: &str,
     cool_key: Option<&str>,
     declined: &'static str,
-) -> Result<(), Failure> {
+) -> Result<Option<AuthPin>, Failure> {
     let cool = || {
         if let Some(k) = cool_key {
             agent.prompts.cool_down(k);
@@ -368,10 +372,12 @@ fn consent_and_login(
         return Err(token_failure(TokenError::PinLocked));
     }
     if info.protected_auth_path {
-        lease.login(None).map_err(token_failure)
+        lease.login(None).map_err(token_failure)?;
+        Ok(None)
     } else {
         let pin = turn.pin(info, purpose).map_err(refused)?;
-        lease.login(Some(&pin)).map_err(token_failure)
+        lease.login(Some(&pin)).map_err(token_failure)?;
+        Ok(Some(pin))
     }
 }
 

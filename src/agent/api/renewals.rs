@@ -20,11 +20,14 @@ use super::{
     blocking, busy_failure, consent_and_login, cooling_failure, occupied_failure, parse_id,
     token_failure,
 };
-use crate::agent::owner::Use;
+use crate::agent::owner::{Lease, Use};
 use crate::agent::{Agent, RenewalStatus};
+use crate::cert::TokenCert;
 use crate::cert::rfc3339;
+use crate::config::BankConfig;
 use crate::prompt::short;
-use crate::renewal::{self, Plan, Renewal, RenewalError, Step};
+use crate::renewal::{self, CardLogin, Plan, Renewal, RenewalError, Step};
+use crate::token::TokenError;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,8 +124,8 @@ async fn start(
         // A renewal reads the token afresh: it is about to change it.
         let look = lease.fresh_look().map_err(token_failure)?;
         let token = lease.token().map_err(token_failure)?;
-        renewal::check_token(&token, false).map_err(plan_failure)?;
-        let plan = renewal::plan_renewal(
+        renewal::check_token(&token, true).map_err(plan_failure)?;
+        let mut plan = renewal::plan_renewal(
             &dir,
             &look.info.serial,
             &look.certs,
@@ -131,6 +134,10 @@ async fn start(
             OffsetDateTime::now_utc(),
         )
         .map_err(plan_failure)?;
+        // A card with fixed key slots: the new key's slot, before any question.
+        renewal::choose_slot(&token, &mut plan, &dir).map_err(plan_failure)?;
+        let on_card = token.card_family().is_some();
+        drop(token);
         let described = short(&plan.describe(), 300);
         let args = [
             ("who", crate::i18n::Arg::Str(&who)),
@@ -142,7 +149,7 @@ async fn start(
         };
         let purpose = crate::i18n::tr("purpose-renew", &[]);
         let info = look.info;
-        consent_and_login(
+        let pin = consent_and_login(
             &a,
             &turn,
             &mut lease,
@@ -152,11 +159,28 @@ async fn start(
             cool_key.as_deref(),
             "the user declined the renewal",
         )?;
+        // On a card: its admin PIN too, in a dialog of its own; both are
+        // kept for the attempt (it logs in on the card's other token and
+        // as the admin) and dropped with it.
+        let card = if on_card {
+            let admin = if info.protected_auth_path {
+                None
+            } else {
+                Some(
+                    turn.admin_pin(&info, &purpose)
+                        .map_err(super::prompt_failure)?,
+                )
+            };
+            Some(CardLogin { user: pin, admin })
+        } else {
+            drop(pin);
+            None
+        };
         let token = lease.token().map_err(token_failure)?;
-        Ok((lease, token, info.serial, plan))
+        Ok((lease, token, info.serial, plan, card))
     })
     .await;
-    let (lease, token, serial, plan) = prepared?;
+    let (lease, token, serial, plan, card) = prepared?;
 
     let mut rid = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut rid)
@@ -183,20 +207,19 @@ async fn start(
                 s.message = message.to_string();
             });
         };
-        let result = renewal::execute(
-            Renewal {
-                token,
-                token_serial: serial,
-                bank: &bank,
-                key: a.config.key,
-                state_dir: &state_dir,
-                otp: None,
-                card: None,
-                progress: &progress,
-            },
+        let result = run_renewal(
+            &a,
+            &mut lease,
+            token,
+            serial,
+            &bank,
+            &state_dir,
+            card.as_ref(),
+            &progress,
             plan,
         )
         .await;
+        drop(card);
         match result {
             Ok(new) => a.update_renewal(&task_id, |s| {
                 s.state = "done";
@@ -215,4 +238,81 @@ async fn start(
         }
     });
     Ok(RenewalStarted { id: rid })
+}
+
+/// Run the attempt; on a card whose module shows a change only when
+/// initialised again, close the token, initialise the module again (once
+/// no other door has the card open: the status page may be reading it)
+/// and resume from the journal, as `certagent renew` does.
+#[allow(clippy::too_many_arguments)]
+async fn run_renewal(
+    a: &Arc<Agent>,
+    lease: &mut Lease,
+    token: Arc<crate::token::Token>,
+    serial: String,
+    bank: &BankConfig,
+    state_dir: &std::path::Path,
+    card: Option<&CardLogin>,
+    progress: &(dyn renewal::Progress + Sync),
+    plan: Plan,
+) -> Result<TokenCert, RenewalError> {
+    let (mut token, mut plan) = (token, plan);
+    for _ in 0..6 {
+        let result = renewal::execute(
+            Renewal {
+                token: token.clone(),
+                token_serial: serial.clone(),
+                bank,
+                key: a.config.key,
+                state_dir,
+                otp: None,
+                card,
+                progress,
+            },
+            plan,
+        )
+        .await;
+        let Err(RenewalError::ReadCardAgain) = result else {
+            return result;
+        };
+        progress.step(Step::Started, &crate::i18n::tr("step-reading-card", &[]));
+        let module = token.module_arc();
+        drop(token);
+        lease.close_token();
+        let mut again = Err(RenewalError::ReadCardAgain);
+        for _ in 0..100 {
+            match module.reinitialize() {
+                Ok(()) => {
+                    again = Ok(());
+                    break;
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+        again?;
+        drop(module);
+        let (t, look) = crate::token::blocking(|| -> Result<_, TokenError> {
+            let t = lease.token()?;
+            if let Some(c) = card {
+                t.login(c.user.as_ref())?;
+            }
+            let look = lease.fresh_look()?;
+            Ok((t, look))
+        })?;
+        if look.info.serial != serial {
+            return Err(RenewalError::Other(
+                "another token answered when the card was read again; insert the card and renew again to continue".into(),
+            ));
+        }
+        token = t;
+        plan = renewal::plan_renewal(
+            state_dir,
+            &serial,
+            &look.certs,
+            &a.config.policy,
+            None,
+            OffsetDateTime::now_utc(),
+        )?;
+    }
+    Err(RenewalError::ReadCardAgain)
 }
