@@ -1170,16 +1170,20 @@ impl Workflow<'_> {
                 .as_deref()
                 .is_some_and(|e| e == hex::encode(&new));
             if there && !erases_new && !j.entry.old_removal_tried {
-                j.entry.old_removal_tried = true;
-                j.advance(Step::RetiringOld)?;
-                if let Err(e) =
-                    self.as_admin(|| self.token.delete_certificate_if(&old, &old_cert.der))
-                {
+                match self.as_admin(|| self.token.delete_certificate_if(&old, &old_cert.der)) {
+                    Ok(_) => {}
+                    // The card was not reached (pulled, another PIN): the
+                    // journal is unchanged and the next run tries again.
+                    Err(RenewalError::Token(e)) if e.is_user_actionable() => return Err(e.into()),
                     // OpenSC 0.23 erases an OpenPGP card's certificate and
                     // still answers CKR_GENERAL_ERROR: the next read tells.
-                    log::info!("removing the old certificate {old_hex}: {e}");
+                    Err(e) => log::info!("removing the old certificate {old_hex}: {e}"),
                 }
                 crash_point("after-retire");
+                // Tried once, the card answered: the next fresh read says
+                // whether it worked, and it is not tried again.
+                j.entry.old_removal_tried = true;
+                j.advance(Step::RetiringOld)?;
                 return Ok(false);
             }
             if there {
