@@ -1099,6 +1099,38 @@ fn the_agent_renews_the_card_with_the_pin_and_the_admin_pin() {
     assert_eq!(r.json()["certificate"], done["certificate"], "{}", r.body);
 }
 
+/// The agent polls a card module (it never waits in C_WaitForSlotEvent on
+/// a module it may initialise again): a card taken out and put back shows
+/// in the page's status within seconds.
+#[test]
+fn the_agent_sees_the_card_go_and_come_back() {
+    let (mut card, bank_dir) = provisioned_card(200);
+    let (_rt, bank) = common::serve_bank(&bank_dir, certagent_bank::ServeOptions::default());
+    let agent = CardAgent::start(&card, &bank_dir, bank.addr());
+    let present = |agent: &CardAgent| {
+        common::agent::page_to(agent.port, "GET", "/v1/status", "").json()["token_present"] == true
+    };
+    let within = |agent: &CardAgent, want: bool| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while present(agent) != want {
+            assert!(
+                Instant::now() < deadline,
+                "token_present never became {want}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    within(&agent, true);
+    card.remove();
+    let gone = Instant::now();
+    within(&agent, false);
+    println!("removal seen after {:?}", gone.elapsed());
+    card.insert();
+    let back = Instant::now();
+    within(&agent, true);
+    println!("insertion seen after {:?}", back.elapsed());
+}
+
 /// A wrong admin PIN stops the renewal at the key generation: the card
 /// is asked once (never again automatically), nothing is generated, the
 /// certificate stays usable; the same command with the right admin PIN

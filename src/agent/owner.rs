@@ -37,6 +37,9 @@ use crate::token::{Module, Token, TokenError, TokenInfo};
 
 /// How often a module without slot events has its slot list compared.
 pub const POLL: Duration = Duration::from_secs(20);
+/// How often a card module certagent may initialise again is polled
+/// (instead of waiting on its slot events).
+pub const CARD_POLL: Duration = Duration::from_secs(1);
 /// A cached look older than this is taken afresh (a certificate changed by
 /// another program, with the token in its reader all along).
 const LOOK_MAX_AGE: Duration = Duration::from_secs(30 * 60);
@@ -231,10 +234,18 @@ impl Owner {
         let Ok(module) = self.module() else {
             return;
         };
-        let events = module
-            .profile()
-            .and_then(|p| p.capabilities.slot_events)
-            .unwrap_or(true);
+        // A module whose cards certagent reads again after changing them
+        // (C_Finalize, C_Initialize: OpenSC) is never waited on: OpenSC
+        // frees what a C_WaitForSlotEvent blocked in another thread still
+        // uses (measured: the agent hung or crashed). It is polled instead,
+        // every second: a C_GetSlotList that pcscd answers without the card.
+        let rereads = module.profile().is_some_and(|p| !p.cards.is_empty());
+        let events = !rereads
+            && module
+                .profile()
+                .and_then(|p| p.capabilities.slot_events)
+                .unwrap_or(true);
+        let poll = if rereads { CARD_POLL } else { POLL };
         let mut last = module.present_slots().ok();
         if events {
             loop {
@@ -255,7 +266,7 @@ impl Owner {
             }
         }
         loop {
-            std::thread::sleep(POLL);
+            std::thread::sleep(poll);
             let now = module.present_slots().ok();
             if now != last {
                 self.invalidate();

@@ -59,6 +59,10 @@ pub struct Module {
     initialized_at: Mutex<std::time::SystemTime>,
     /// Held while the module is initialised again: one at a time.
     reinitializing: Mutex<()>,
+    /// Module-level calls (slot lists, token info, opening sessions) hold
+    /// it to read, [`Module::reinitialize`] to write: none runs across a
+    /// C_Finalize.
+    calls: std::sync::RwLock<()>,
 }
 
 /// What the library says about itself.
@@ -202,6 +206,7 @@ impl Module {
             open_tokens: std::sync::atomic::AtomicUsize::new(0),
             initialized_at: Mutex::new(std::time::SystemTime::now()),
             reinitializing: Mutex::new(()),
+            calls: std::sync::RwLock::new(()),
         });
         modules.insert(path, module.clone());
         Ok(module)
@@ -261,7 +266,13 @@ impl Module {
 
     /// Slots (with a token present, or all): one C_GetSlotList where the
     /// module allows it.
+    /// The read side of [`Module::calls`] (poison is harmless: it guards no data).
+    fn reading(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.calls.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn slot_list(&self, token_present: bool) -> Result<Vec<Slot>> {
+        let _calls = self.reading();
         if let Some(r) = self.raw.as_ref().and_then(|r| r.slots(token_present)) {
             return r
                 .map_err(error::map)?
@@ -285,6 +296,7 @@ impl Module {
         let slots = self.slot_list(false)?;
         let mut out = Vec::with_capacity(slots.len());
         for slot in slots {
+            let _calls = self.reading();
             let si = self.ctx.get_slot_info(slot).map_err(error::map)?;
             let token = if si.token_present() {
                 match self.ctx.get_token_info(slot) {
@@ -353,6 +365,7 @@ impl Module {
     /// The identity and PIN state of the token in `slot` (one
     /// C_GetTokenInfo).
     pub fn token_info(&self, slot: Slot) -> Result<TokenInfo> {
+        let _calls = self.reading();
         self.ctx
             .get_token_info(slot)
             .map(|t| TokenInfo::from_ck(&t))
@@ -368,6 +381,7 @@ impl Module {
     pub fn reinitialize(&self) -> Result<()> {
         use std::sync::atomic::Ordering;
         let _one = lock(&self.reinitializing);
+        let _calls = self.calls.write().unwrap_or_else(|e| e.into_inner());
         if self.open_tokens.load(Ordering::SeqCst) > 0 {
             return Err(TokenError::Unsupported {
                 what: "reading the card again while one of its tokens is in use here".into(),
@@ -408,6 +422,13 @@ impl Module {
         }
     }
 
+    fn token_info_ck(&self, slot: Slot) -> std::result::Result<TokenInfo, CkError> {
+        let _calls = self.reading();
+        self.ctx
+            .get_token_info(slot)
+            .map(|t| TokenInfo::from_ck(&t))
+    }
+
     pub fn open_slot(self: &Arc<Self>, slot: Slot, info: TokenInfo) -> Result<Token> {
         Token::open(self.clone(), slot, info)
     }
@@ -433,8 +454,8 @@ impl Module {
         let mut found = Vec::new();
         let mut present = Vec::new();
         for slot in self.slot_list(true)? {
-            let info = match self.ctx.get_token_info(slot) {
-                Ok(t) => TokenInfo::from_ck(&t),
+            let info = match self.token_info_ck(slot) {
+                Ok(t) => t,
                 Err(CkError::Pkcs11(RvError::TokenNotPresent, _)) => continue,
                 // A token that cannot say who it is (being pulled, or broken)
                 // is not one to open; the others may still match.
@@ -606,10 +627,13 @@ impl Token {
     }
 
     fn open(module: Arc<Module>, slot: Slot, info: TokenInfo) -> Result<Token> {
-        let session = if info.write_protected {
-            module.ctx.open_ro_session(slot)
-        } else {
-            module.ctx.open_rw_session(slot)
+        let session = {
+            let _calls = module.reading();
+            if info.write_protected {
+                module.ctx.open_ro_session(slot)
+            } else {
+                module.ctx.open_rw_session(slot)
+            }
         }
         .map_err(error::map)?;
         let mut token = Token {
@@ -635,19 +659,24 @@ impl Token {
     /// same serial, maker and model.
     fn open_siblings(&self) -> Result<Vec<Token>> {
         let ctx = &self.module.ctx;
-        let reader = ctx
-            .get_slot_info(self.slot)
-            .map_err(error::map)?
-            .slot_description()
-            .trim_end()
-            .to_string();
+        let reader = {
+            let _calls = self.module.reading();
+            ctx.get_slot_info(self.slot)
+        }
+        .map_err(error::map)?
+        .slot_description()
+        .trim_end()
+        .to_string();
         let me = lock(&self.info).clone();
         let mut out = Vec::new();
         for slot in self.module.slot_list(true)? {
             if slot == self.slot {
                 continue;
             }
-            let Ok(si) = ctx.get_slot_info(slot) else {
+            let Ok(si) = ({
+                let _calls = self.module.reading();
+                ctx.get_slot_info(slot)
+            }) else {
                 continue;
             };
             if si.slot_description().trim_end() != reader {
@@ -661,10 +690,13 @@ impl Token {
                 && info.model == me.model
                 && info.initialized
             {
-                let session = if info.write_protected {
-                    ctx.open_ro_session(slot)
-                } else {
-                    ctx.open_rw_session(slot)
+                let session = {
+                    let _calls = self.module.reading();
+                    if info.write_protected {
+                        ctx.open_ro_session(slot)
+                    } else {
+                        ctx.open_rw_session(slot)
+                    }
                 }
                 .map_err(error::map)?;
                 self.module
