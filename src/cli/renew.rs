@@ -76,7 +76,7 @@ fn run(app: &App, ask: Ask<'_>, id: Option<&str>, yes: bool) -> Result<(), Error
     if info.pin_locked {
         return Err(TokenError::PinLocked.into());
     }
-    renewal::check_token(&token, true).map_err(renewal_error)?;
+    renewal::check_token(&token).map_err(renewal_error)?;
     let state_dir = state_dir()?;
     let certs = app.certificates_for_bank(&token)?;
     let now = OffsetDateTime::now_utc();

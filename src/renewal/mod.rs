@@ -253,11 +253,9 @@ fn label_for(old: Option<&TokenCert>) -> String {
 
 /// Whether certagent can generate the new key on `token`. On a card
 /// whose keys live in slots the card fixes it can only where the driver
-/// profile describes the family (`[[cards]]`: OpenPGP cards), and only
-/// where the module can be initialised again after the key is generated
-/// (`can_read_again`: a one-shot command, not the agent, which watches the
-/// card). Asked before anything else, so nothing is asked and nothing changes.
-pub fn check_token(token: &Token, can_read_again: bool) -> Result<(), RenewalError> {
+/// profile describes the family (`[[cards]]`: OpenPGP cards). Asked before
+/// anything else, so nothing is asked and nothing changes.
+pub fn check_token(token: &Token) -> Result<(), RenewalError> {
     if !token.fixed_key_slots() {
         return Ok(());
     }
@@ -266,12 +264,6 @@ pub fn check_token(token: &Token, can_read_again: bool) -> Result<(), RenewalErr
         return Err(RenewalError::NotNow(format!(
             "the token {:?} ({}) keeps its keys in slots the card fixes, as PIV cards do, and certagent cannot generate the new key into them; nothing was changed on the token. Renew with the card's own tool or ask your bank; logon with the current certificate keeps working",
             info.label, info.model
-        )));
-    }
-    if !can_read_again {
-        return Err(RenewalError::NotNow(format!(
-            "the card {:?} is renewed from a terminal: run `certagent renew` (it asks for the card's user PIN and admin PIN); nothing was changed",
-            info.label
         )));
     }
     Ok(())

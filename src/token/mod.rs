@@ -376,8 +376,9 @@ impl Module {
     /// afresh. OpenSC keeps what it read of a card for as long as it is
     /// initialised: a key generated on an OpenPGP card lands on the card's
     /// other token and signs only after this. Refused while any token of
-    /// this module is open here (its sessions would end under it). A
-    /// thread waiting in C_WaitForSlotEvent gets an error and waits again.
+    /// this module is open here (its sessions would end under it). Never
+    /// while a thread waits in C_WaitForSlotEvent on this module: OpenSC
+    /// frees what that call still uses (the agent polls such modules).
     pub fn reinitialize(&self) -> Result<()> {
         use std::sync::atomic::Ordering;
         let _one = lock(&self.reinitializing);
@@ -420,6 +421,24 @@ impl Module {
                 false
             }
         }
+    }
+
+    /// Open a session for a new [`Token`], counted in `open_tokens` from
+    /// before C_OpenSession (the token's `Drop` counts it out), so a
+    /// re-initialisation never runs under it.
+    fn open_session(&self, slot: Slot, read_only: bool) -> Result<Session> {
+        use std::sync::atomic::Ordering;
+        let _calls = self.reading();
+        self.open_tokens.fetch_add(1, Ordering::SeqCst);
+        let session = if read_only {
+            self.ctx.open_ro_session(slot)
+        } else {
+            self.ctx.open_rw_session(slot)
+        };
+        if session.is_err() {
+            self.open_tokens.fetch_sub(1, Ordering::SeqCst);
+        }
+        session.map_err(error::map)
     }
 
     fn token_info_ck(&self, slot: Slot) -> std::result::Result<TokenInfo, CkError> {
@@ -627,15 +646,7 @@ impl Token {
     }
 
     fn open(module: Arc<Module>, slot: Slot, info: TokenInfo) -> Result<Token> {
-        let session = {
-            let _calls = module.reading();
-            if info.write_protected {
-                module.ctx.open_ro_session(slot)
-            } else {
-                module.ctx.open_rw_session(slot)
-            }
-        }
-        .map_err(error::map)?;
+        let session = module.open_session(slot, info.write_protected)?;
         let mut token = Token {
             module,
             slot,
@@ -645,10 +656,6 @@ impl Token {
             handles: Mutex::new(HashMap::new()),
             siblings: Vec::new(),
         };
-        token
-            .module
-            .open_tokens
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if token.card_family().is_some() {
             token.siblings = token.open_siblings()?;
         }
@@ -690,18 +697,7 @@ impl Token {
                 && info.model == me.model
                 && info.initialized
             {
-                let session = {
-                    let _calls = self.module.reading();
-                    if info.write_protected {
-                        ctx.open_ro_session(slot)
-                    } else {
-                        ctx.open_rw_session(slot)
-                    }
-                }
-                .map_err(error::map)?;
-                self.module
-                    .open_tokens
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let session = self.module.open_session(slot, info.write_protected)?;
                 out.push(Token {
                     module: self.module.clone(),
                     slot,

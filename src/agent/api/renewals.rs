@@ -124,7 +124,7 @@ async fn start(
         // A renewal reads the token afresh: it is about to change it.
         let look = lease.fresh_look().map_err(token_failure)?;
         let token = lease.token().map_err(token_failure)?;
-        renewal::check_token(&token, true).map_err(plan_failure)?;
+        renewal::check_token(&token).map_err(plan_failure)?;
         let mut plan = renewal::plan_renewal(
             &dir,
             &look.info.serial,
