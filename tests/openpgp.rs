@@ -1198,16 +1198,71 @@ fn bank_certificates(card: &OpenPgpCard, config: &str) -> Vec<(String, String)> 
 /// spread over the calls; 1 for every call).
 #[test]
 fn a_fault_at_pkcs11_calls_of_a_card_renewal_recovers() {
-    let fault = common::fault_module();
-    let module = fault.display().to_string();
-    let count_card = || {
+    let setup = || {
         let (card, bank_dir) = provisioned_card(20);
         let (rt, bank) = common::serve_bank(&bank_dir, certagent_bank::ServeOptions::default());
         let config = bank_config(&bank_dir, bank.addr());
         (card, config, rt, bank)
     };
-    // Count the calls of an unfaulted renewal.
-    let (card, config, _rt, _bank) = count_card();
+    fault_sweep("card renewal", setup, ("01", "valid"), "renewal opens");
+}
+
+/// As [`a_fault_at_pkcs11_calls_of_a_card_renewal_recovers`], for the
+/// second renewal on a card: back into slot 03, over the key the first
+/// renewal retired there (generated without an id; resume tells the new
+/// key from the retired one by the journalled public key). A renewal
+/// window of 400 days makes each new certificate due at once; a run after
+/// a finished renewal finds no slot it may use.
+#[test]
+fn a_fault_at_pkcs11_calls_of_a_second_card_renewal_recovers() {
+    let setup = || {
+        let (card, bank_dir) = provisioned_card(20);
+        let policy = certagent::policy::Policy {
+            renew_window_days: 400,
+            ..Default::default()
+        };
+        let (rt, bank) = common::serve_bank(
+            &bank_dir,
+            certagent_bank::ServeOptions {
+                policy,
+                ..Default::default()
+            },
+        );
+        let config = format!(
+            "[policy]\nrenew_window_days = 400\n{}",
+            bank_config(&bank_dir, bank.addr())
+        );
+        let out = certagent_admin(&card, "opensc", &config, &["renew", "--yes"], ADMIN_PIN);
+        assert!(out.status.success(), "{}", common::text(&out));
+        (card, config, rt, bank)
+    };
+    fault_sweep(
+        "second card renewal",
+        setup,
+        ("03", "renewal-due"),
+        "no free key slot",
+    );
+}
+
+/// Count the calls of an unfaulted renewal on a card from `setup`, then
+/// for every stride-th call index, pulled and killed, on a fresh card from
+/// `setup`: a usable bank certificate is left, and the next unfaulted run
+/// (or, when the faulted one had finished, its refusal saying `finished`)
+/// leaves exactly the bank certificate `want` that doctor signs with.
+fn fault_sweep(
+    what: &str,
+    setup: impl Fn() -> (
+        OpenPgpCard,
+        String,
+        tokio::runtime::Runtime,
+        certagent_bank::RunningBank,
+    ),
+    want: (&str, &str),
+    finished: &str,
+) {
+    let fault = common::fault_module();
+    let module = fault.display().to_string();
+    let (card, config, _rt, _bank) = setup();
     let log = card.dir().join("calls.log");
     let out = certagent_faulted(&card, &module, &config, None, Some(&log));
     assert!(out.status.success(), "{}", common::text(&out));
@@ -1215,21 +1270,22 @@ fn a_fault_at_pkcs11_calls_of_a_card_renewal_recovers() {
         .expect("call log")
         .lines()
         .count() as u64;
-    assert!(total > 50, "a card renewal makes {total} calls");
+    assert!(total > 50, "a {what} makes {total} calls");
     drop(card);
     let stride = std::env::var("CERTAGENT_FAULT_CARD_STRIDE")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
         .filter(|&s| s > 0)
         .unwrap_or(total / 12 + 1);
+    let want = vec![(want.0.to_owned(), want.1.to_owned())];
     let mut table = Vec::new();
     for mode in ["pulled", "kill"] {
         let (mut tried, mut recovered) = (0, 0);
         for n in (1..=total).step_by(stride as usize) {
             tried += 1;
-            let (card, config, _rt, _bank) = count_card();
+            let (card, config, _rt, _bank) = setup();
             let out = certagent_faulted(&card, &module, &config, Some((n, mode)), None);
-            let what = format!("card renewal, {mode} at call {n} of {total}");
+            let what = format!("{what}, {mode} at call {n} of {total}");
             let usable = bank_certificates(&card, &config);
             assert!(
                 usable
@@ -1240,7 +1296,7 @@ fn a_fault_at_pkcs11_calls_of_a_card_renewal_recovers() {
             );
             let again = certagent_admin(&card, "opensc", &config, &["renew", "--yes"], ADMIN_PIN);
             // A fault after the very end leaves nothing to do.
-            let done_before = common::stderr(&again).contains("renewal opens");
+            let done_before = common::stderr(&again).contains(finished);
             assert!(
                 again.status.success() || done_before,
                 "{what}: the next run failed:\n{}\nthe faulted run:\n{}",
@@ -1249,7 +1305,7 @@ fn a_fault_at_pkcs11_calls_of_a_card_renewal_recovers() {
             );
             assert_eq!(
                 bank_certificates(&card, &config),
-                vec![("01".to_owned(), "valid".to_owned())],
+                want,
                 "{what}:\n{}",
                 common::text(&again)
             );
@@ -1262,7 +1318,7 @@ fn a_fault_at_pkcs11_calls_of_a_card_renewal_recovers() {
             recovered += 1;
         }
         table.push(format!(
-            "card renewal {mode}: {recovered}/{tried} recovered ({total} calls, every {stride}th)"
+            "{what} {mode}: {recovered}/{tried} recovered ({total} calls, every {stride}th)"
         ));
     }
     println!("{}", table.join("\n"));
