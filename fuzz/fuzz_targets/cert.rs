@@ -32,6 +32,7 @@ fuzz_target!(|data: &[u8]| {
             ca_certs: vec![BANK_CA.to_vec()],
             issuer_name: None,
             any: false,
+            replaced: Vec::new(),
         };
         let _ = issuers.issued(&cert);
         let by_name = BankIssuers {
