@@ -1131,6 +1131,57 @@ fn the_agent_sees_the_card_go_and_come_back() {
     println!("insertion seen after {:?}", back.elapsed());
 }
 
+/// After expiry, the bank's ID and one-time password bring a new
+/// certificate onto the card (`certagent enroll`): the new key goes into
+/// the free slot 01 with the admin PIN, no TLS client certificate is used,
+/// and the expired certificate in 03 is removed.
+#[test]
+fn an_enrolment_on_the_card_replaces_the_expired_certificate() {
+    let (card, bank_dir) = provisioned_card(-5);
+    let otp = certagent_bank::add_user(&bank_dir, "ana", "CN=Ana Novak,O=Demo Company d.o.o.,C=SI")
+        .expect("bank user");
+    let (_rt, bank) = common::serve_bank(&bank_dir, certagent_bank::ServeOptions::default());
+    let config = bank_config(&bank_dir, bank.addr());
+    assert_eq!(
+        bank_certificates(&card, &config),
+        vec![("03".to_owned(), "expired".to_owned())]
+    );
+    let path = card.dir().join("enroll.toml");
+    std::fs::write(
+        &path,
+        format!("[token]\nmodule = \"opensc\"\nlabel = \"{USER_TOKEN}\"\n{config}"),
+    )
+    .expect("config");
+    let out = common::certagent_in(card.dir())
+        .envs(card.env())
+        .arg("--config")
+        .arg(&path)
+        .args(["enroll", "--user", "ana", "--yes"])
+        .stdin(std::process::Stdio::null())
+        .env("CERTAGENT_PIN", USER_PIN)
+        .env("CERTAGENT_ADMIN_PIN", ADMIN_PIN)
+        .env("CERTAGENT_OTP", &otp)
+        .output()
+        .expect("certagent runs");
+    let text = common::text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("in its free key slot 01"), "{text}");
+    assert!(
+        text.contains("removed the old certificate (slot 03)"),
+        "{text}"
+    );
+    assert_eq!(
+        bank_certificates(&card, &config),
+        vec![("01".to_owned(), "valid".to_owned())]
+    );
+    let out = certagent(&card, &["doctor"], Some(USER_PIN));
+    assert!(
+        common::stdout(&out).contains("key signs and matches the certificate (RS256)"),
+        "{}",
+        common::text(&out)
+    );
+}
+
 /// A wrong admin PIN stops the renewal at the key generation: the card
 /// is asked once (never again automatically), nothing is generated, the
 /// certificate stays usable; the same command with the right admin PIN
