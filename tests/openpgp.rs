@@ -1182,6 +1182,32 @@ fn an_enrolment_on_the_card_replaces_the_expired_certificate() {
     );
 }
 
+/// The same renewal through p11-kit's proxy, the default module on Linux
+/// (Debian registers OpenSC with it): the proxy carries the card family
+/// too, and initialising the proxy again initialises OpenSC behind it.
+#[test]
+fn a_renewal_on_the_card_through_p11_kit() {
+    let (card, bank_dir) = provisioned_card(20);
+    let (_rt, bank) = common::serve_bank(&bank_dir, certagent_bank::ServeOptions::default());
+    let config = bank_config(&bank_dir, bank.addr());
+    let out = certagent_admin(
+        &card,
+        "p11-kit-proxy",
+        &config,
+        &["renew", "--yes"],
+        ADMIN_PIN,
+    );
+    let text = common::text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("in its free key slot 01"), "{text}");
+    let out = certagent_through(&card, "p11-kit-proxy", &config, &["status", "--json"], None);
+    assert!(out.status.success(), "{}", common::text(&out));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(j["certificates"][0]["id"], "01", "{j}");
+    assert_eq!(j["certificates"][0]["state"], "valid", "{j}");
+    assert_eq!(j["certificates"].as_array().map(Vec::len), Some(1), "{j}");
+}
+
 /// A wrong admin PIN stops the renewal at the key generation: the card
 /// is asked once (never again automatically), nothing is generated, the
 /// certificate stays usable; the same command with the right admin PIN
