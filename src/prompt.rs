@@ -135,64 +135,60 @@ pub fn pin_warning(token: &TokenInfo) -> Option<String> {
 
 use crate::i18n::Arg;
 
-impl Prompt for TerminalPrompt {
-    fn pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
+impl TerminalPrompt {
+    /// A PIN from `env` (unattended only), else typed on the terminal after
+    /// `question` (asked only when there is a terminal). Empty: cancelled.
+    fn terminal_pin(
+        &self,
+        env: &'static str,
+        what: &'static str,
+        question: impl FnOnce() -> String,
+    ) -> Result<AuthPin, PromptError> {
         if self.unattended
-            && let Some(pin) = env_secret(PIN_ENV)
+            && let Some(pin) = env_secret(env)
         {
             use secrecy::ExposeSecret;
             return Ok(AuthPin::from(pin.expose_secret().to_string()));
         }
         let tty_error = |why: String| PromptError::Unavailable {
-            what: "the PIN",
+            what,
             why,
-            hint: "CERTAGENT_PIN",
+            hint: env,
         };
         if !std::io::stdin().is_terminal() {
             return Err(tty_error("no terminal".into()));
         }
-        if let Some(w) = pin_warning(token) {
-            eprintln!("{w}");
-        }
-        let label = format!("{:?}", token.label);
-        let question = crate::i18n::tr(
-            "pin-terminal",
-            &[("token", Arg::Str(&label)), ("purpose", Arg::Str(purpose))],
-        );
-        let question = format!("{question} ");
+        let question = format!("{} ", question());
         let pin = rpassword::prompt_password(question).map_err(|e| tty_error(e.to_string()))?;
         if pin.is_empty() {
             return Err(PromptError::Cancelled);
         }
         Ok(AuthPin::from(pin))
     }
+}
+
+impl Prompt for TerminalPrompt {
+    fn pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
+        self.terminal_pin(PIN_ENV, "the PIN", || {
+            if let Some(w) = pin_warning(token) {
+                eprintln!("{w}");
+            }
+            let label = format!("{:?}", token.label);
+            crate::i18n::tr(
+                "pin-terminal",
+                &[("token", Arg::Str(&label)), ("purpose", Arg::Str(purpose))],
+            )
+        })
+    }
 
     fn admin_pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
-        use secrecy::ExposeSecret;
-        if self.unattended
-            && let Some(pin) = env_secret(ADMIN_PIN_ENV)
-        {
-            return Ok(AuthPin::from(pin.expose_secret().to_string()));
-        }
-        let tty_error = |why: String| PromptError::Unavailable {
-            what: "the card's admin PIN",
-            why,
-            hint: "CERTAGENT_ADMIN_PIN",
-        };
-        if !std::io::stdin().is_terminal() {
-            return Err(tty_error("no terminal".into()));
-        }
-        let label = format!("{:?}", token.label);
-        let question = crate::i18n::tr(
-            "admin-pin-terminal",
-            &[("token", Arg::Str(&label)), ("purpose", Arg::Str(purpose))],
-        );
-        let pin = rpassword::prompt_password(format!("{question} "))
-            .map_err(|e| tty_error(e.to_string()))?;
-        if pin.is_empty() {
-            return Err(PromptError::Cancelled);
-        }
-        Ok(AuthPin::from(pin))
+        self.terminal_pin(ADMIN_PIN_ENV, "the card's admin PIN", || {
+            let label = format!("{:?}", token.label);
+            crate::i18n::tr(
+                "admin-pin-terminal",
+                &[("token", Arg::Str(&label)), ("purpose", Arg::Str(purpose))],
+            )
+        })
     }
 
     fn otp(&self, user: &str) -> Result<SecretString, PromptError> {

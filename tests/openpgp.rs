@@ -561,22 +561,7 @@ fn provisioned_card(days_left: i64) -> (OpenPgpCard, std::path::PathBuf) {
     let bank_dir = card.dir().join("bank");
     certagent_bank::init(&bank_dir).expect("bank CA");
     keygen(&card, USER_TOKEN, "rsa:2048", "03");
-    let spki = card.dir().join("auth-pub.der");
-    ok(
-        &card,
-        &[
-            "--token-label",
-            USER_TOKEN,
-            "--read-object",
-            "--type",
-            "pubkey",
-            "--id",
-            "03",
-            "-o",
-            &spki.display().to_string(),
-        ],
-    );
-    let spki = std::fs::read(&spki).expect("public key");
+    let spki = slot_public_key(&card, USER_TOKEN, "03").expect("public key 03");
     let der = certagent_bank::issue(
         &bank_dir,
         "CN=Ana Novak,O=Demo Company d.o.o.,C=SI",
@@ -629,6 +614,16 @@ fn certagent_through(
     args: &[&str],
     pin: Option<&str>,
 ) -> std::process::Output {
+    let mut cmd = card_cli(card, module, extra, args);
+    if let Some(pin) = pin {
+        cmd.env("CERTAGENT_PIN", pin);
+    }
+    cmd.output().expect("certagent runs")
+}
+
+/// `certagent ARGS` for the card's user token through `module` (a profile
+/// name or a library path), with `extra` configuration after `[token]`.
+fn card_cli(card: &OpenPgpCard, module: &str, extra: &str, args: &[&str]) -> Command {
     let config = card.dir().join("certagent.toml");
     std::fs::write(
         &config,
@@ -641,10 +636,7 @@ fn certagent_through(
         .arg(&config)
         .args(args)
         .stdin(std::process::Stdio::null());
-    if let Some(pin) = pin {
-        cmd.env("CERTAGENT_PIN", pin);
-    }
-    cmd.output().expect("certagent runs")
+    cmd
 }
 
 #[test]
@@ -787,26 +779,17 @@ fn certagent_admin(
     args: &[&str],
     admin_pin: &str,
 ) -> std::process::Output {
-    let config = card.dir().join("certagent.toml");
-    std::fs::write(
-        &config,
-        format!("[token]\nmodule = \"{module}\"\nlabel = \"{USER_TOKEN}\"\n{extra}"),
-    )
-    .expect("config");
-    let mut cmd = common::certagent_in(card.dir());
-    cmd.envs(card.env())
-        .arg("--config")
-        .arg(&config)
-        .args(args)
-        .stdin(std::process::Stdio::null())
+    card_cli(card, module, extra, args)
         .env("CERTAGENT_PIN", USER_PIN)
-        .env("CERTAGENT_ADMIN_PIN", admin_pin);
-    cmd.output().expect("certagent runs")
+        .env("CERTAGENT_ADMIN_PIN", admin_pin)
+        .output()
+        .expect("certagent runs")
 }
 
-/// The public key in key slot `id` as pkcs11-tool reads it (DER SPKI).
-fn slot_public_key(card: &OpenPgpCard, token: &str, id: &str) -> Option<Vec<u8>> {
-    let path = card.dir().join(format!("slot-{id}.der"));
+/// The object of `kind` (`pubkey`, `cert`) in key slot `id` on `token`, as
+/// pkcs11-tool reads it (DER); `None` when there is none.
+fn read_object(card: &OpenPgpCard, token: &str, kind: &str, id: &str) -> Option<Vec<u8>> {
+    let path = card.dir().join(format!("{kind}-{id}.der"));
     let _ = std::fs::remove_file(&path);
     let (success, _) = run(
         card,
@@ -815,14 +798,19 @@ fn slot_public_key(card: &OpenPgpCard, token: &str, id: &str) -> Option<Vec<u8>>
             token,
             "--read-object",
             "--type",
-            "pubkey",
+            kind,
             "--id",
             id,
             "-o",
             &path.display().to_string(),
         ],
     );
-    success.then(|| std::fs::read(&path).expect("public key"))
+    success.then(|| std::fs::read(&path).expect("object"))
+}
+
+/// The public key in key slot `id` as pkcs11-tool reads it (DER SPKI).
+fn slot_public_key(card: &OpenPgpCard, token: &str, id: &str) -> Option<Vec<u8>> {
+    read_object(card, token, "pubkey", id)
 }
 
 /// A renewal on the OpenPGP card: the new key is generated with the admin
@@ -868,20 +856,11 @@ fn a_renewal_on_the_card_uses_its_free_slot_and_the_admin_pin() {
     let new_key = slot_public_key(&card, SIG_TOKEN, "01").expect("key 01 on the signature token");
     assert_ne!(new_key, old_key);
     let cert = card.dir().join("new-cert.der");
-    ok(
-        &card,
-        &[
-            "--token-label",
-            SIG_TOKEN,
-            "--read-object",
-            "--type",
-            "cert",
-            "--id",
-            "01",
-            "-o",
-            &cert.display().to_string(),
-        ],
-    );
+    std::fs::write(
+        &cert,
+        read_object(&card, SIG_TOKEN, "cert", "01").expect("certificate 01"),
+    )
+    .expect("write");
     let out = Command::new("openssl")
         .args(["x509", "-inform", "DER", "-in"])
         .arg(&cert)
@@ -932,6 +911,34 @@ fn a_renewal_on_the_card_uses_its_free_slot_and_the_admin_pin() {
     );
 }
 
+/// A provisioned card (bank certificate in 03, 20 days left), the bank
+/// and a configuration with a renewal window of 400 days, agent and bank
+/// alike: every new certificate is due at once.
+fn card_with_wide_window() -> (
+    OpenPgpCard,
+    String,
+    tokio::runtime::Runtime,
+    certagent_bank::RunningBank,
+) {
+    let (card, bank_dir) = provisioned_card(20);
+    let policy = certagent::policy::Policy {
+        renew_window_days: 400,
+        ..Default::default()
+    };
+    let (rt, bank) = common::serve_bank(
+        &bank_dir,
+        certagent_bank::ServeOptions {
+            policy,
+            ..Default::default()
+        },
+    );
+    let config = format!(
+        "[policy]\nrenew_window_days = 400\n{}",
+        bank_config(&bank_dir, bank.addr())
+    );
+    (card, config, rt, bank)
+}
+
 /// Renewal after renewal on the card. The first goes from slot 03 into
 /// the free slot 01 and leaves the old key in 03, recorded as retired. The
 /// second goes back into 03, over that retired key (OpenSC replaces slot
@@ -943,22 +950,7 @@ fn a_renewal_on_the_card_uses_its_free_slot_and_the_admin_pin() {
 /// (A renewal window of 400 days makes each new certificate due at once.)
 #[test]
 fn renewal_after_renewal_alternates_slots_then_says_the_card_is_full() {
-    let (card, bank_dir) = provisioned_card(20);
-    let policy = certagent::policy::Policy {
-        renew_window_days: 400,
-        ..Default::default()
-    };
-    let (_rt, bank) = common::serve_bank(
-        &bank_dir,
-        certagent_bank::ServeOptions {
-            policy,
-            ..Default::default()
-        },
-    );
-    let config = format!(
-        "[policy]\nrenew_window_days = 400\n{}",
-        bank_config(&bank_dir, bank.addr())
-    );
+    let (card, config, _rt, _bank) = card_with_wide_window();
     let first_key = slot_public_key(&card, USER_TOKEN, "03").expect("key 03");
 
     let out = certagent_admin(&card, "opensc", &config, &["renew", "--yes"], ADMIN_PIN);
@@ -1027,23 +1019,8 @@ fn an_agent_running_during_a_card_renewal_logs_on_with_the_new_certificate() {
 
     let out = certagent_admin(&card, "opensc", &config, &["renew", "--yes"], ADMIN_PIN);
     assert!(out.status.success(), "{}", common::text(&out));
-    let cert = card.dir().join("renewed.der");
-    ok(
-        &card,
-        &[
-            "--token-label",
-            SIG_TOKEN,
-            "--read-object",
-            "--type",
-            "cert",
-            "--id",
-            "01",
-            "-o",
-            &cert.display().to_string(),
-        ],
-    );
     let renewed = base64::engine::general_purpose::STANDARD
-        .encode(std::fs::read(&cert).expect("renewed certificate"));
+        .encode(read_object(&card, SIG_TOKEN, "cert", "01").expect("renewed certificate"));
 
     let after = agent.logon(&chal64);
     assert_eq!(after.status, 200, "{}", after.body);
@@ -1146,23 +1123,17 @@ fn an_enrolment_on_the_card_replaces_the_expired_certificate() {
         bank_certificates(&card, &config),
         vec![("03".to_owned(), "expired".to_owned())]
     );
-    let path = card.dir().join("enroll.toml");
-    std::fs::write(
-        &path,
-        format!("[token]\nmodule = \"opensc\"\nlabel = \"{USER_TOKEN}\"\n{config}"),
+    let out = card_cli(
+        &card,
+        "opensc",
+        &config,
+        &["enroll", "--user", "ana", "--yes"],
     )
-    .expect("config");
-    let out = common::certagent_in(card.dir())
-        .envs(card.env())
-        .arg("--config")
-        .arg(&path)
-        .args(["enroll", "--user", "ana", "--yes"])
-        .stdin(std::process::Stdio::null())
-        .env("CERTAGENT_PIN", USER_PIN)
-        .env("CERTAGENT_ADMIN_PIN", ADMIN_PIN)
-        .env("CERTAGENT_OTP", &otp)
-        .output()
-        .expect("certagent runs");
+    .env("CERTAGENT_PIN", USER_PIN)
+    .env("CERTAGENT_ADMIN_PIN", ADMIN_PIN)
+    .env("CERTAGENT_OTP", &otp)
+    .output()
+    .expect("certagent runs");
     let text = common::text(&out);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("in its free key slot 01"), "{text}");
@@ -1293,22 +1264,7 @@ fn a_fault_at_pkcs11_calls_of_a_card_renewal_recovers() {
 #[test]
 fn a_fault_at_pkcs11_calls_of_a_second_card_renewal_recovers() {
     let setup = || {
-        let (card, bank_dir) = provisioned_card(20);
-        let policy = certagent::policy::Policy {
-            renew_window_days: 400,
-            ..Default::default()
-        };
-        let (rt, bank) = common::serve_bank(
-            &bank_dir,
-            certagent_bank::ServeOptions {
-                policy,
-                ..Default::default()
-            },
-        );
-        let config = format!(
-            "[policy]\nrenew_window_days = 400\n{}",
-            bank_config(&bank_dir, bank.addr())
-        );
+        let (card, config, rt, bank) = card_with_wide_window();
         let out = certagent_admin(&card, "opensc", &config, &["renew", "--yes"], ADMIN_PIN);
         assert!(out.status.success(), "{}", common::text(&out));
         (card, config, rt, bank)
@@ -1411,19 +1367,8 @@ fn certagent_faulted(
     fault: Option<(u64, &str)>,
     log: Option<&std::path::Path>,
 ) -> std::process::Output {
-    let path = card.dir().join("faulted.toml");
-    std::fs::write(
-        &path,
-        format!("[token]\nmodule = \"{module}\"\nlabel = \"{USER_TOKEN}\"\n{config}"),
-    )
-    .expect("config");
-    let mut cmd = common::certagent_in(card.dir());
-    cmd.envs(card.env())
-        .arg("--config")
-        .arg(&path)
-        .args(["renew", "--yes"])
-        .stdin(std::process::Stdio::null())
-        .env("CERTAGENT_PIN", USER_PIN)
+    let mut cmd = card_cli(card, module, config, &["renew", "--yes"]);
+    cmd.env("CERTAGENT_PIN", USER_PIN)
         .env("CERTAGENT_ADMIN_PIN", ADMIN_PIN)
         .env("FAULT_PKCS11_MODULE", card.module());
     if let Some((n, mode)) = fault {

@@ -173,35 +173,11 @@ fn run(app: &App, ask: Ask<'_>, id: Option<&str>, yes: bool) -> Result<(), Error
         drop(token);
         module.reinitialize()?;
         token = Arc::new(module.open(&app.config.token.selector)?);
-        if token.info()?.serial != info.serial {
-            return Err(renewal_error(renewal::RenewalError::Other(
-                "another token answered when the card was read again; insert the card and run the same command to continue".into(),
-            )));
-        }
+        plan = renewal::resume_after_reading(&token, &info.serial, &state_dir)
+            .map_err(renewal_error)?;
         if let Some(c) = &card {
             token.login(c.user.as_ref())?;
         }
-        let certs = app.certificates_for_bank(&token)?;
-        plan = match ask {
-            Ask::Renew => renewal::plan_renewal(
-                &state_dir,
-                &info.serial,
-                &certs,
-                &app.config.policy,
-                want.as_deref(),
-                OffsetDateTime::now_utc(),
-            ),
-            Ask::Enroll { user } => renewal::plan_enrollment(
-                &state_dir,
-                &info.serial,
-                &certs,
-                &app.config.policy,
-                user,
-                want.as_deref(),
-                OffsetDateTime::now_utc(),
-            ),
-        }
-        .map_err(renewal_error)?;
     }
     Err(renewal_error(renewal::RenewalError::ReadCardAgain))
 }

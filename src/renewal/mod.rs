@@ -326,6 +326,28 @@ pub fn choose_slot(token: &Token, plan: &mut Plan, state_dir: &Path) -> Result<(
     )))
 }
 
+/// After a card was read again ([`RenewalError::ReadCardAgain`]): the
+/// reopened `token` must be the same card (checked before any PIN goes to
+/// it), and the attempt resumes from its journal.
+pub fn resume_after_reading(
+    token: &Token,
+    serial: &str,
+    state_dir: &Path,
+) -> Result<Plan, RenewalError> {
+    if token.info()?.serial != serial {
+        return Err(RenewalError::Other(
+            "another token answered when the card was read again; insert the card and renew again to continue".into(),
+        ));
+    }
+    Journal::load(state_dir, serial)?
+        .map(|j| Plan::Resume(Box::new(j)))
+        .ok_or_else(|| {
+            RenewalError::Other(
+                "the journal of this attempt is gone since the card was read again; renew again to start a new one".into(),
+            )
+        })
+}
+
 /// The pre-check of a renewal: an interrupted renewal on this token is
 /// resumed; otherwise the one bank certificate in its renewal window (or
 /// the one `want` names) is renewed if the bank's rules allow it now.
@@ -1350,24 +1372,33 @@ fn remember_cacerts(bank: &BankConfig, state_dir: &Path, certs: &[Vec<u8>]) {
     let path = cacerts_file(bank, state_dir);
     let write = || -> std::io::Result<()> {
         crate::config::ensure_state_dir(state_dir)?;
-        let tmp = path.with_extension("json.tmp");
-        let _ = std::fs::remove_file(&tmp);
-        let mut o = std::fs::OpenOptions::new();
-        o.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            o.mode(0o600);
-        }
-        let mut f = o.open(&tmp)?;
-        use std::io::Write;
-        f.write_all(&serde_json::to_vec(&list).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)
+        write_private(
+            &path,
+            &serde_json::to_vec(&list).map_err(std::io::Error::other)?,
+        )
     };
     if let Err(e) = write() {
         log::warn!("cannot remember the bank's CA in {}: {e}", path.display());
     }
+}
+
+/// Write a small state file whole: a temporary file beside it (readable
+/// by its owner only), fsync, rename over `path`.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o.open(&tmp)?;
+    use std::io::Write;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// What tells the bank's certificates apart, without the network.

@@ -50,7 +50,7 @@ pub fn remember(state_dir: &Path, serial: &str, slot: &[u8], spki: &[u8]) -> std
     let mut all = load(state_dir);
     all.retain(|r| !(r.serial == entry.serial && r.slot == entry.slot));
     all.push(entry);
-    write_atomically(
+    super::write_private(
         &file(state_dir),
         &serde_json::to_vec_pretty(&all).map_err(std::io::Error::other)?,
     )
@@ -78,27 +78,10 @@ pub fn remember_replaced(state_dir: &Path, der: &[u8]) -> std::io::Result<()> {
     if !all.contains(&digest) {
         all.push(digest);
     }
-    write_atomically(
+    super::write_private(
         &replaced_file(state_dir),
         &serde_json::to_vec_pretty(&all).map_err(std::io::Error::other)?,
     )
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    let mut f = o.open(&tmp)?;
-    use std::io::Write;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// The public key a journal says the new key replaces, if any.

@@ -441,6 +441,13 @@ impl Module {
         session.map_err(error::map)
     }
 
+    /// The reader (slot description) of `slot`.
+    fn reader_of(&self, slot: Slot) -> Result<String> {
+        let _calls = self.reading();
+        let si = self.ctx.get_slot_info(slot).map_err(error::map)?;
+        Ok(si.slot_description().trim_end().to_string())
+    }
+
     fn token_info_ck(&self, slot: Slot) -> std::result::Result<TokenInfo, CkError> {
         let _calls = self.reading();
         self.ctx
@@ -646,8 +653,17 @@ impl Token {
     }
 
     fn open(module: Arc<Module>, slot: Slot, info: TokenInfo) -> Result<Token> {
+        let mut token = Token::one(module, slot, info)?;
+        if token.card_family().is_some() {
+            token.siblings = token.open_siblings()?;
+        }
+        Ok(token)
+    }
+
+    /// The token in `slot` with a session of its own, no siblings.
+    fn one(module: Arc<Module>, slot: Slot, info: TokenInfo) -> Result<Token> {
         let session = module.open_session(slot, info.write_protected)?;
-        let mut token = Token {
+        Ok(Token {
             module,
             slot,
             session: Mutex::new(session),
@@ -655,38 +671,17 @@ impl Token {
             mechanisms: OnceLock::new(),
             handles: Mutex::new(HashMap::new()),
             siblings: Vec::new(),
-        };
-        if token.card_family().is_some() {
-            token.siblings = token.open_siblings()?;
-        }
-        Ok(token)
+        })
     }
 
     /// The other tokens of this card: present, on the same reader, with the
     /// same serial, maker and model.
     fn open_siblings(&self) -> Result<Vec<Token>> {
-        let ctx = &self.module.ctx;
-        let reader = {
-            let _calls = self.module.reading();
-            ctx.get_slot_info(self.slot)
-        }
-        .map_err(error::map)?
-        .slot_description()
-        .trim_end()
-        .to_string();
+        let reader = self.module.reader_of(self.slot)?;
         let me = lock(&self.info).clone();
         let mut out = Vec::new();
         for slot in self.module.slot_list(true)? {
-            if slot == self.slot {
-                continue;
-            }
-            let Ok(si) = ({
-                let _calls = self.module.reading();
-                ctx.get_slot_info(slot)
-            }) else {
-                continue;
-            };
-            if si.slot_description().trim_end() != reader {
+            if slot == self.slot || self.module.reader_of(slot).ok().as_ref() != Some(&reader) {
                 continue;
             }
             let Ok(info) = self.module.token_info(slot) else {
@@ -697,16 +692,7 @@ impl Token {
                 && info.model == me.model
                 && info.initialized
             {
-                let session = self.module.open_session(slot, info.write_protected)?;
-                out.push(Token {
-                    module: self.module.clone(),
-                    slot,
-                    session: Mutex::new(session),
-                    info: Mutex::new(info),
-                    mechanisms: OnceLock::new(),
-                    handles: Mutex::new(HashMap::new()),
-                    siblings: Vec::new(),
-                });
+                out.push(Token::one(self.module.clone(), slot, info)?);
             }
         }
         Ok(out)

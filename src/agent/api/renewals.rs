@@ -27,7 +27,6 @@ use crate::cert::rfc3339;
 use crate::config::BankConfig;
 use crate::prompt::short;
 use crate::renewal::{self, CardLogin, Plan, Renewal, RenewalError, Step};
-use crate::token::TokenError;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -291,28 +290,15 @@ async fn run_renewal(
         }
         again?;
         drop(module);
-        let (t, look) = crate::token::blocking(|| -> Result<_, TokenError> {
+        let (t, p) = crate::token::blocking(|| -> Result<_, RenewalError> {
             let t = lease.token()?;
+            let p = renewal::resume_after_reading(&t, &serial, state_dir)?;
             if let Some(c) = card {
                 t.login(c.user.as_ref())?;
             }
-            let look = lease.fresh_look()?;
-            Ok((t, look))
+            Ok((t, p))
         })?;
-        if look.info.serial != serial {
-            return Err(RenewalError::Other(
-                "another token answered when the card was read again; insert the card and renew again to continue".into(),
-            ));
-        }
-        token = t;
-        plan = renewal::plan_renewal(
-            state_dir,
-            &serial,
-            &look.certs,
-            &a.config.policy,
-            None,
-            OffsetDateTime::now_utc(),
-        )?;
+        (token, plan) = (t, p);
     }
     Err(RenewalError::ReadCardAgain)
 }
