@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 . scripts/setup.sh
 certagent_setup
 
-# Both programs: the demo runs target/debug/certagent-bank.
-cargo build --quiet --locked --workspace --bins
+# Only the two programs the demo runs (certagent, and target/debug/certagent-bank
+# beside it): never the test-only members of the workspace (the emulated
+# OpenPGP card and the kryoptic token need libclang and OpenSSL's headers,
+# which only the test command installs).
+cargo build --quiet --locked -p certagent -p certagent-bank --bins
 exec target/debug/certagent demo
