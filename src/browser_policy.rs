@@ -19,7 +19,6 @@
 //! not that browser is installed yet: a browser installed later then finds
 //! its policy, and a file under another browser's directory is inert.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -554,27 +553,10 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), PolicyError> {
     Ok(())
 }
 
-/// Write `text` to `path` (mode 0644) through a temporary file beside it
-/// and a rename, so a browser never reads half a file.
+/// Write `text` to `path` (mode 0644) whole, so a browser never reads
+/// half a file and no link planted beside it is followed.
 fn write_file(path: &Path, text: &str) -> Result<(), PolicyError> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.certagent-tmp"));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(text.as_bytes()).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        drop(f);
-        set_mode(&tmp, 0o644)?;
-        std::fs::rename(&tmp, path).map_err(io(path))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::state_file::write(path, text.as_bytes(), crate::state_file::Mode::Public).map_err(io(path))
 }
 
 /// Write the Linux policy files for `origins` under `root`, and the record.

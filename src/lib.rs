@@ -36,6 +36,7 @@ pub mod policy;
 pub mod prompt;
 pub mod rawcert;
 pub mod renewal;
+pub mod state_file;
 pub mod tls;
 pub mod token;
 

@@ -49,12 +49,11 @@ impl Ledger {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?,
-        )?;
-        std::fs::rename(&tmp, &self.path)
+        crate::state_file::write(
+            &self.path,
+            &serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?,
+            crate::state_file::Mode::Private,
+        )
     }
 
     fn was_sent(&self, fingerprint: &str, kind: NoticeKind) -> bool {

@@ -179,30 +179,9 @@ impl Journal {
             path: self.path.clone(),
             reason: e.to_string(),
         };
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let tmp = self.path.with_extension("json.tmp");
         let text =
             serde_json::to_vec_pretty(&self.entry).map_err(|e| err(std::io::Error::other(e)))?;
-        // A leftover (or planted) temporary file is removed, never followed.
-        match std::fs::remove_file(&tmp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(err(e)),
-        }
-        {
-            use std::io::Write;
-            let mut f = open_options()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .map_err(err)?;
-            f.write_all(&text).map_err(err)?;
-            f.sync_all().map_err(err)?;
-        }
-        std::fs::rename(&tmp, &self.path).map_err(err)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
+        crate::state_file::write(&self.path, &text, crate::state_file::Mode::Private).map_err(err)?;
         Ok(())
     }
 

@@ -1382,23 +1382,9 @@ fn remember_cacerts(bank: &BankConfig, state_dir: &Path, certs: &[Vec<u8>]) {
     }
 }
 
-/// Write a small state file whole: a temporary file beside it (readable
-/// by its owner only), fsync, rename over `path`.
+/// Write a small state file whole, readable by its owner only.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    let mut f = o.open(&tmp)?;
-    use std::io::Write;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    crate::state_file::write(path, bytes, crate::state_file::Mode::Private)
 }
 
 /// What tells the bank's certificates apart, without the network.
