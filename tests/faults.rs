@@ -22,22 +22,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use certagent_bank::ServeOptions;
 use common::agent::{ANA, ORIGIN};
+use common::faults::{self, Mode};
 use common::{PIN, SoftHsm, bank_cert_on_token, text};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Pulled,
-    Killed,
-}
-
-impl Mode {
-    fn env(self) -> &'static str {
-        match self {
-            Mode::Pulled => "pulled",
-            Mode::Killed => "kill",
-        }
-    }
-}
 
 fn stride() -> u64 {
     std::env::var("CERTAGENT_FAULT_STRIDE")
@@ -54,6 +40,7 @@ fn stride() -> u64 {
 struct Env {
     hsm: SoftHsm,
     config: PathBuf,
+    ca: PathBuf,
     _rt: tokio::runtime::Runtime,
     _bank: certagent_bank::RunningBank,
     otp: String,
@@ -97,6 +84,7 @@ impl Env {
         )
         .expect("config");
         Env {
+            ca: bank_dir.join("ca.pem"),
             hsm,
             config,
             _rt: rt,
@@ -116,8 +104,7 @@ impl Env {
             .arg("--config")
             .arg(&self.config);
         if let Some((n, mode)) = fault {
-            cmd.env("FAULT_PKCS11_AT", n.to_string())
-                .env("FAULT_PKCS11_MODE", mode.env());
+            faults::arm(&mut cmd, n, mode, &self.fired());
         }
         if let Some(l) = log {
             cmd.env("FAULT_PKCS11_LOG", l);
@@ -143,32 +130,9 @@ impl Env {
         calls(&log)
     }
 
-    /// (CKA_IDs of certificates, CKA_IDs of private keys), read with
-    /// pkcs11-tool straight from SoftHSM.
-    fn objects(&self) -> (Vec<String>, Vec<String>) {
-        let out = self
-            .hsm
-            .pkcs11_tool(&["--login", "--pin", PIN, "--list-objects"]);
-        assert!(out.status.success(), "{}", text(&out));
-        let listing = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (mut certs, mut keys) = (Vec::new(), Vec::new());
-        let mut kind = "";
-        for line in listing.lines() {
-            if line.starts_with("Certificate Object") {
-                kind = "cert";
-            } else if line.starts_with("Private Key Object") {
-                kind = "key";
-            } else if line.starts_with("Public Key Object") {
-                kind = "pub";
-            } else if let Some(id) = line.trim().strip_prefix("ID:") {
-                match kind {
-                    "cert" => certs.push(id.trim().to_string()),
-                    "key" => keys.push(id.trim().to_string()),
-                    _ => {}
-                }
-            }
-        }
-        (certs, keys)
+    /// Where the forwarding module reports the fault it injected.
+    fn fired(&self) -> PathBuf {
+        self.hsm.path().join("fired.log")
     }
 
     fn journal_exists(&self) -> bool {
@@ -188,46 +152,36 @@ fn calls(log: &Path) -> u64 {
         .count() as u64
 }
 
-/// What a faulted run must leave behind, and what it may print.
+/// What a faulted run must leave behind, and what it may print: the fault
+/// fired, the process ended as the fault says, a pulled run's last line is
+/// one reason, and a usable bank certificate is on the token.
 fn check_faulted(env: &Env, what: &str, n: u64, mode: Mode, out: &Output) {
+    let what = format!("{what} {mode:?} at call {n}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !err.contains("panicked"),
-        "{what} {mode:?} at call {n}: a panic\n{}",
-        text(out)
-    );
+    faults::assert_fired(&env.fired(), n, mode, &what);
+    faults::assert_ended_cleanly(out.status, &err, mode, &format!("{what}\n{}", text(out)));
     if !out.status.success() && mode == Mode::Pulled {
         let last = err.lines().last().unwrap_or("");
         assert!(
             last.starts_with("certagent: ") && !last.trim_end().ends_with(':'),
-            "{what} {mode:?} at call {n}: not a one-line reason: {last:?}\n{}",
+            "{what}: not a one-line reason: {last:?}\n{}",
             text(out)
         );
     }
-    let (certs, keys) = env.objects();
-    assert!(
-        certs.iter().any(|c| keys.contains(c)),
-        "{what} {mode:?} at call {n}: no usable certificate left (certs {certs:?}, keys {keys:?})"
-    );
+    faults::assert_usable(&env.hsm, Some(&env.ca), &what);
 }
 
-/// The unfaulted run after a fault: it finishes, and leaves one
-/// certificate and one private key, paired, and no journal.
+/// The unfaulted run after a fault: it finishes, and leaves exactly one
+/// bank certificate with its key pair, working, and no journal.
 fn check_recovered(env: &Env, what: &str, n: u64, mode: Mode, out: &Output) {
+    let what = format!("{what} after {mode:?} at call {n}");
     assert!(
         out.status.success(),
-        "{what} after {mode:?} at call {n}: the next run failed\n{}",
+        "{what}: the next run failed\n{}",
         text(out)
     );
-    let (certs, keys) = env.objects();
-    assert!(
-        certs.len() == 1 && keys.len() == 1 && certs == keys,
-        "{what} after {mode:?} at call {n}: certs {certs:?}, keys {keys:?}"
-    );
-    assert!(
-        !env.journal_exists(),
-        "{what} after {mode:?} at call {n}: a journal is left"
-    );
+    faults::assert_one_pair(&env.hsm, Some(&env.ca), &what);
+    assert!(!env.journal_exists(), "{what}: a journal is left");
 }
 
 #[test]
@@ -263,9 +217,8 @@ fn a_fault_at_every_pkcs11_call_of_an_enrolment_recovers() {
         .ok()
         .and_then(|s| s.parse().ok())
         .filter(|&s: &u64| s > 0)
-        // Every third index by default (each needs a fresh token and bank);
-        // scripts/faults.sh runs them all.
-        .unwrap_or(3);
+        // Every index (each needs a fresh token and bank).
+        .unwrap_or(1);
     let mut table = Vec::new();
     for mode in [Mode::Pulled, Mode::Killed] {
         let (mut tried, mut recovered) = (0, 0);
@@ -275,25 +228,20 @@ fn a_fault_at_every_pkcs11_call_of_an_enrolment_recovers() {
             let args = ["enroll", "--user", "ana", "--yes"];
             let out = env.certagent(&args, Some((n, mode)), None);
             check_faulted(&env, "enrolment", n, mode, &out);
-            // A run the fault did not stop is done: the one-time password
-            // is spent, and there is nothing to run again.
-            let again = if out.status.success() {
-                out
-            } else {
-                env.certagent(&args, None, None)
-            };
-            // Killed after the enrolment was complete: the next run says so.
+            // The next run, always: after a fault that did not stop the
+            // enrolment (the one-time password is spent) it finds the work
+            // done and says so; otherwise it finishes the enrolment.
+            let again = env.certagent(&args, None, None);
             let done_before = !again.status.success()
                 && String::from_utf8_lossy(&again.stderr)
                     .contains("already holds a usable bank certificate");
-            if !done_before {
+            if done_before {
+                let what = format!("enrolment after {mode:?} at call {n}");
+                faults::assert_one_pair(&env.hsm, Some(&env.ca), &what);
+                assert!(!env.journal_exists(), "{what}: a journal is left");
+            } else {
                 check_recovered(&env, "enrolment", n, mode, &again);
             }
-            let (certs, keys) = env.objects();
-            assert!(
-                certs.len() == 1 && certs == keys && !env.journal_exists(),
-                "enrolment after {mode:?} at call {n}: certs {certs:?}, keys {keys:?}"
-            );
             recovered += 1;
         }
         table.push(format!(
@@ -303,10 +251,19 @@ fn a_fault_at_every_pkcs11_call_of_an_enrolment_recovers() {
     println!("{}", table.join("\n"));
 }
 
-/// `certagent run --no-tray` on the forwarding module.
+/// `certagent run --no-tray` on the forwarding module; its standard error
+/// kept in a file.
 struct Running {
     child: std::process::Child,
     port: u16,
+    stderr: PathBuf,
+}
+
+impl Running {
+    /// What the agent wrote to standard error so far.
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
 }
 
 impl Drop for Running {
@@ -317,9 +274,12 @@ impl Drop for Running {
 }
 
 fn start_agent(env: &Env, port: u16, fault: Option<(u64, Mode)>, log: Option<&Path>) -> Running {
+    let stderr = env.hsm.path().join("agent-stderr.log");
+    let file = std::fs::File::create(&stderr).expect("agent stderr file");
     Running {
-        child: common::start_agent_process(env.command(fault, log)),
+        child: common::start_agent_process_to(env.command(fault, log), file.into()),
         port,
+        stderr,
     }
 }
 
@@ -365,20 +325,43 @@ fn a_fault_at_every_pkcs11_call_of_a_logon_recovers() {
         for n in ((start + 1)..=total).step_by(stride() as usize) {
             tried += 1;
             {
-                let agent = start_agent(&env, port, Some((n, mode)), None);
+                let what = format!("logon {mode:?} at call {n}");
+                let mut agent = start_agent(&env, port, Some((n, mode)), None);
                 let (status, body) = logon(agent.port);
-                assert_ne!(
-                    status, 500,
-                    "logon {mode:?} at call {n}: an internal error: {body}"
-                );
-                if status != 200 && status != 0 {
-                    let j: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| {
-                        panic!("logon {mode:?} at {n}: not JSON ({e}): {body}")
-                    });
-                    assert!(
-                        j["message"].as_str().is_some_and(|m| !m.contains('\n')),
-                        "logon {mode:?} at call {n}: {body}"
-                    );
+                faults::assert_fired(&env.fired(), n, mode, &what);
+                match mode {
+                    // Pulled: the agent answers (an error a page can show,
+                    // or the logon if the fault came after the signature)
+                    // and keeps running.
+                    Mode::Pulled => {
+                        assert!(
+                            status == 200 || (400..500).contains(&status) || status == 503,
+                            "{what}: answered {status}: {body}\n{}",
+                            agent.stderr()
+                        );
+                        if status != 200 {
+                            let j: serde_json::Value = serde_json::from_str(&body)
+                                .unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {body}"));
+                            assert!(
+                                j["message"].as_str().is_some_and(|m| !m.contains('\n')),
+                                "{what}: {body}"
+                            );
+                        }
+                        assert!(
+                            matches!(agent.child.try_wait(), Ok(None)),
+                            "{what}: the agent ended\n{}",
+                            agent.stderr()
+                        );
+                        assert!(
+                            !agent.stderr().contains("panicked"),
+                            "{what}: a panic in the agent\n{}",
+                            agent.stderr()
+                        );
+                    }
+                    Mode::Killed => {
+                        let status = agent.child.wait().expect("agent ends");
+                        faults::assert_ended_cleanly(status, &agent.stderr(), mode, &what);
+                    }
                 }
             }
             // Token back in (a new process): the logon works.
@@ -392,7 +375,144 @@ fn a_fault_at_every_pkcs11_call_of_a_logon_recovers() {
             start + 1
         ));
     }
-    let (certs, keys) = env.objects();
-    assert_eq!((certs.len(), keys.len()), (1, 1));
+    faults::assert_one_pair(&env.hsm, Some(&env.ca), "after the logon sweep");
     println!("{}", table.join("\n"));
+}
+
+/// The sweeps' checks can fail: a fault set beyond the last call never
+/// fires, a process that aborts or is killed by another signal is a crash,
+/// and a stray public key or a certificate over another key is not "one
+/// working pair". Each check is run on such a case and must refuse it.
+#[test]
+fn the_sweeps_checks_fail_when_they_should() {
+    use std::os::unix::process::ExitStatusExt;
+    let refuses = |what: &str, f: &dyn Fn()| {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        assert!(r.is_err(), "the check passed on {what}");
+    };
+    let env = Env::new(20, None);
+    // A fault that never fires: the run finishes, the module reports nothing.
+    let out = env.certagent(&["renew", "--yes"], Some((100_000, Mode::Pulled)), None);
+    assert!(out.status.success(), "{}", text(&out));
+    refuses("a fault that never fired", &|| {
+        check_faulted(&env, "renewal", 100_000, Mode::Pulled, &out)
+    });
+    // The same run with a fault that fired passes, so the refusal above is
+    // the fault's absence, not something else.
+    let n = 3;
+    let out = env.certagent(&["renew", "--yes"], Some((n, Mode::Pulled)), None);
+    check_faulted(&env, "renewal", n, Mode::Pulled, &out);
+    // Crashes: an abort (SIGABRT), a panic's exit status, and a kill where
+    // the fault did not kill.
+    refuses("an abort", &|| {
+        faults::assert_ended_cleanly(ExitStatusExt::from_raw(6), "", Mode::Pulled, "abort")
+    });
+    refuses("a panic's status", &|| {
+        faults::assert_ended_cleanly(ExitStatusExt::from_raw(101 << 8), "", Mode::Pulled, "101")
+    });
+    refuses("a panic message", &|| {
+        faults::assert_ended_cleanly(
+            ExitStatusExt::from_raw(1 << 8),
+            "thread 'main' panicked at src/x.rs",
+            Mode::Pulled,
+            "panic",
+        )
+    });
+    refuses("a run that was not killed", &|| {
+        faults::assert_ended_cleanly(ExitStatusExt::from_raw(0), "", Mode::Killed, "not killed")
+    });
+    // The token: one working pair now...
+    let id = faults::assert_one_pair(&env.hsm, Some(&env.ca), "before");
+    // ... a stray public key beside it is not.
+    let ok = |o: Output| assert!(o.status.success(), "{}", text(&o));
+    ok(env.hsm.pkcs11_tool(&[
+        "--login",
+        "--pin",
+        PIN,
+        "--keypairgen",
+        "--key-type",
+        "rsa:2048",
+        "--id",
+        "77",
+    ]));
+    ok(env.hsm.pkcs11_tool(&[
+        "--login",
+        "--pin",
+        PIN,
+        "--delete-object",
+        "--type",
+        "privkey",
+        "--id",
+        "77",
+    ]));
+    refuses("a stray public key", &|| {
+        faults::assert_one_pair(&env.hsm, Some(&env.ca), "stray");
+    });
+    ok(env
+        .hsm
+        .pkcs11_tool(&["--delete-object", "--type", "pubkey", "--id", "77"]));
+    faults::assert_one_pair(&env.hsm, Some(&env.ca), "stray removed");
+    // A certificate whose key is not the token's key under its id.
+    let other = env.hsm.path().join("other.der");
+    let spki = {
+        ok(env.hsm.pkcs11_tool(&[
+            "--login",
+            "--pin",
+            PIN,
+            "--keypairgen",
+            "--key-type",
+            "rsa:2048",
+            "--id",
+            "78",
+        ]));
+        let p = env.hsm.path().join("pub78.der");
+        ok(env.hsm.pkcs11_tool(&[
+            "--read-object",
+            "--type",
+            "pubkey",
+            "--id",
+            "78",
+            "-o",
+            &p.display().to_string(),
+        ]));
+        std::fs::read(&p).expect("pub")
+    };
+    let der = certagent_bank::issue(&env.hsm.path().join("bank"), ANA, &spki, 100).expect("issue");
+    std::fs::write(&other, der).expect("write");
+    ok(env.hsm.pkcs11_tool(&[
+        "--login",
+        "--pin",
+        PIN,
+        "--delete-object",
+        "--type",
+        "cert",
+        "--id",
+        &id,
+    ]));
+    ok(env.hsm.pkcs11_tool(&[
+        "--login",
+        "--pin",
+        PIN,
+        "--write-object",
+        &other.display().to_string(),
+        "--type",
+        "cert",
+        "--id",
+        &id,
+    ]));
+    for kind in ["privkey", "pubkey"] {
+        ok(env.hsm.pkcs11_tool(&[
+            "--login",
+            "--pin",
+            PIN,
+            "--delete-object",
+            "--type",
+            kind,
+            "--id",
+            "78",
+        ]));
+    }
+    refuses("a certificate over another key", &|| {
+        faults::assert_one_pair(&env.hsm, Some(&env.ca), "mismatch");
+    });
 }

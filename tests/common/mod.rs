@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod faults;
 pub mod firefox;
 pub mod openpgp;
 pub mod renewal;
@@ -687,12 +688,18 @@ pub fn workspace_library(file: &str, what_to_do: &str) -> PathBuf {
 
 /// Start `certagent ... run --no-tray` from `cmd`, wait until it says it is
 /// ready, and keep reading its output so it never writes into a closed pipe.
-pub fn start_agent_process(mut cmd: Command) -> std::process::Child {
+pub fn start_agent_process(cmd: Command) -> std::process::Child {
+    start_agent_process_to(cmd, Stdio::null())
+}
+
+/// As [`start_agent_process`], its standard error going to `stderr` (a
+/// file the test reads afterwards, for a panic or an abort).
+pub fn start_agent_process_to(mut cmd: Command, stderr: Stdio) -> std::process::Child {
     use std::io::BufRead;
     let mut child = cmd
         .args(["run", "--no-tray"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("certagent run");
     let stdout = child.stdout.take().expect("stdout");

@@ -10,6 +10,7 @@
 //! | `FAULT_PKCS11_AT` | the call index N at which the fault happens (none: only count) |
 //! | `FAULT_PKCS11_MODE` | `pulled` (N and every later call fail with CKR_DEVICE_REMOVED), `kill` (SIGKILL at N, before the call), `once:0xRV` (N returns RV, later calls go through), `sleep:MS` (N waits MS milliseconds, then goes through) |
 //! | `FAULT_PKCS11_LOG` | a file that gets one line per call: `N C_Function` |
+//! | `FAULT_PKCS11_FIRED` | a file that gets one line per injection, written and flushed before it acts: `N C_Function kill`, `N C_Function 0xRV` for each call answered with a made-up RV (every call from N on when pulled), `N C_Function sleep:MS` |
 //! | `FAULT_PKCS11_DELAY_MS` | every call waits this long first (a USB token's round trip) |
 //! | `FAULT_PKCS11_KEYGEN_MS` | C_GenerateKeyPair waits this long first (a card generating a key) |
 //! | `FAULT_PKCS11_PRESENCE` | a file: the token is in its reader while it exists. Taken out, the slot list shows no token and token calls fail (CKR_TOKEN_NOT_PRESENT, CKR_DEVICE_REMOVED); C_WaitForSlotEvent reports each change, as a reader does |
@@ -58,6 +59,7 @@ struct Settings {
     at: Option<u64>,
     mode: Mode,
     log: Option<std::sync::Mutex<std::fs::File>>,
+    fired: Option<std::sync::Mutex<std::fs::File>>,
     delay: Option<std::time::Duration>,
     keygen: Option<std::time::Duration>,
 }
@@ -78,14 +80,18 @@ fn settings() -> &'static Settings {
             }
             _ => Mode::Pulled,
         };
-        let log = std::env::var_os("FAULT_PKCS11_LOG").and_then(|p| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .ok()
-                .map(std::sync::Mutex::new)
-        });
+        let append = |name: &str| {
+            std::env::var_os(name).and_then(|p| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .ok()
+                    .map(std::sync::Mutex::new)
+            })
+        };
+        let log = append("FAULT_PKCS11_LOG");
+        let fired = append("FAULT_PKCS11_FIRED");
         let ms = |name: &str| {
             std::env::var(name)
                 .ok()
@@ -98,10 +104,28 @@ fn settings() -> &'static Settings {
             at,
             mode,
             log,
+            fired,
             delay: ms("FAULT_PKCS11_DELAY_MS"),
             keygen: ms("FAULT_PKCS11_KEYGEN_MS"),
         }
     })
+}
+
+/// Record an injection in `FAULT_PKCS11_FIRED`, on disk before it acts
+/// (a kill follows at once): the tests' proof that the fault was real.
+fn report(n: u64, i: usize, what: &str) {
+    if let Some(f) = &settings().fired
+        && let Ok(mut f) = f.lock()
+    {
+        let _ = writeln!(f, "{n} {} {what}", NAMES.get(i).copied().unwrap_or("?"));
+        let _ = f.sync_all();
+    }
+}
+
+/// Answer call `i` (number `n`) with a made-up `rv`, and say so.
+fn inject(n: u64, i: usize, rv: CK_RV) -> Option<CK_RV> {
+    report(n, i, &format!("{rv:#x}"));
+    Some(rv)
 }
 
 /// Before call `i` (an index into [`NAMES`]): count, log, and maybe fault.
@@ -125,6 +149,7 @@ fn before(i: usize) -> Option<CK_RV> {
     if s.at == Some(n) {
         match s.mode {
             Mode::Kill => {
+                report(n, i, "kill");
                 // SAFETY: plain libc calls; the process ends here, as a kill would end it.
                 unsafe {
                     libc::kill(libc::getpid(), libc::SIGKILL);
@@ -132,12 +157,15 @@ fn before(i: usize) -> Option<CK_RV> {
                 std::process::abort();
             }
             Mode::Pulled => PULLED.store(true, Ordering::SeqCst),
-            Mode::Once(rv) => return Some(rv),
-            Mode::Sleep(ms) => std::thread::sleep(std::time::Duration::from_millis(ms)),
+            Mode::Once(rv) => return inject(n, i, rv),
+            Mode::Sleep(ms) => {
+                report(n, i, &format!("sleep:{ms}"));
+                std::thread::sleep(std::time::Duration::from_millis(ms))
+            }
         }
     }
     if PULLED.load(Ordering::SeqCst) {
-        return Some(CKR_DEVICE_REMOVED);
+        return inject(n, i, CKR_DEVICE_REMOVED);
     }
     if !present() {
         return match NAMES.get(i).copied() {
