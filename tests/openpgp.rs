@@ -12,6 +12,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::faults::{self, Mode};
 use common::openpgp::{ADMIN_PIN, OpenPgpCard, USER_PIN};
 
 /// The token with the signature key (OpenPGP key slot 1).
@@ -1241,9 +1242,10 @@ fn bank_certificates(card: &OpenPgpCard, config: &str) -> Vec<(String, String)> 
 /// included. After each: the card still has a usable bank certificate,
 /// and the next, unfaulted run ends with exactly one bank certificate,
 /// valid, in slot 01, that doctor signs with. Each index needs a fresh
-/// card (the slot the renewal used is taken for good); every
-/// `CERTAGENT_FAULT_CARD_STRIDE`-th index runs (default: about a dozen
-/// spread over the calls; 1 for every call).
+/// card (the slot the renewal used is taken for good); the first and last
+/// index and a dozen more from an offset that moves from run to run
+/// ([`card_fault_indices`]); `scripts/faults.sh` runs every call. Each
+/// fault must fire, and the faulted run must end as the fault says.
 #[test]
 fn a_fault_at_pkcs11_calls_of_a_card_renewal_recovers() {
     let setup = || {
@@ -1305,20 +1307,33 @@ fn fault_sweep(
         .count() as u64;
     assert!(total > 50, "a {what} makes {total} calls");
     drop(card);
-    let stride = std::env::var("CERTAGENT_FAULT_CARD_STRIDE")
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .filter(|&s| s > 0)
-        .unwrap_or(total / 12 + 1);
+    let indices = card_fault_indices(total);
     let want = vec![(want.0.to_owned(), want.1.to_owned())];
     let mut table = Vec::new();
-    for mode in ["pulled", "kill"] {
+    for mode in [Mode::Pulled, Mode::Killed] {
         let (mut tried, mut recovered) = (0, 0);
-        for n in (1..=total).step_by(stride as usize) {
+        for &n in &indices {
             tried += 1;
             let (card, config, _rt, _bank) = setup();
-            let out = certagent_faulted(&card, &module, &config, Some((n, mode)), None);
-            let what = format!("{what}, {mode} at call {n} of {total}");
+            let fired = card.dir().join("fired.log");
+            let out = certagent_faulted(&card, &module, &config, Some((n, mode, &fired)), None);
+            let what = format!("{what}, {mode:?} at call {n} of {total}");
+            faults::assert_fired(&fired, n, mode, &what);
+            faults::assert_ended_cleanly(
+                out.status,
+                &common::stderr(&out),
+                mode,
+                &format!("{what}\n{}", common::text(&out)),
+            );
+            if mode == Mode::Pulled && !out.status.success() {
+                let err = common::stderr(&out);
+                let last = err.lines().last().unwrap_or("");
+                assert!(
+                    last.starts_with("certagent: ") && !last.trim_end().ends_with(':'),
+                    "{what}: not a one-line reason: {last:?}\n{}",
+                    common::text(&out)
+                );
+            }
             let usable = bank_certificates(&card, &config);
             assert!(
                 usable
@@ -1351,29 +1366,65 @@ fn fault_sweep(
             recovered += 1;
         }
         table.push(format!(
-            "{what} {mode}: {recovered}/{tried} recovered ({total} calls, every {stride}th)"
+            "{what} {mode:?}: {recovered}/{tried} recovered ({total} calls: {})",
+            describe(&indices)
         ));
     }
     println!("{}", table.join("\n"));
 }
 
+/// The call indices a card sweep faults, of `total`: the first and the
+/// last, and every `CERTAGENT_FAULT_CARD_STRIDE`-th from an offset that
+/// moves from run to run (`CERTAGENT_FAULT_CARD_OFFSET`, else the clock),
+/// so runs over time cover every index. Stride 1 is every call.
+fn card_fault_indices(total: u64) -> Vec<u64> {
+    let var = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+    };
+    let stride = var("CERTAGENT_FAULT_CARD_STRIDE")
+        .filter(|&s| s > 0)
+        .unwrap_or(total / 12 + 1);
+    let offset = var("CERTAGENT_FAULT_CARD_OFFSET").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }) % stride;
+    let mut all: Vec<u64> = (1 + offset..=total).step_by(stride as usize).collect();
+    all.push(1);
+    all.push(total);
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
+/// The indices as a person reads them (to rerun one: the offset printed).
+fn describe(indices: &[u64]) -> String {
+    indices
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// `certagent renew --yes` on the card through the forwarding module,
-/// with a fault at call N (`FAULT_PKCS11_AT`, `FAULT_PKCS11_MODE`) and a
-/// call log if asked.
+/// with a fault at call N reported into a file (see `common::faults`) and
+/// a call log if asked.
 fn certagent_faulted(
     card: &OpenPgpCard,
     module: &str,
     config: &str,
-    fault: Option<(u64, &str)>,
+    fault: Option<(u64, Mode, &std::path::Path)>,
     log: Option<&std::path::Path>,
 ) -> std::process::Output {
     let mut cmd = card_cli(card, module, config, &["renew", "--yes"]);
     cmd.env("CERTAGENT_PIN", USER_PIN)
         .env("CERTAGENT_ADMIN_PIN", ADMIN_PIN)
         .env("FAULT_PKCS11_MODULE", card.module());
-    if let Some((n, mode)) = fault {
-        cmd.env("FAULT_PKCS11_AT", n.to_string())
-            .env("FAULT_PKCS11_MODE", mode);
+    if let Some((n, mode, fired)) = fault {
+        faults::arm(&mut cmd, n, mode, fired);
     }
     if let Some(log) = log {
         cmd.env("FAULT_PKCS11_LOG", log);
