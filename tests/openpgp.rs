@@ -1378,11 +1378,7 @@ fn fault_sweep(
 /// moves from run to run (`CERTAGENT_FAULT_CARD_OFFSET`, else the clock),
 /// so runs over time cover every index. Stride 1 is every call.
 fn card_fault_indices(total: u64) -> Vec<u64> {
-    let var = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-    };
+    let var = |name: &str| std::env::var(name).ok().and_then(|s| s.parse::<u64>().ok());
     let stride = var("CERTAGENT_FAULT_CARD_STRIDE")
         .filter(|&s| s > 0)
         .unwrap_or(total / 12 + 1);

@@ -51,6 +51,9 @@ const LEASE_LOOK_MAX_AGE: Duration = LOOK_MAX_AGE;
 /// What the owner remembers of the token in its reader.
 struct Cache {
     look: Look,
+    /// The certificates' object handles, by CKA_ID, from the token that
+    /// took the look (see [`Lease::look`]).
+    handles: Vec<(Vec<u8>, cryptoki::object::ObjectHandle)>,
     slot: cryptoki::slot::Slot,
     taken: Instant,
     taken_at: std::time::SystemTime,
@@ -211,6 +214,7 @@ impl Owner {
     fn remember(&self, look: &Look, token: &Token) {
         *lock(&self.cache) = Some(Cache {
             look: look.clone(),
+            handles: token.certificate_handles(),
             slot: token.slot(),
             taken: Instant::now(),
             taken_at: std::time::SystemTime::now(),
@@ -428,10 +432,14 @@ impl Lease {
     pub fn look(&mut self) -> Result<Look, TokenError> {
         self.owner.drop_if_changed();
         let token = self.token()?;
-        let recent = lock(&self.owner.cache)
+        let remembered = lock(&self.owner.cache)
             .as_ref()
-            .filter(|c| c.taken.elapsed() < LEASE_LOOK_MAX_AGE)
-            .map(|c| c.look.clone());
+            .map(|c| (c.look.clone(), c.handles.clone(), c.taken.elapsed()));
+        let recent = match remembered {
+            Some((l, _, age)) if age < LEASE_LOOK_MAX_AGE => Some(l),
+            Some((l, handles, _)) if still_holds(&token, &l, &handles)? => Some(l),
+            _ => None,
+        };
         let mut look = match recent {
             Some(mut l) => {
                 l.pending = self.owner.pending(&l.info.serial);
@@ -452,14 +460,23 @@ impl Lease {
         Ok(look)
     }
 
-    /// Log in with this PIN (`None`: the reader's PIN pad). The token is
-    /// logged out first, and "already logged in" is an error, never a
-    /// success: the token itself checks this PIN. A rejected PIN is
-    /// reported and never retried.
+    /// Log in with this PIN (`None`: the reader's PIN pad). "Already
+    /// logged in" is never taken as a success: the token itself checks
+    /// this PIN. A rejected PIN is reported and never retried.
     pub fn login(&mut self, pin: Option<&AuthPin>) -> Result<(), TokenError> {
         let token = self.token()?;
-        token.logout()?;
-        token.login(pin)
+        // Every lease logs out when it ends, so the token is logged out
+        // here; should it not be (login state is per process), C_Login
+        // says so without checking the PIN, and the PIN goes to the token
+        // once more after a logout: checked by the token, never retried
+        // after a refusal.
+        match token.login(pin) {
+            Err(TokenError::AlreadyLoggedIn) => {
+                token.logout()?;
+                token.login(pin)
+            }
+            other => other,
+        }
     }
 
     /// Log out and close this lease's token (the lease itself goes on): a
@@ -479,6 +496,46 @@ impl Lease {
         self.changed = true;
     }
 }
+
+/// Whether an old look still holds: each of its certificates (at most
+/// [`VERIFY_MAX`]) read again through its remembered handle, one call
+/// each, is the same certificate. Cheaper than a new search (four calls
+/// and more) for the usual token of one or two certificates; a certificate
+/// gone or changed, or one without a handle, means a fresh look. A
+/// certificate another program *added* beside the old ones shows at the
+/// next slot event, when a page names it, or once the old ones expire.
+fn still_holds(
+    token: &Token,
+    look: &Look,
+    handles: &[(Vec<u8>, cryptoki::object::ObjectHandle)],
+) -> Result<bool, TokenError> {
+    let certs: Vec<&crate::cert::TokenCert> = look
+        .certs
+        .bank
+        .iter()
+        .chain(look.certs.others.iter())
+        .collect();
+    if certs.len() > VERIFY_MAX {
+        return Ok(false);
+    }
+    for c in certs {
+        let Some((_, h)) = handles.iter().find(|(id, _)| *id == c.id) else {
+            log::debug!(
+                "an old look: no handle for certificate {}",
+                hex::encode(&c.id)
+            );
+            return Ok(false);
+        };
+        if token.value_of(*h)?.as_deref() != Some(c.cert.der.as_slice()) {
+            log::debug!("an old look: certificate {} changed", hex::encode(&c.id));
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// An old look of more certificates than this is read afresh instead.
+const VERIFY_MAX: usize = 3;
 
 impl Drop for Lease {
     fn drop(&mut self) {

@@ -39,6 +39,7 @@ pub(super) fn status(app: &App) -> Result<(), Error> {
     let info = token.info()?;
     let now = OffsetDateTime::now_utc();
     let certs = app.certificates(&token)?;
+    token.end_with_process();
     let entries: Vec<StatusEntry> = certs
         .bank
         .iter()
@@ -195,6 +196,7 @@ pub(super) fn pick<'a>(certs: &'a [TokenCert], id: Option<&str>) -> Result<&'a T
 pub(super) fn show(app: &App, id: Option<&str>) -> Result<(), Error> {
     let token = app.open_token()?;
     let certs = app.certificates(&token)?;
+    token.end_with_process();
     let c = pick(&certs.bank, id)?;
     print_certificate(app, c)
 }

@@ -652,6 +652,16 @@ impl Token {
         self.slot
     }
 
+    /// For a command that reads and then ends the process (`status`,
+    /// `show`): the session, read-only and never logged in there, ends with
+    /// the process instead of by a C_CloseSession, one round trip fewer on
+    /// a USB token (the module's state goes with the process either way).
+    /// Never for a token that logged in: that session is closed, so the
+    /// login ends on the token at once.
+    pub fn end_with_process(self) {
+        std::mem::forget(self);
+    }
+
     fn open(module: Arc<Module>, slot: Slot, info: TokenInfo) -> Result<Token> {
         let mut token = Token::one(module, slot, info)?;
         if token.card_family().is_some() {
@@ -811,6 +821,38 @@ impl Token {
         }
         let types: Vec<AttributeType> = wanted.iter().map(|(t, _)| *t).collect();
         self.session().get_attributes(h, &types).map_err(error::map)
+    }
+
+    /// The certificate objects this token's searches found, by CKA_ID:
+    /// handles stay valid for the whole application (any session, logged
+    /// in or not) until the object is destroyed. Empty for a card of
+    /// several tokens (their handles belong to each token).
+    pub fn certificate_handles(&self) -> Vec<(Vec<u8>, ObjectHandle)> {
+        if !self.siblings.is_empty() {
+            return Vec::new();
+        }
+        let cert = class_key(ObjectClass::CERTIFICATE);
+        lock(&self.handles)
+            .iter()
+            .filter(|((class, _), _)| *class == cert)
+            .map(|((_, id), h)| (id.clone(), *h))
+            .collect()
+    }
+
+    /// The CKA_VALUE of object `h` (one call); `None` when the handle no
+    /// longer names an object (destroyed, or the token changed) or it
+    /// cannot be read; an error only when the token is gone.
+    pub fn value_of(&self, h: ObjectHandle) -> Result<Option<Vec<u8>>> {
+        match self.attributes(h, &[(AttributeType::Value, CERT_VALUE_MAX)]) {
+            Ok(attrs) => Ok(attrs.into_iter().find_map(|a| match a {
+                Attribute::Value(v) => Some(v),
+                _ => None,
+            })),
+            Err(e @ TokenError::Removed { .. }) => Err(e),
+            // An invalid handle (or anything else the object says): the
+            // caller reads afresh.
+            Err(_) => Ok(None),
+        }
     }
 
     fn cache(&self, class: ObjectClass, id: &[u8], h: ObjectHandle) {
