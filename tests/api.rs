@@ -419,6 +419,67 @@ fn a_renewal_started_by_the_page_runs_to_the_end() {
     assert_eq!(agent.page("GET", "/v1/renewals/ffff", "").status, 404);
 }
 
+/// A certificate of another issuer (a national eID, say) under CKA_ID
+/// `id`: self-signed, for a key that never was on the token.
+fn foreign_cert_on_token(hsm: &common::TestToken, id: &str) {
+    let dir = hsm.path();
+    let der = dir.join(format!("foreign-{id}.der"));
+    run(openssl()
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:P-256", "-nodes", "-keyout"])
+        .arg(dir.join(format!("foreign-{id}.key")))
+        .args(["-subj", "/C=SI/CN=Ana Novak (national eID)", "-days", "365"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-outform", "DER", "-out"])
+        .arg(&der));
+    let out = hsm.pkcs11_tool(&[
+        "--login",
+        "--pin",
+        common::PIN,
+        "--write-object",
+        &der.display().to_string(),
+        "--type",
+        "cert",
+        "--id",
+        id,
+        "--label",
+        "eID",
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out));
+}
+
+#[test]
+fn a_page_cannot_tell_another_issuers_certificate_from_an_absent_one() {
+    let agent = Agent::start_prepared(20, |hsm, _| foreign_cert_on_token(hsm, "0e"));
+    // The CLI (the user) sees it as another issuer's.
+    let listed = agent.cli(&["status", "--json"], &[]);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("national eID"),
+        "{}",
+        common::text(&listed)
+    );
+    for (path, body) in [
+        ("/v1/renewals", "{\"id\":\"ID\"}".to_string()),
+        (
+            "/v1/logon",
+            format!("{{\"challenge\":\"{}\",\"id\":\"ID\"}}", challenge(32)),
+        ),
+    ] {
+        let foreign = agent.page("POST", path, &body.replace("ID", "0e"));
+        let absent = agent.page("POST", path, &body.replace("ID", "0f"));
+        println!("{path}: 0e -> {} {}", foreign.status, foreign.body);
+        println!("{path}: 0f -> {} {}", absent.status, absent.body);
+        assert_eq!(
+            (foreign.status, &foreign.body),
+            (absent.status, &absent.body),
+            "{path}: another issuer's certificate answered apart from an absent one"
+        );
+        assert!(!foreign.body.contains("eID") && !foreign.body.contains("0e"));
+    }
+    assert!(agent.prompts().is_empty(), "{:?}", agent.prompts());
+    assert_eq!(agent.logins(), 0);
+}
+
 #[test]
 fn another_os_users_request_is_refused_before_anything_else() {
     common::require_with("setpriv", "apt-get install util-linux");

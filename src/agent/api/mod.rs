@@ -381,6 +381,18 @@ fn consent_and_login(
     }
 }
 
+/// A page named a certificate that is not one of the bank's on the token.
+/// The one answer for an absent id, another issuer's certificate and one
+/// the agent replaced alike: a page learns nothing of what else the token
+/// holds. It names no id either, so the answers are the same byte for byte.
+fn no_such_certificate() -> Failure {
+    Failure::new(
+        404,
+        "not-found",
+        "no bank certificate with that id on the token",
+    )
+}
+
 fn parse_id(id: Option<&str>) -> Result<Option<Vec<u8>>, Failure> {
     id.map(|h| hex::decode(h).map_err(|_| Failure::new(400, "id", "id is not hex")))
         .transpose()
