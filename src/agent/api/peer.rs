@@ -259,12 +259,11 @@ mod diag {
     /// The reply to request `seq`: `Ok(None)` where no such socket exists.
     fn parse(reply: &[u8], seq: u32) -> Result<Option<Found>, &'static str> {
         const BAD: &str = "the kernel's socket diagnostics answered something unreadable";
-        let u16_at = |b: &[u8], i: usize| -> Option<u16> {
-            Some(u16::from_ne_bytes(b.get(i..i + 2)?.try_into().ok()?))
-        };
-        let u32_at = |b: &[u8], i: usize| -> Option<u32> {
-            Some(u32::from_ne_bytes(b.get(i..i + 4)?.try_into().ok()?))
-        };
+        fn bytes<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
+            b.get(at..at + N)?.try_into().ok()
+        }
+        let u16_at = |b: &[u8], i: usize| bytes::<2>(b, i).map(u16::from_ne_bytes);
+        let u32_at = |b: &[u8], i: usize| bytes::<4>(b, i).map(u32::from_ne_bytes);
         let mut rest = reply;
         while rest.len() >= NLMSG_HDRLEN {
             let len = u32_at(rest, 0).ok_or(BAD)? as usize;
@@ -273,7 +272,7 @@ mod diag {
             if len < NLMSG_HDRLEN || len > rest.len() {
                 return Err(BAD);
             }
-            let body = &rest[NLMSG_HDRLEN..len];
+            let body = rest.get(NLMSG_HDRLEN..len).ok_or(BAD)?;
             rest = rest.get(len.next_multiple_of(4)..).unwrap_or(&[]);
             if got_seq != seq {
                 continue;
@@ -289,19 +288,17 @@ mod diag {
                 }
                 NLMSG_DONE => return Ok(None),
                 SOCK_DIAG_BY_FAMILY if body.len() >= MSG_LEN => {
-                    let id = &body[4..4 + SOCKID_LEN];
-                    let mut src = [0u8; 16];
-                    let mut dst = [0u8; 16];
-                    src.copy_from_slice(&id[4..20]);
-                    dst.copy_from_slice(&id[20..36]);
+                    // The socket id starts at 4; the owner and inode follow
+                    // it after three 32-bit counters.
                     let tail = 4 + SOCKID_LEN;
+                    let [family, state] = bytes::<2>(body, 0).ok_or(BAD)?;
                     return Ok(Some(Found {
-                        family: body[0],
-                        state: body[1],
-                        sport: u16::from_be_bytes([id[0], id[1]]),
-                        dport: u16::from_be_bytes([id[2], id[3]]),
-                        src,
-                        dst,
+                        family,
+                        state,
+                        sport: bytes::<2>(body, 4).map(u16::from_be_bytes).ok_or(BAD)?,
+                        dport: bytes::<2>(body, 6).map(u16::from_be_bytes).ok_or(BAD)?,
+                        src: bytes::<16>(body, 8).ok_or(BAD)?,
+                        dst: bytes::<16>(body, 24).ok_or(BAD)?,
                         uid: u32_at(body, tail + 12).ok_or(BAD)?,
                         inode: u64::from(u32_at(body, tail + 16).ok_or(BAD)?),
                     }));
@@ -384,7 +381,7 @@ mod diag {
         };
         let mut buf = [0u8; 8192];
         let n = ask(&req, &mut buf)?;
-        parse(&buf[..n], seq)
+        parse(buf.get(..n).unwrap_or(&[]), seq)
     }
 
     /// The client socket of `family` whose local end is `peer` and whose
