@@ -26,7 +26,11 @@ use sha1::{Digest, Sha1};
 
 /// Redirects the root of every path `install` and `remove` touch (and skips
 /// the root check). For the project's tests only, which install into a
-/// temporary directory; never set it on a real machine.
+/// temporary directory; never set it on a real machine. Ignored when
+/// certagent runs as root: the real install is root's, and a variable
+/// left in (or passed into) a root environment must not turn
+/// `sudo certagent browser-policy --install` into writing root-owned files
+/// wherever it names.
 pub const ROOT_ENV: &str = "CERTAGENT_POLICY_ROOT";
 
 /// The Chromium policy (Chromium, Chrome, Edge; all platforms).
@@ -408,9 +412,14 @@ pub struct Root {
 }
 
 impl Root {
-    /// `/`, unless [`ROOT_ENV`] is set (by a test).
+    /// `/`, unless [`ROOT_ENV`] is set (by a test) and certagent does not
+    /// run as root (euid 0), which always works on the real `/`.
     pub fn from_env() -> Root {
         match std::env::var_os(ROOT_ENV).filter(|v| !v.is_empty()) {
+            Some(_) if is_root() => {
+                log::warn!("{ROOT_ENV} is ignored when certagent runs as root");
+                Root::system()
+            }
             Some(dir) => Root {
                 dir: PathBuf::from(dir),
                 redirected: true,
@@ -441,12 +450,16 @@ impl Root {
 
     /// Writing under the real /etc needs root; a test root does not.
     fn check_root(&self, action: &'static str) -> Result<(), PolicyError> {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if !self.redirected && unsafe { libc::geteuid() } != 0 {
+        if !self.redirected && !is_root() {
             return Err(PolicyError::NeedsRoot(action));
         }
         Ok(())
     }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// What became of one file.

@@ -419,6 +419,67 @@ fn a_renewal_started_by_the_page_runs_to_the_end() {
     assert_eq!(agent.page("GET", "/v1/renewals/ffff", "").status, 404);
 }
 
+/// A certificate of another issuer (a national eID, say) under CKA_ID
+/// `id`: self-signed, for a key that never was on the token.
+fn foreign_cert_on_token(hsm: &common::TestToken, id: &str) {
+    let dir = hsm.path();
+    let der = dir.join(format!("foreign-{id}.der"));
+    run(openssl()
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:P-256", "-nodes", "-keyout"])
+        .arg(dir.join(format!("foreign-{id}.key")))
+        .args(["-subj", "/C=SI/CN=Ana Novak (national eID)", "-days", "365"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-outform", "DER", "-out"])
+        .arg(&der));
+    let out = hsm.pkcs11_tool(&[
+        "--login",
+        "--pin",
+        common::PIN,
+        "--write-object",
+        &der.display().to_string(),
+        "--type",
+        "cert",
+        "--id",
+        id,
+        "--label",
+        "eID",
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out));
+}
+
+#[test]
+fn a_page_cannot_tell_another_issuers_certificate_from_an_absent_one() {
+    let agent = Agent::start_prepared(20, |hsm, _| foreign_cert_on_token(hsm, "0e"));
+    // The CLI (the user) sees it as another issuer's.
+    let listed = agent.cli(&["status", "--json"], &[]);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("national eID"),
+        "{}",
+        common::text(&listed)
+    );
+    for (path, body) in [
+        ("/v1/renewals", "{\"id\":\"ID\"}".to_string()),
+        (
+            "/v1/logon",
+            format!("{{\"challenge\":\"{}\",\"id\":\"ID\"}}", challenge(32)),
+        ),
+    ] {
+        let foreign = agent.page("POST", path, &body.replace("ID", "0e"));
+        let absent = agent.page("POST", path, &body.replace("ID", "0f"));
+        println!("{path}: 0e -> {} {}", foreign.status, foreign.body);
+        println!("{path}: 0f -> {} {}", absent.status, absent.body);
+        assert_eq!(
+            (foreign.status, &foreign.body),
+            (absent.status, &absent.body),
+            "{path}: another issuer's certificate answered apart from an absent one"
+        );
+        assert!(!foreign.body.contains("eID") && !foreign.body.contains("0e"));
+    }
+    assert!(agent.prompts().is_empty(), "{:?}", agent.prompts());
+    assert_eq!(agent.logins(), 0);
+}
+
 #[test]
 fn another_os_users_request_is_refused_before_anything_else() {
     common::require_with("setpriv", "apt-get install util-linux");
@@ -452,6 +513,24 @@ fn another_os_users_request_is_refused_before_anything_else() {
     assert!(
         theirs.contains("\"user\"") && !theirs.contains("Ana"),
         "{theirs}"
+    );
+    // As well over an IPv4-mapped IPv6 socket.
+    let mapped = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .args(["/usr/bin/python3", "-c"])
+        .arg(format!(
+            "import socket\ns=socket.create_connection(('::ffff:127.0.0.1',{}))\ns.sendall(b'GET /v1/status HTTP/1.1\\r\\n{}\\r\\nOrigin: {ORIGIN}\\r\\n\\r\\n')\nprint(s.makefile('rb').read().decode())",
+            agent.port, host
+        ))
+        .output()
+        .expect("python3 as nobody");
+    let theirs = String::from_utf8_lossy(&mapped.stdout);
+    assert!(
+        theirs.starts_with("HTTP/1.1 403")
+            && theirs.contains("\"user\"")
+            && !theirs.contains("Ana"),
+        "{theirs}{}",
+        String::from_utf8_lossy(&mapped.stderr)
     );
     let ours = curl(false);
     assert!(ours.ends_with("200") && ours.contains("Ana"), "{ours}");
@@ -603,4 +682,170 @@ fn a_japanese_desktop_gets_the_consent_and_pin_dialogs_in_japanese() {
         assert!(lines.contains(want), "{want} not in the dialogs:\n{lines}");
     }
     assert!(!lines.contains("asks to log you on"), "{lines}");
+}
+
+/// A GET of `/v1/status` as the allowed page sends it, from a socket of
+/// the family `to` names (an IPv6 socket for `[::ffff:127.0.0.1]:port`, as
+/// Java and other dual-stack clients make by default).
+fn status_from(to: std::net::SocketAddr, port: u16) -> (std::net::SocketAddr, Reply) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(to).expect("connect");
+    let local = s.local_addr().expect("local address");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let req = format!(
+        "GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {ORIGIN}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).expect("write");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    (local, Reply::parse(&raw))
+}
+
+#[test]
+fn the_own_user_is_served_over_an_ipv4_mapped_ipv6_socket() {
+    let agent = Agent::start(20);
+    let mapped = std::net::SocketAddr::new(
+        std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped().into(),
+        agent.port,
+    );
+    let (local, r) = status_from(mapped, agent.port);
+    println!("from {local}: {} {}", r.status, r.body);
+    assert!(local.is_ipv6(), "the client's socket is IPv6: {local}");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Ana"), "{}", r.body);
+    // And over a plain IPv4 socket, as before.
+    let plain = std::net::SocketAddr::from(([127, 0, 0, 1], agent.port));
+    assert_eq!(status_from(plain, agent.port).1.status, 200);
+}
+
+/// `python3 -c script args…` as root (which may become other users: the
+/// system's Python, which they can run).
+fn python(script: &str, args: &[String]) -> std::process::Child {
+    std::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3")
+}
+
+fn first_line(child: &mut std::process::Child) -> String {
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("a line from python3");
+    line
+}
+
+/// Run as root: `users` processes, each as an OS user of its own (uid
+/// 20000, 20001, …), each opening `per` connections to the agent on `port`
+/// with half a request and holding them; prints "ready" once all have
+/// tried, then holds until stdin closes.
+const HOLDERS: &str = r#"
+import os, signal, socket, sys, time
+port, users, per = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+r, w = os.pipe()
+kids = []
+for i in range(users):
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        os.setgroups([]); os.setgid(65534); os.setuid(20000 + i)
+        socks = []
+        for _ in range(per):
+            try:
+                s = socket.create_connection(("127.0.0.1", port))
+                s.sendall(b"GET /v1/status HTTP/1.1\r\n")
+                socks.append(s)
+            except OSError:
+                pass
+        os.write(w, b"x")
+        time.sleep(60)
+        os._exit(0)
+    kids.append(pid)
+os.close(w)
+n = 0
+while n < users:
+    b = os.read(r, 64)
+    if not b:
+        break
+    n += len(b)
+print("ready", flush=True)
+sys.stdin.read()
+for k in kids:
+    os.kill(k, signal.SIGKILL)
+"#;
+
+#[test]
+fn other_users_connections_never_shut_out_the_own_user() {
+    assert!(
+        std::path::Path::new("/usr/bin/python3").exists(),
+        "/usr/bin/python3 is missing: apt-get install python3"
+    );
+    common::require_root("this test connects as other OS users");
+    let agent = Agent::start(20);
+    // 40 other users, 8 idle connections each: more than the 256 the agent
+    // serves at once.
+    let mut holders = python(HOLDERS, &[agent.port.to_string(), "40".into(), "8".into()]);
+    assert_eq!(first_line(&mut holders).trim(), "ready");
+    let status = agent.page("GET", "/v1/status", "");
+    drop(holders.stdin.take());
+    let _ = holders.wait();
+    assert_eq!(status.status, 200, "{}", status.body);
+}
+
+#[test]
+fn a_flood_of_refused_connections_leaves_the_log_bounded() {
+    assert!(
+        std::path::Path::new("/usr/bin/python3").exists(),
+        "/usr/bin/python3 is missing: apt-get install python3"
+    );
+    common::require_root("this test connects as other OS users");
+    let agent = Agent::start_logged(20);
+    let started = Instant::now();
+    let mut holders = python(HOLDERS, &[agent.port.to_string(), "40".into(), "8".into()]);
+    assert_eq!(first_line(&mut holders).trim(), "ready");
+    // Another user connects and hangs up 3000 times, as fast as it can.
+    let flood = r#"
+import os, socket, sys
+os.setgroups([]); os.setgid(65534); os.setuid(21000)
+port = int(sys.argv[1])
+done = 0
+for _ in range(3000):
+    try:
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.close()
+        done += 1
+    except OSError:
+        pass
+print(done, flush=True)
+"#;
+    let mut flooder = python(flood, &[agent.port.to_string()]);
+    let done = first_line(&mut flooder);
+    let _ = flooder.wait();
+    let status = agent.page("GET", "/v1/status", "");
+    drop(holders.stdin.take());
+    let _ = holders.wait();
+    std::thread::sleep(Duration::from_millis(1500));
+    let secs = started.elapsed().as_secs();
+    let log = agent.stderr();
+    let lines = log.lines().filter(|l| l.contains("local API")).count();
+    println!(
+        "{} connections in {secs} s: {lines} log lines, {} bytes; last: {:?}",
+        done.trim(),
+        log.len(),
+        log.lines().rev().find(|l| l.contains("local API"))
+    );
+    assert_eq!(status.status, 200, "{}", status.body);
+    assert!(
+        lines as u64 <= secs + 3 && log.len() < 16 * 1024,
+        "{lines} lines in {secs} s:\n{}",
+        log.lines().take(20).collect::<Vec<_>>().join("\n")
+    );
 }

@@ -28,8 +28,21 @@ fn config(dir: &Path, origins_line: &str) -> PathBuf {
     path
 }
 
+/// `certagent --config config args…`; with a test `root`, as a user who is
+/// not root (`nobody`, given the folder holding `root`, when the test runs
+/// as root), since root ignores the test root and works on the real `/`.
 fn certagent(config: &Path, args: &[&str], root: Option<&Path>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_certagent"));
+    let mut cmd = match root {
+        Some(root) if is_root() => {
+            common::require_with("setpriv", "apt-get install util-linux");
+            give_to_nobody(root.parent().expect("the test root's folder"));
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+                .arg(env!("CARGO_BIN_EXE_certagent"));
+            c
+        }
+        _ => Command::new(env!("CARGO_BIN_EXE_certagent")),
+    };
     cmd.env_remove("CERTAGENT_CONFIG")
         .env_remove(certagent::browser_policy::ROOT_ENV)
         .arg("--config")
@@ -39,6 +52,24 @@ fn certagent(config: &Path, args: &[&str], root: Option<&Path>) -> Output {
         cmd.env(certagent::browser_policy::ROOT_ENV, root);
     }
     cmd.output().expect("certagent runs")
+}
+
+/// `dir` and everything under it owned by nobody (65534), as if nobody
+/// had made it.
+fn give_to_nobody(dir: &Path) {
+    const NOBODY: u32 = 65534;
+    std::os::unix::fs::lchown(dir, Some(NOBODY), Some(NOBODY)).expect("chown");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+            give_to_nobody(&p);
+        } else {
+            std::os::unix::fs::lchown(&p, Some(NOBODY), Some(NOBODY)).expect("chown");
+        }
+    }
 }
 
 fn stdout(o: &Output) -> String {
@@ -264,11 +295,25 @@ fn installs_into_the_real_etc_and_removes_it_again() {
     let before = snapshot();
     let tmp = tempfile::tempdir().expect("tmp");
     let config = config(tmp.path(), &format!("origins = [\"{A}\", \"{B}\"]"));
+    // A test root named to root is ignored: root works on the real /.
+    let decoy = tmp.path().join("decoy");
+    std::fs::create_dir(&decoy).expect("mkdir");
+    let as_root = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_certagent"))
+            .env_remove("CERTAGENT_CONFIG")
+            .env(certagent::browser_policy::ROOT_ENV, &decoy)
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .expect("certagent runs")
+    };
 
-    let out = certagent(&config, &["browser-policy", "--install"], None);
+    let out = as_root(&["browser-policy", "--install"]);
     println!("{}", text(&out));
     let installed = std::fs::read(ours);
-    let removed = certagent(&config, &["browser-policy", "--remove"], None);
+    let decoy_after_install = tree(&decoy);
+    let removed = as_root(&["browser-policy", "--remove"]);
     println!("{}", text(&removed));
     assert!(out.status.success(), "{}", text(&out));
     assert!(removed.status.success(), "{}", text(&removed));
@@ -276,6 +321,17 @@ fn installs_into_the_real_etc_and_removes_it_again() {
     assert_eq!(v, chromium_json(&[A, B]));
     assert!(stdout(&removed).contains(&format!("removed {}", ours.display())));
     assert_eq!(snapshot(), before, "/etc differs after --remove");
+    assert_eq!(
+        decoy_after_install,
+        Vec::<String>::new(),
+        "root wrote under {}",
+        decoy.display()
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("CERTAGENT_POLICY_ROOT is ignored"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -322,6 +378,39 @@ fn another_user_is_told_it_needs_root() {
         .output()
         .expect("setpriv runs");
     assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn a_link_planted_at_the_temporary_name_is_not_followed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = config(tmp.path(), &format!("origins = [\"{A}\"]"));
+    let root = tmp.path().join("root");
+    let managed = root.join("etc/chromium/policies/managed");
+    std::fs::create_dir_all(&managed).expect("mkdir");
+    let victim = tmp.path().join("victim");
+    std::fs::write(&victim, "untouched").expect("victim");
+    std::os::unix::fs::symlink(&victim, managed.join(".certagent.json.certagent-tmp"))
+        .expect("plant");
+    let out = ok(certagent(
+        &config,
+        &["browser-policy", "--install"],
+        Some(&root),
+    ));
+    println!("{out}");
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "untouched"
+    );
+    let ours = managed.join("certagent.json");
+    assert!(
+        std::fs::symlink_metadata(&ours)
+            .expect("installed")
+            .file_type()
+            .is_file()
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(&ours).expect("read")).expect("json");
+    assert_eq!(v, chromium_json(&[A]));
+    assert!(!managed.join(".certagent.json.certagent-tmp").exists());
 }
 
 #[test]

@@ -53,15 +53,23 @@ pub const MAX_TOKEN: usize = 16 * 1024;
 /// expire or are used, so a flood of requests can neither exhaust memory
 /// nor push out a logon in progress.
 const MAX_CHALLENGES: usize = 10_000;
-/// Live challenges one client (peer address) may hold: a browser needs one
-/// (asking again replaces its own); beyond, 429.
+/// Live challenges one client may hold: a browser needs one (asking again
+/// replaces its own); beyond, 429. A client is its network ([`client_net`]:
+/// an IPv4 /24, an IPv6 /64), not its address: one host of an IPv6 network
+/// may take any of 2^64 addresses, so a cap per address is no cap.
 const MAX_CHALLENGES_PER_CLIENT: usize = 16;
 /// Used and expired challenges are remembered this long after expiry, so
 /// a replay is refused as a replay rather than as an unknown challenge.
 const REMEMBER_AFTER_EXPIRY: Duration = Duration::from_secs(10 * 60);
 /// A logon session lasts this long, whatever happens in it.
 const SESSION_TTL: Duration = Duration::from_secs(30 * 60);
+/// Open sessions at once; beyond, a new logon is refused (503) until some
+/// expire: an open session is never ended for another client's logon.
 const MAX_SESSIONS: usize = 10_000;
+/// Open sessions one client network ([`client_net`]) may hold; beyond,
+/// 429. An office behind one address has room; one customer logging on in
+/// a loop does not fill the table for everyone else.
+const MAX_SESSIONS_PER_CLIENT: usize = 256;
 const CHALLENGE_LEN: usize = 32;
 pub const SESSION_COOKIE: &str = "session";
 /// Set by `/logon/challenge`: the challenge this browser may use. A
@@ -106,6 +114,12 @@ pub enum LogonError {
     TooManyChallenges { retry_after: u64 },
     #[error("the bank has too many logons in progress: try again in {retry_after} seconds")]
     Busy { retry_after: u64 },
+    #[error(
+        "too many sessions are open from this network: log off elsewhere, or wait {retry_after} seconds"
+    )]
+    TooManySessions { retry_after: u64 },
+    #[error("the bank has too many open sessions: try again in {retry_after} seconds")]
+    SessionsFull { retry_after: u64 },
     #[error("the challenge expired after {minutes} minutes: start the logon again")]
     ChallengeExpired { minutes: u64 },
     #[error("the token was made for {got:?}, not for this bank ({want})")]
@@ -190,8 +204,8 @@ impl LogonError {
             | Expired(_)
             | Lapsed { .. } => 403,
             NoSession | SessionExpired => 401,
-            TooManyChallenges { .. } => 429,
-            Busy { .. } => 503,
+            TooManyChallenges { .. } | TooManySessions { .. } => 429,
+            Busy { .. } | SessionsFull { .. } => 503,
             Method(_) => 405,
             NotFound => 404,
             Internal(_) => 500,
@@ -217,6 +231,8 @@ impl LogonError {
             ChallengeMismatch => "challenge_mismatch",
             TooManyChallenges { .. } => "too_many_challenges",
             Busy { .. } => "busy",
+            TooManySessions { .. } => "too_many_sessions",
+            SessionsFull { .. } => "sessions_full",
             ChallengeExpired { .. } => "challenge_expired",
             WrongOrigin { .. } => "wrong_origin",
             CrossOrigin { .. } => "cross_origin",
@@ -249,7 +265,10 @@ impl LogonError {
         );
         match self {
             LogonError::Method(allow) => answer.with_header(header::ALLOW, allow),
-            LogonError::TooManyChallenges { retry_after } | LogonError::Busy { retry_after } => {
+            LogonError::TooManyChallenges { retry_after }
+            | LogonError::Busy { retry_after }
+            | LogonError::TooManySessions { retry_after }
+            | LogonError::SessionsFull { retry_after } => {
                 answer.with_header_value(header::RETRY_AFTER, HeaderValue::from(*retry_after))
             }
             _ => answer,
@@ -259,9 +278,21 @@ impl LogonError {
 
 // ------------------------------------------------------------ challenges
 
+/// The network a client is counted by: its IPv4 /24 or its IPv6 /64 (the
+/// smallest network one customer's host is given; it may pick any address
+/// in it). An IPv4 address seen as IPv4-mapped IPv6 (a dual-stack socket)
+/// is IPv4, so it is not lumped with every other IPv4 client.
+pub(super) fn client_net(addr: IpAddr) -> IpAddr {
+    match addr.to_canonical() {
+        IpAddr::V4(a) => IpAddr::V4(std::net::Ipv4Addr::from(a.to_bits() & !0xff)),
+        IpAddr::V6(a) => IpAddr::V6(std::net::Ipv6Addr::from(a.to_bits() & !((1u128 << 64) - 1))),
+    }
+}
+
 /// A challenge that may still be used: whom it was issued to, and until when.
 struct Live {
     expires: Instant,
+    /// The address it was issued to (only it may replace it).
     client: IpAddr,
 }
 
@@ -278,8 +309,8 @@ enum Spent {
 
 /// Challenges issued, bounded so that no flood can push out a logon in
 /// progress: live (unused, unexpired) challenges are never dropped before
-/// they expire. Instead a client (peer address) may hold only `per_client`
-/// live challenges, and when `cap` are live altogether new ones are
+/// they expire. Instead a client network ([`client_net`]) may hold only
+/// `per_client` live challenges, and when `cap` are live altogether new ones are
 /// refused until some expire or are used. A browser that asks again
 /// replaces its own previous challenge (named by its cookie).
 ///
@@ -294,6 +325,7 @@ pub(super) struct Challenges {
     /// Issue order, which with one TTL for all is expiry order. Keys of
     /// challenges already spent are skipped (and compacted away).
     live_order: VecDeque<[u8; CHALLENGE_LEN]>,
+    /// Live challenges per client network.
     clients: HashMap<IpAddr, usize>,
     spent: HashMap<[u8; CHALLENGE_LEN], (Instant, Spent)>,
     spent_order: VecDeque<[u8; CHALLENGE_LEN]>,
@@ -329,7 +361,8 @@ impl Challenges {
         {
             self.retire(old, now, Spent::Replaced);
         }
-        if self.clients.get(&client).copied().unwrap_or(0) >= self.per_client {
+        let net = client_net(client);
+        if self.clients.get(&net).copied().unwrap_or(0) >= self.per_client {
             return Err(LogonError::TooManyChallenges {
                 retry_after: self.ttl.as_secs().max(1),
             });
@@ -355,7 +388,7 @@ impl Challenges {
             },
         );
         self.live_order.push_back(c);
-        *self.clients.entry(client).or_insert(0) += 1;
+        *self.clients.entry(net).or_insert(0) += 1;
         Ok(c)
     }
 
@@ -390,10 +423,11 @@ impl Challenges {
         let Some(live) = self.live.remove(&key) else {
             return;
         };
-        if let Some(n) = self.clients.get_mut(&live.client) {
+        let net = client_net(live.client);
+        if let Some(n) = self.clients.get_mut(&net) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                self.clients.remove(&live.client);
+                self.clients.remove(&net);
             }
         }
         while self.spent.len() >= self.cap {
@@ -451,36 +485,94 @@ pub(super) struct Session {
 }
 
 /// Open sessions by id, oldest first (and so first to expire); bounded
-/// like the challenges.
+/// like the challenges: an open session is never ended early to make room
+/// for another logon. When `cap` are open a new logon is refused (503),
+/// and one client network may hold only `per_client` of them (429).
 struct Sessions {
-    entries: HashMap<[u8; 32], Session>,
+    cap: usize,
+    per_client: usize,
+    entries: HashMap<[u8; 32], (Session, IpAddr)>,
     order: VecDeque<[u8; 32]>,
+    /// Open sessions per client network ([`client_net`]).
+    clients: HashMap<IpAddr, usize>,
 }
 
 impl Sessions {
-    fn open(&mut self, id: [u8; 32], session: Session) {
-        let now = Instant::now();
-        while let Some(oldest) = self.order.front() {
-            if self.entries.get(oldest).is_some_and(|s| s.expires > now) {
+    fn new(cap: usize, per_client: usize) -> Sessions {
+        Sessions {
+            cap: cap.max(1),
+            per_client: per_client.max(1),
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            clients: HashMap::new(),
+        }
+    }
+
+    /// Open session `id` for `client`, unless its network holds its share
+    /// or the table is full of sessions still open.
+    fn open(
+        &mut self,
+        id: [u8; 32],
+        session: Session,
+        client: IpAddr,
+        now: Instant,
+    ) -> Result<(), LogonError> {
+        while let Some(oldest) = self.order.front().copied() {
+            if self
+                .entries
+                .get(&oldest)
+                .is_some_and(|(s, _)| s.expires > now)
+            {
                 break;
             }
-            self.entries.remove(oldest);
+            self.remove(&oldest);
             self.order.pop_front();
         }
-        while self.order.len() >= MAX_SESSIONS {
-            if let Some(oldest) = self.order.pop_front() {
-                self.entries.remove(&oldest);
+        let retry_after = || {
+            self.order
+                .front()
+                .and_then(|k| self.entries.get(k))
+                .map_or(SESSION_TTL, |(s, _)| {
+                    s.expires.saturating_duration_since(now)
+                })
+                .as_secs()
+                .max(1)
+        };
+        let net = client_net(client);
+        if self.clients.get(&net).copied().unwrap_or(0) >= self.per_client {
+            return Err(LogonError::TooManySessions {
+                retry_after: retry_after(),
+            });
+        }
+        if self.entries.len() >= self.cap {
+            return Err(LogonError::SessionsFull {
+                retry_after: retry_after(),
+            });
+        }
+        self.entries.insert(id, (session, net));
+        self.order.push_back(id);
+        *self.clients.entry(net).or_insert(0) += 1;
+        Ok(())
+    }
+
+    /// Forget session `id` (its place in `order` is the caller's).
+    fn remove(&mut self, id: &[u8; 32]) {
+        let Some((_, net)) = self.entries.remove(id) else {
+            return;
+        };
+        if let Some(n) = self.clients.get_mut(&net) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.clients.remove(&net);
             }
         }
-        self.entries.insert(id, session);
-        self.order.push_back(id);
     }
 
     fn get(&mut self, id: &[u8], now: Instant) -> Result<Session, LogonError> {
         let key = <[u8; 32]>::try_from(id).map_err(|_| LogonError::NoSession)?;
-        let session = self.entries.get(&key).ok_or(LogonError::NoSession)?;
+        let (session, _) = self.entries.get(&key).ok_or(LogonError::NoSession)?;
         if now >= session.expires {
-            self.entries.remove(&key);
+            self.remove(&key);
             self.order.retain(|k| *k != key);
             return Err(LogonError::SessionExpired);
         }
@@ -751,10 +843,7 @@ impl Logon {
                 MAX_CHALLENGES,
                 MAX_CHALLENGES_PER_CLIENT,
             )),
-            sessions: Mutex::new(Sessions {
-                entries: HashMap::new(),
-                order: VecDeque::new(),
-            }),
+            sessions: Mutex::new(Sessions::new(MAX_SESSIONS, MAX_SESSIONS_PER_CLIENT)),
         }
     }
 
@@ -770,7 +859,7 @@ impl Logon {
             ("challenge", Method::POST) => self
                 .same_origin(req.headers())
                 .and_then(|()| self.challenge(client, req.headers())),
-            ("verify", Method::POST) => Ok(self.clone().verify(req).await),
+            ("verify", Method::POST) => Ok(self.clone().verify(client, req).await),
             ("session", Method::GET) => self.session(req.headers()),
             ("challenge" | "verify", _) => Err(LogonError::Method("POST")),
             ("session", _) => Err(LogonError::Method("GET")),
@@ -815,9 +904,9 @@ impl Logon {
 
     /// A refusal names the holder in the log once the certificate is known
     /// to be theirs (signature, chain and record checked).
-    async fn verify(self: Arc<Self>, req: Request<Incoming>) -> Answer {
+    async fn verify(self: Arc<Self>, client: IpAddr, req: Request<Incoming>) -> Answer {
         let mut holder = None;
-        match self.verify_token(req, &mut holder).await {
+        match self.verify_token(client, req, &mut holder).await {
             Ok(answer) => answer,
             Err(e) => e.answer().with_user(holder),
         }
@@ -825,6 +914,7 @@ impl Logon {
 
     async fn verify_token(
         self: Arc<Self>,
+        client: IpAddr,
         req: Request<Incoming>,
         holder: &mut Option<String>,
     ) -> Result<Answer, LogonError> {
@@ -884,10 +974,10 @@ impl Logon {
         .await
         .map_err(|e| LogonError::Internal(e.to_string()))?;
         *holder = user;
-        self.open_session(result?)
+        self.open_session(client, result?)
     }
 
-    fn open_session(&self, who: LoggedOn) -> Result<Answer, LogonError> {
+    fn open_session(&self, client: IpAddr, who: LoggedOn) -> Result<Answer, LogonError> {
         let mut id = [0u8; 32];
         self.rng
             .fill(&mut id)
@@ -898,7 +988,7 @@ impl Logon {
             expires: Instant::now() + SESSION_TTL,
             expires_at: OffsetDateTime::now_utc() + SESSION_TTL,
         };
-        lock(&self.sessions).open(id, session);
+        lock(&self.sessions).open(id, session, client, Instant::now())?;
         let body = json!({
             "subject": who.subject,
             "holder": who.holder,
@@ -1024,8 +1114,106 @@ mod tests {
 
     const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
+    /// A client of a network of its own (clients are counted per /24).
     fn ip(n: u8) -> IpAddr {
-        IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, n))
+        IpAddr::V4(std::net::Ipv4Addr::new(198, 51, n, 7))
+    }
+
+    #[test]
+    fn client_networks_are_a_v4_slash_24_and_a_v6_slash_64() {
+        let net = |s: &str| client_net(s.parse().unwrap()).to_string();
+        assert_eq!(net("192.0.2.77"), "192.0.2.0");
+        assert_eq!(net("::ffff:192.0.2.77"), "192.0.2.0");
+        assert_eq!(net("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(net("::1"), "::");
+    }
+
+    #[test]
+    fn one_network_cannot_take_every_challenge() {
+        let rng = SystemRandom::new();
+        let now = Instant::now();
+        let mut c = Challenges::new(CHALLENGE_TTL, MAX_CHALLENGES, MAX_CHALLENGES_PER_CLIENT);
+        // 625 addresses of one IPv6 /64 used to hold 16 each: every live
+        // challenge. Now the /64 holds 16 in all.
+        let mut issued = 0;
+        for n in 0..625u128 {
+            let a = std::net::Ipv6Addr::from((0x2001_0db8_0000_0001u128 << 64) | (n + 1));
+            for _ in 0..16 {
+                match c.issue(&rng, now, IpAddr::V6(a), None) {
+                    Ok(_) => issued += 1,
+                    Err(e) => assert_eq!(e.code(), "too_many_challenges"),
+                }
+            }
+        }
+        println!("one /64, 625 addresses x 16: {issued} issued");
+        assert_eq!(issued, MAX_CHALLENGES_PER_CLIENT);
+        // The same for an IPv4 /24, also when seen as IPv4-mapped IPv6.
+        let mut issued = 0;
+        for n in 0..=255u8 {
+            let a = std::net::Ipv4Addr::new(203, 0, 113, n);
+            let seen = if n % 2 == 0 {
+                IpAddr::V4(a)
+            } else {
+                IpAddr::V6(a.to_ipv6_mapped())
+            };
+            for _ in 0..16 {
+                issued += usize::from(c.issue(&rng, now, seen, None).is_ok());
+            }
+        }
+        println!("one /24, 256 addresses x 16: {issued} issued");
+        assert_eq!(issued, MAX_CHALLENGES_PER_CLIENT);
+        // Everyone else is served.
+        assert!(c.issue(&rng, now, HOME, None).is_ok());
+        let other = "2001:db8:0:2::1".parse().unwrap();
+        assert!(c.issue(&rng, now, other, None).is_ok());
+    }
+
+    fn session(now: Instant) -> Session {
+        Session {
+            subject: "CN=Ana".into(),
+            user: None,
+            expires: now + SESSION_TTL,
+            expires_at: OffsetDateTime::now_utc() + SESSION_TTL,
+        }
+    }
+
+    #[test]
+    fn a_logon_never_ends_another_clients_session() {
+        let now = Instant::now();
+        let mut s = Sessions::new(4, 2);
+        let theirs = [1u8; 32];
+        s.open(theirs, session(now), HOME, now).unwrap();
+        // One customer logs on again and again from one network: beyond its
+        // share, 429; the other client's session stays.
+        let flood = "2001:db8:5:6::1".parse::<IpAddr>().unwrap();
+        let mut refused = Vec::new();
+        for n in 0..20u8 {
+            let from = match flood {
+                IpAddr::V6(a) => IpAddr::V6((a.to_bits() + u128::from(n)).into()),
+                v4 => v4,
+            };
+            if let Err(e) = s.open([10 + n; 32], session(now), from, now) {
+                refused.push((e.status(), e.code()));
+            }
+        }
+        assert_eq!(refused.len(), 18);
+        assert!(
+            refused.iter().all(|r| *r == (429, "too_many_sessions")),
+            "{refused:?}"
+        );
+        // Many networks: when the table is full, 503 and nothing is ended.
+        assert!(s.open([40; 32], session(now), ip(1), now).is_ok());
+        let full = s.open([41; 32], session(now), ip(2), now).unwrap_err();
+        assert_eq!((full.status(), full.code()), (503, "sessions_full"));
+        assert!(full.answer().status == 503);
+        assert_eq!(s.get(&theirs, now).unwrap().subject, "CN=Ana");
+        assert_eq!(s.entries.len(), 4);
+        // Room again once sessions expire.
+        let later = now + SESSION_TTL;
+        assert!(s.open([42; 32], session(later), ip(2), later).is_ok());
+        assert_eq!(s.get(&theirs, later).unwrap_err(), LogonError::NoSession);
+        assert_eq!(s.entries.len(), 1);
+        assert_eq!(s.clients.len(), 1);
     }
 
     #[test]
@@ -1241,6 +1429,8 @@ mod tests {
             LogonError::BadSignature,
             LogonError::NoSession,
             LogonError::Expired("2026-01-01T00:00:00Z".into()),
+            LogonError::TooManySessions { retry_after: 1 },
+            LogonError::SessionsFull { retry_after: 1 },
         ];
         let codes: Vec<_> = all.iter().map(|e| (e.code(), e.status())).collect();
         assert_eq!(
@@ -1250,7 +1440,9 @@ mod tests {
                 ("not_json", 415),
                 ("bad_signature", 403),
                 ("no_session", 401),
-                ("certificate_expired", 403)
+                ("certificate_expired", 403),
+                ("too_many_sessions", 429),
+                ("sessions_full", 503)
             ]
         );
     }

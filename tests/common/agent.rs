@@ -50,6 +50,9 @@ struct Launch<'a> {
     args: &'a [&'a str],
     /// The bank listens on `bank_opts.listen` as given.
     keep_listen: bool,
+    /// The agent's stderr goes to `agent.stderr` in the token's folder
+    /// (else it is the test's).
+    stderr_to_file: bool,
 }
 
 impl Agent {
@@ -70,6 +73,7 @@ impl Agent {
                 env: &[],
                 args: &[],
                 keep_listen: false,
+                stderr_to_file: false,
             },
         )
     }
@@ -91,6 +95,7 @@ impl Agent {
                 env: &[],
                 args: &[],
                 keep_listen: false,
+                stderr_to_file: false,
             },
         )
     }
@@ -115,6 +120,7 @@ impl Agent {
                 env: &[],
                 args: &[],
                 keep_listen: true,
+                stderr_to_file: false,
             },
         )
     }
@@ -132,6 +138,7 @@ impl Agent {
                 env,
                 args,
                 keep_listen: false,
+                stderr_to_file: false,
             },
         )
     }
@@ -150,8 +157,32 @@ impl Agent {
                 env: &[],
                 args: &[],
                 keep_listen: false,
+                stderr_to_file: false,
             },
         )
+    }
+
+    /// As [`Agent::start`], with the agent's stderr kept in a file
+    /// ([`Agent::stderr`]).
+    pub fn start_logged(days_left: i64) -> Agent {
+        Agent::launch(
+            days_left,
+            |_| vec![ORIGIN.to_string()],
+            ServeOptions::default(),
+            |_, _| {},
+            Launch {
+                stack: Stack::SoftHsm,
+                env: &[],
+                args: &[],
+                keep_listen: false,
+                stderr_to_file: true,
+            },
+        )
+    }
+
+    /// What the agent wrote to stderr, when started by [`Agent::start_logged`].
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.hsm.path().join("agent.stderr")).unwrap_or_default()
     }
 
     fn launch(
@@ -166,6 +197,7 @@ impl Agent {
             env,
             args,
             keep_listen,
+            stderr_to_file,
         } = how;
         let hsm = TestToken::on(stack);
         let port = free_port();
@@ -222,7 +254,13 @@ impl Agent {
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if stderr_to_file {
+                Stdio::from(
+                    std::fs::File::create(hsm.path().join("agent.stderr")).expect("stderr file"),
+                )
+            } else {
+                Stdio::inherit()
+            })
             .spawn()
             .expect("certagent run");
         let stdout = child.stdout.take().expect("stdout");

@@ -54,13 +54,10 @@ pub(super) fn choose(
     usable: impl Fn(&TokenCert) -> bool,
 ) -> Result<TokenCert, Failure> {
     match id {
-        Some(want) => certs.into_iter().find(|c| c.id == want).ok_or_else(|| {
-            Failure::new(
-                404,
-                "not-found",
-                "no bank certificate with that id on the token",
-            )
-        }),
+        Some(want) => certs
+            .into_iter()
+            .find(|c| c.id == want)
+            .ok_or_else(super::no_such_certificate),
         None => {
             let mut usable: Vec<_> = certs.into_iter().filter(|c| usable(c)).collect();
             match usable.len() {

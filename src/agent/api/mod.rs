@@ -1,13 +1,16 @@
 //! The local API for the bank's web pages, safe by construction.
 //!
-//! It listens on loopback only. Every request passes the [`gate`] (Host and
-//! Origin) before anything else. Behind it: [`status`], the origin-bound
+//! It listens on loopback only. Only connections of the agent's own OS
+//! user are served, decided when they are accepted ([`admit`], [`peer`]);
+//! every request on them passes the [`gate`] (Host and Origin) before
+//! anything else. Behind it: [`status`], the origin-bound
 //! [`logon`] and [`renewals`]. Each reaches the token through the agent's
 //! one [`Owner`](super::owner::Owner) and the user through its one
 //! [`Prompts`](super::prompts::Prompts): consent and PIN are asked in the
 //! agent's own pinentry window, never through the page, one question at a
 //! time, and a rejected PIN is never retried.
 
+mod admit;
 mod gate;
 mod logon;
 mod peer;
@@ -39,13 +42,8 @@ use gate::{Failure, failure, json_response};
 pub use gate::MAX_BODY;
 pub use logon::TOKEN_FORMAT;
 
-/// Connections served at once; beyond, new ones are closed at once (not
-/// left in the kernel's backlog, where they would wait behind slow ones).
-const MAX_CONNECTIONS: usize = 256;
-/// Connections one process (or, where its process is not known, one user)
-/// may hold at once: more than a browser opens to one host (6), few enough
-/// that one local program cannot take them all.
-const PER_PEER: usize = 8;
+use admit::{MAX_CONNECTIONS, MAX_REFUSING, PER_PROCESS};
+
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A logon waits for the user at most this long (pinentry has its own timeout too).
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
@@ -111,8 +109,10 @@ pub async fn serve(agent: Arc<Agent>) -> Result<RunningApi, ApiError> {
     })?;
     let (stop, mut stopped) = oneshot::channel();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let peers = Peers::default();
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
+    let own = admit::Own::default();
     let task = tokio::spawn(async move {
+        let mut quiet = admit::Quiet::default();
         loop {
             // Accept at once, whatever is being served: a connection waits
             // for its turn here, never in the kernel's backlog.
@@ -121,35 +121,71 @@ pub async fn serve(agent: Arc<Agent>) -> Result<RunningApi, ApiError> {
                 a = listener.accept() => match a {
                     Ok(a) => a,
                     Err(e) => {
-                        log::warn!("local API: accept failed: {e}");
+                        quiet.warn(|| format!("accept failed: {e}"));
+                        // Out of descriptors, say: let some close first.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                         continue;
                     }
                 },
             };
+            // Who holds the client socket, before a byte of it is read: one
+            // exact question to the kernel, answered in microseconds (so
+            // asked here: a flood's connections cost no more than that);
+            // for this user beyond PER_PROCESS connections, which process,
+            // off the async workers.
+            let admitted = match peer::identify(from, addr) {
+                peer::Peer::Own { inode } if own.count() < PER_PROCESS => Ok(own.enter(inode)),
+                peer::Peer::Own { inode } => {
+                    let own = own.clone();
+                    tokio::task::spawn_blocking(move || own.enter(inode))
+                        .await
+                        .map_err(|_| peer::Peer::Unknown("the check failed"))
+                }
+                other => Err(other),
+            };
+            let slot = match admitted {
+                Ok(Ok(slot)) => slot,
+                Ok(Err(process)) => {
+                    quiet.warn(|| match process {
+                        Some(p) => format!(
+                            "process {p} holds {PER_PROCESS} connections already; closing one from {from}"
+                        ),
+                        None => format!(
+                            "{PER_PROCESS} connections of no known process are open; closing one from {from}"
+                        ),
+                    });
+                    continue;
+                }
+                Err(who) => {
+                    quiet.warn(|| match who {
+                        peer::Peer::Other(uid) => format!(
+                            "refused a connection from {from}: {}'s program",
+                            peer::user_name(uid)
+                        ),
+                        _ => format!("refused a connection from {from}: {who:?}"),
+                    });
+                    // Never a slot of this user's: an answer, then closed.
+                    if let Ok(permit) = refusing.clone().try_acquire_owned() {
+                        tokio::spawn(async move {
+                            admit::refuse(tcp, admit::refusal(who)).await;
+                            drop(permit);
+                        });
+                    }
+                    continue;
+                }
+            };
             let Ok(permit) = slots.clone().try_acquire_owned() else {
-                log::warn!(
-                    "local API: {MAX_CONNECTIONS} connections open; closing one from {from}"
-                );
+                quiet.warn(|| {
+                    format!("{MAX_CONNECTIONS} connections open; closing one from {from}")
+                });
                 continue;
             };
             let agent = agent.clone();
-            let peers = peers.clone();
             tokio::spawn(async move {
-                let _permit = permit;
-                // Who holds the client socket, before reading a byte of it.
-                let who = tokio::task::spawn_blocking(move || peer::identify(from, addr))
-                    .await
-                    .unwrap_or(peer::Peer::Unknown);
-                let Some(_slot) = peers.enter(who) else {
-                    log::warn!(
-                        "local API: {who:?} holds {PER_PEER} connections already; closing one"
-                    );
-                    return;
-                };
-                let own = who.is_own();
+                let _held = (permit, slot);
                 let service = service_fn(move |req| {
                     let agent = agent.clone();
-                    async move { Ok::<_, Infallible>(handle(agent, addr, own, req).await) }
+                    async move { Ok::<_, Infallible>(handle(agent, addr, req).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -166,59 +202,9 @@ pub async fn serve(agent: Arc<Agent>) -> Result<RunningApi, ApiError> {
     })
 }
 
-/// Open connections per peer, for [`PER_PEER`].
-#[derive(Clone, Default)]
-struct Peers(Arc<std::sync::Mutex<std::collections::HashMap<peer::Peer, usize>>>);
-
-/// A peer's connection, counted until dropped.
-struct PeerSlot {
-    peers: Peers,
-    who: peer::Peer,
-}
-
-impl Peers {
-    fn count(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<peer::Peer, usize>> {
-        // A panic elsewhere while counting leaves counts that are still right.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A slot for `who`, unless it holds [`PER_PEER`] already. Where the
-    /// platform cannot tell peers apart, there is no per-peer cap.
-    fn enter(&self, who: peer::Peer) -> Option<PeerSlot> {
-        if who != peer::Peer::Unknown {
-            let mut count = self.count();
-            let n = count.entry(who).or_insert(0);
-            if *n >= PER_PEER {
-                return None;
-            }
-            *n += 1;
-        }
-        Some(PeerSlot {
-            peers: self.clone(),
-            who,
-        })
-    }
-}
-
-impl Drop for PeerSlot {
-    fn drop(&mut self) {
-        if self.who == peer::Peer::Unknown {
-            return;
-        }
-        let mut count = self.peers.count();
-        if let Some(n) = count.get_mut(&self.who) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                count.remove(&self.who);
-            }
-        }
-    }
-}
-
 async fn handle(
     agent: Arc<Agent>,
     addr: SocketAddr,
-    own: bool,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let origin = match gate::gate(&agent, addr, req.headers()) {
@@ -234,11 +220,8 @@ async fn handle(
             return r;
         }
     };
-    // Then, before anything happens for this request (a preflight's CORS
-    // answer included): the connecting process must be this user's.
-    if !own {
-        return another_user();
-    }
+    // The connecting process is this user's: only such connections are
+    // served at all (see `admit`).
     let o = Some(origin.as_str());
     if req.method() == Method::OPTIONS {
         return gate::preflight(req.headers(), &origin);
@@ -276,24 +259,6 @@ async fn handle(
         _ => Err(Failure::new(404, "not-found", "no such endpoint")),
     };
     result.unwrap_or_else(|f| failure(f, o))
-}
-
-/// The answer to another OS user's process: 403, no CORS, nothing more,
-/// and the connection closed.
-fn another_user() -> Response<Full<Bytes>> {
-    let mut r = failure(
-        Failure::new(
-            403,
-            "user",
-            "this agent serves only its own user's programs",
-        ),
-        None,
-    );
-    r.headers_mut().insert(
-        hyper::header::CONNECTION,
-        hyper::header::HeaderValue::from_static("close"),
-    );
-    r
 }
 
 fn token_failure(e: TokenError) -> Failure {
@@ -379,6 +344,18 @@ fn consent_and_login(
         lease.login(Some(&pin)).map_err(token_failure)?;
         Ok(Some(pin))
     }
+}
+
+/// A page named a certificate that is not one of the bank's on the token.
+/// The one answer for an absent id, another issuer's certificate and one
+/// the agent replaced alike: a page learns nothing of what else the token
+/// holds. It names no id either, so the answers are the same byte for byte.
+fn no_such_certificate() -> Failure {
+    Failure::new(
+        404,
+        "not-found",
+        "no bank certificate with that id on the token",
+    )
 }
 
 fn parse_id(id: Option<&str>) -> Result<Option<Vec<u8>>, Failure> {

@@ -3,124 +3,116 @@
 //! "the connecting process must belong to the agent's own OS user"); on a
 //! shared host another user's browser or program reaches the same port.
 //!
-//! On Linux the kernel's socket table says it: the client socket is the
-//! line of `/proc/net/tcp` (or `tcp6`) whose local address is the peer's
-//! address and whose remote address is ours, and its `uid` column is the
-//! owner. Reading the table is what `ss -tnpe` does; no crate offers it for
-//! one socket. Elsewhere the check is not made here (SECURITY.md says how
-//! Windows and macOS would do it).
+//! On Linux one exact question to the kernel says it: a `sock_diag`
+//! netlink request (`SOCK_DIAG_BY_FAMILY`, what `ss` uses) for the TCP
+//! socket whose local end is the peer's address and whose remote end is
+//! ours answers with that socket's owner (`idiag_uid`) and inode. No table
+//! is read and nothing is matched by hand. A client may hold an IPv6 socket
+//! connected to `::ffff:127.0.0.1` (Java does by default) while the agent
+//! sees an IPv4 peer: both families are asked.
 //!
-//! The same line gives the socket's inode; the process holding it is the
-//! one of this user's processes with a descriptor `socket:[inode]` (what
-//! `ss -p` and `lsof` do). Connections are capped per process, so one local
-//! program cannot take every connection the agent serves.
+//! Anything the kernel does not answer exactly is refused (fail closed):
+//! no answer, an answer for another socket, a socket in TIME_WAIT (its
+//! owner is no longer known). Elsewhere than Linux there is no check yet,
+//! so every caller is refused (SECURITY.md says how Windows and macOS
+//! would do it).
+//!
+//! The process behind a socket of the agent's own user is looked up only
+//! when a per-process cap needs it ([`processes_of`]: the descriptors
+//! `socket:[inode]` of this user's processes, as `ss -p` and `lsof` do).
 
-use std::net::{IpAddr, SocketAddr};
-
-/// A client socket as the kernel's table shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Socket {
-    uid: u32,
-    inode: u64,
-}
+use std::collections::HashMap;
+use std::net::SocketAddr;
 
 /// Who is connecting, as far as this platform can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peer {
-    /// A process of the agent's own user.
-    Process(u32),
-    /// A socket of this OS user whose process was not found (it exited, or
-    /// this user may not look at it).
-    User(u32),
-    /// The platform does not say (not Linux).
-    Unknown,
-}
-
-impl Peer {
-    /// Whether the connection may be served: it belongs to this user. Where
-    /// the platform gives no answer, the Host and Origin checks remain the
-    /// only gate.
-    pub fn is_own(self) -> bool {
-        match self {
-            Peer::Process(_) => true,
-            Peer::User(uid) => uid == me(),
-            Peer::Unknown => !cfg!(target_os = "linux"),
-        }
-    }
+    /// A socket of the agent's own OS user, by its inode.
+    Own { inode: u64 },
+    /// A socket of another OS user.
+    Other(u32),
+    /// Not known, so refused: why.
+    Unknown(&'static str),
 }
 
 /// Who holds the client socket `peer` connected to `local`.
 #[cfg(target_os = "linux")]
 pub fn identify(peer: SocketAddr, local: SocketAddr) -> Peer {
-    match table_find(peer, |l, r, _| l == peer && r == local) {
-        Some(s) if s.uid == me() => process_of(s.inode).map_or(Peer::User(s.uid), Peer::Process),
-        Some(s) => Peer::User(s.uid),
-        None => Peer::Unknown,
+    let mut why = "the kernel does not know the connecting socket";
+    for family in diag::families(peer, local) {
+        match diag::lookup(family, peer, local) {
+            Ok(Some(s)) if s.uid == me() => return Peer::Own { inode: s.inode },
+            Ok(Some(s)) => return Peer::Other(s.uid),
+            Ok(None) => {}
+            Err(w) => why = w,
+        }
     }
+    Peer::Unknown(why)
 }
 
 #[cfg(not(target_os = "linux"))]
 pub fn identify(_peer: SocketAddr, _local: SocketAddr) -> Peer {
-    Peer::Unknown
-}
-
-/// The process of this user with a descriptor on socket `inode`.
-#[cfg(target_os = "linux")]
-fn process_of(inode: u64) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    let want = format!("socket:[{inode}]");
-    let me = me();
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|p| {
-        let pid: u32 = p.file_name().to_str()?.parse().ok()?;
-        // Only this user's processes: others' descriptors are not ours to read.
-        if p.metadata().ok()?.uid() != me {
-            return None;
-        }
-        let fds = std::fs::read_dir(p.path().join("fd")).ok()?;
-        fds.flatten()
-            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == want.as_str()))
-            .then_some(pid)
-    })
-}
-
-/// The first socket in the kernel's TCP table for `family`'s address
-/// family whose (local, remote, state) `wanted` accepts.
-#[cfg(target_os = "linux")]
-fn table_find(
-    family: SocketAddr,
-    wanted: impl Fn(SocketAddr, SocketAddr, &str) -> bool,
-) -> Option<Socket> {
-    let table = match family.ip() {
-        IpAddr::V4(_) => "/proc/net/tcp",
-        IpAddr::V6(_) => "/proc/net/tcp6",
-    };
-    let text = std::fs::read_to_string(table).ok()?;
-    text.lines().skip(1).find_map(|line| {
-        let mut cols = line.split_whitespace();
-        let _slot = cols.next()?;
-        let l = parse_addr(cols.next()?)?;
-        let r = parse_addr(cols.next()?)?;
-        let state = cols.next()?;
-        if !wanted(l, r, state) {
-            return None;
-        }
-        // tx:rx queue, timer, retransmits, then uid, timeout and inode.
-        let uid = cols.nth(3)?.parse().ok()?;
-        let inode = cols.nth(1)?.parse().ok()?;
-        Some(Socket { uid, inode })
-    })
+    Peer::Unknown("this system gives certagent no way to tell which user's program is connecting")
 }
 
 /// The OS user whose socket listens on `addr` (when binding it failed).
 #[cfg(target_os = "linux")]
 pub fn listener(addr: SocketAddr) -> Option<u32> {
-    // State 0A is TCP_LISTEN.
-    table_find(addr, |l, _, state| state == "0A" && l == addr).map(|s| s.uid)
+    diag::families(addr, addr)
+        .into_iter()
+        .find_map(|family| diag::listener(family, addr).ok().flatten())
 }
 
 #[cfg(not(target_os = "linux"))]
 pub fn listener(_addr: SocketAddr) -> Option<u32> {
     None
+}
+
+/// For each of `inodes`, the process of this user holding that socket,
+/// where one is found (it may have exited). One pass over this user's
+/// processes, however many inodes are asked for.
+#[cfg(target_os = "linux")]
+pub fn processes_of(inodes: &[u64]) -> HashMap<u64, u32> {
+    use std::os::unix::fs::MetadataExt;
+    let mut found = HashMap::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    let me = me();
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        // Only this user's processes: others' descriptors are not ours to read.
+        if !p.metadata().is_ok_and(|m| m.uid() == me) {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let inode = target
+                .to_str()
+                .and_then(|t| t.strip_prefix("socket:["))
+                .and_then(|t| t.strip_suffix(']'))
+                .and_then(|t| t.parse::<u64>().ok());
+            if let Some(i) = inode.filter(|i| inodes.contains(i)) {
+                found.entry(i).or_insert(pid);
+            }
+        }
+        if found.len() == inodes.len() {
+            break;
+        }
+    }
+    found
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn processes_of(_inodes: &[u64]) -> HashMap<u64, u32> {
+    HashMap::new()
 }
 
 /// A user's name from the password database, else the number.
@@ -150,60 +142,410 @@ pub fn me() -> u32 {
     0
 }
 
-/// `0100007F:1F90` (IPv4) or 32 hex digits and a port (IPv6), as the kernel
-/// prints them: each 32-bit word in the machine's byte order.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-fn parse_addr(s: &str) -> Option<SocketAddr> {
-    let (addr, port) = s.split_once(':')?;
-    let port = u16::from_str_radix(port, 16).ok()?;
-    let word = |i: usize| -> Option<[u8; 4]> {
-        let hex = addr.get(i * 8..i * 8 + 8)?;
-        Some(u32::from_str_radix(hex, 16).ok()?.to_ne_bytes())
-    };
-    let ip: IpAddr = match addr.len() {
-        8 => std::net::Ipv4Addr::from(word(0)?).into(),
-        32 => {
-            let mut b = [0u8; 16];
-            for (i, chunk) in b.chunks_mut(4).enumerate() {
-                chunk.copy_from_slice(&word(i)?);
-            }
-            std::net::Ipv6Addr::from(b).into()
+/// The kernel's socket diagnostics (`NETLINK_SOCK_DIAG`, linux/inet_diag.h),
+/// one exact lookup at a time.
+///
+/// The request and the answer are encoded here by hand: each is a fixed
+/// layout of the kernel's stable user-space ABI (a `nlmsghdr` and an
+/// `inet_diag_req_v2`, a `nlmsghdr` and an `inet_diag_msg`), about a
+/// hundred bytes. The `libc` crate has the netlink socket but not these
+/// structures; the netlink crates that have them (rust-netlink's
+/// `netlink-packet-sock-diag` with `-core`, `-utils` and `netlink-sys`)
+/// would bring four crates for one request and one reply.
+#[cfg(target_os = "linux")]
+mod diag {
+    use std::net::{IpAddr, SocketAddr};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    /// linux/sock_diag.h
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    /// linux/netlink.h
+    const NLMSG_ERROR: u16 = 2;
+    const NLMSG_DONE: u16 = 3;
+    const NLM_F_REQUEST: u16 = 1;
+    const NLMSG_HDRLEN: usize = 16;
+    /// `struct inet_diag_sockid`: sport, dport (big-endian), src[4], dst[4]
+    /// (big-endian words, an IPv4 address in the first), if, cookie[2].
+    const SOCKID_LEN: usize = 48;
+    /// `struct inet_diag_req_v2`: family, protocol, ext, pad, states, id.
+    const REQ_LEN: usize = 8 + SOCKID_LEN;
+    /// `struct inet_diag_msg`: family, state, timer, retrans, id, expires,
+    /// rqueue, wqueue, uid, inode.
+    const MSG_LEN: usize = 4 + SOCKID_LEN + 20;
+    /// linux/inet_diag.h: no cookie to match.
+    const NO_COOKIE: u32 = !0;
+    /// TCP states (net/tcp_states.h) whose socket has no owner to report
+    /// (a time-wait or request socket answers uid 0) or is not a
+    /// connection (a listener).
+    const TCP_TIME_WAIT: u8 = 6;
+    const TCP_CLOSE: u8 = 7;
+    const TCP_LISTEN: u8 = 10;
+    const TCP_NEW_SYN_RECV: u8 = 12;
+
+    /// The answer for one socket.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Socket {
+        pub uid: u32,
+        pub inode: u64,
+    }
+
+    /// The address families to ask, in order, for a connection between
+    /// `a` and `b` as the agent sees it: the family of the addresses, and
+    /// for IPv4 (plain or mapped) the other one too, since an IPv6 socket
+    /// connected to `::ffff:127.0.0.1` speaks IPv4 on the wire.
+    pub fn families(a: SocketAddr, b: SocketAddr) -> Vec<i32> {
+        let v4 = |s: SocketAddr| s.ip().to_canonical().is_ipv4();
+        match (a.ip(), v4(a) && v4(b)) {
+            (IpAddr::V4(_), _) => vec![libc::AF_INET, libc::AF_INET6],
+            (IpAddr::V6(_), true) => vec![libc::AF_INET6, libc::AF_INET],
+            (IpAddr::V6(_), false) => vec![libc::AF_INET6],
         }
-        _ => return None,
-    };
-    Some(SocketAddr::new(ip, port))
+    }
+
+    /// An address as `family` writes it in an `inet_diag_sockid`, or
+    /// `None` where that family cannot carry it.
+    fn encode_ip(family: i32, ip: IpAddr) -> Option<[u8; 16]> {
+        let mut out = [0u8; 16];
+        match (family, ip.to_canonical()) {
+            (libc::AF_INET, IpAddr::V4(v4)) => out[..4].copy_from_slice(&v4.octets()),
+            (libc::AF_INET6, IpAddr::V4(v4)) => out = v4.to_ipv6_mapped().octets(),
+            (libc::AF_INET6, IpAddr::V6(v6)) => out = v6.octets(),
+            _ => return None,
+        }
+        Some(out)
+    }
+
+    /// The request for the TCP socket of `family` whose local end is `src`
+    /// and remote end `dst` (an unspecified `dst` with port 0: the
+    /// listener on `src`).
+    fn request(family: i32, src: SocketAddr, dst: SocketAddr, seq: u32) -> Option<Vec<u8>> {
+        let (s, d) = (encode_ip(family, src.ip())?, encode_ip(family, dst.ip())?);
+        let total = NLMSG_HDRLEN + REQ_LEN;
+        let mut m = Vec::with_capacity(total);
+        m.extend_from_slice(&(total as u32).to_ne_bytes());
+        m.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        // An exact lookup: a request without NLM_F_DUMP.
+        m.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+        m.extend_from_slice(&seq.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.push(family as u8);
+        m.push(libc::IPPROTO_TCP as u8);
+        m.push(0); // no extensions
+        m.push(0);
+        m.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
+        m.extend_from_slice(&src.port().to_be_bytes());
+        m.extend_from_slice(&dst.port().to_be_bytes());
+        m.extend_from_slice(&s);
+        m.extend_from_slice(&d);
+        m.extend_from_slice(&0u32.to_ne_bytes()); // any interface
+        m.extend_from_slice(&NO_COOKIE.to_ne_bytes());
+        m.extend_from_slice(&NO_COOKIE.to_ne_bytes());
+        Some(m)
+    }
+
+    /// What the kernel said about one socket.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Found {
+        family: u8,
+        state: u8,
+        sport: u16,
+        dport: u16,
+        src: [u8; 16],
+        dst: [u8; 16],
+        uid: u32,
+        inode: u64,
+    }
+
+    /// The reply to request `seq`: `Ok(None)` where no such socket exists.
+    fn parse(reply: &[u8], seq: u32) -> Result<Option<Found>, &'static str> {
+        const BAD: &str = "the kernel's socket diagnostics answered something unreadable";
+        fn bytes<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
+            b.get(at..at + N)?.try_into().ok()
+        }
+        let u16_at = |b: &[u8], i: usize| bytes::<2>(b, i).map(u16::from_ne_bytes);
+        let u32_at = |b: &[u8], i: usize| bytes::<4>(b, i).map(u32::from_ne_bytes);
+        let mut rest = reply;
+        while rest.len() >= NLMSG_HDRLEN {
+            let len = u32_at(rest, 0).ok_or(BAD)? as usize;
+            let kind = u16_at(rest, 4).ok_or(BAD)?;
+            let got_seq = u32_at(rest, 8).ok_or(BAD)?;
+            if len < NLMSG_HDRLEN || len > rest.len() {
+                return Err(BAD);
+            }
+            let body = rest.get(NLMSG_HDRLEN..len).ok_or(BAD)?;
+            rest = rest.get(len.next_multiple_of(4)..).unwrap_or(&[]);
+            if got_seq != seq {
+                continue;
+            }
+            match kind {
+                NLMSG_ERROR => {
+                    let code = u32_at(body, 0).ok_or(BAD)? as i32;
+                    return match -code {
+                        0 => Ok(None),
+                        libc::ENOENT => Ok(None),
+                        _ => Err("the kernel's socket diagnostics refused the question"),
+                    };
+                }
+                NLMSG_DONE => return Ok(None),
+                SOCK_DIAG_BY_FAMILY if body.len() >= MSG_LEN => {
+                    // The socket id starts at 4; the owner and inode follow
+                    // it after three 32-bit counters.
+                    let tail = 4 + SOCKID_LEN;
+                    let [family, state] = bytes::<2>(body, 0).ok_or(BAD)?;
+                    return Ok(Some(Found {
+                        family,
+                        state,
+                        sport: bytes::<2>(body, 4).map(u16::from_be_bytes).ok_or(BAD)?,
+                        dport: bytes::<2>(body, 6).map(u16::from_be_bytes).ok_or(BAD)?,
+                        src: bytes::<16>(body, 8).ok_or(BAD)?,
+                        dst: bytes::<16>(body, 24).ok_or(BAD)?,
+                        uid: u32_at(body, tail + 12).ok_or(BAD)?,
+                        inode: u64::from(u32_at(body, tail + 16).ok_or(BAD)?),
+                    }));
+                }
+                _ => return Err(BAD),
+            }
+        }
+        Err(BAD)
+    }
+
+    /// Send `req` on a fresh `NETLINK_SOCK_DIAG` socket and read the reply.
+    fn ask(req: &[u8], buf: &mut [u8]) -> Result<usize, &'static str> {
+        const NO: &str = "the kernel's socket diagnostics cannot be asked";
+        // SAFETY: plain socket(2); the descriptor is owned at once.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                libc::NETLINK_SOCK_DIAG,
+            )
+        };
+        if fd < 0 {
+            return Err(NO);
+        }
+        // SAFETY: `fd` is a new descriptor nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // A kernel that does not answer within a second: refused, never waited on.
+        let timeout = libc::timeval {
+            tv_sec: 1,
+            tv_usec: 0,
+        };
+        // SAFETY: a valid descriptor and a timeval of the size given.
+        let set = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&timeout as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if set != 0 {
+            return Err(NO);
+        }
+        // SAFETY: sockaddr_nl is plain data; all zero is the kernel (pid 0).
+        let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        // SAFETY: the buffer and address are valid for the lengths given.
+        let sent = unsafe {
+            libc::sendto(
+                fd.as_raw_fd(),
+                req.as_ptr().cast(),
+                req.len(),
+                0,
+                (&kernel as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if sent < 0 || sent as usize != req.len() {
+            return Err(NO);
+        }
+        // SAFETY: `buf` is valid for writes of its length.
+        let got = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if got < 0 {
+            return Err("the kernel's socket diagnostics did not answer");
+        }
+        Ok(got as usize)
+    }
+
+    fn next_seq() -> u32 {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static SEQ: AtomicU32 = AtomicU32::new(1);
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn query(family: i32, src: SocketAddr, dst: SocketAddr) -> Result<Option<Found>, &'static str> {
+        let seq = next_seq();
+        let Some(req) = request(family, src, dst, seq) else {
+            return Ok(None);
+        };
+        let mut buf = [0u8; 8192];
+        let n = ask(&req, &mut buf)?;
+        parse(buf.get(..n).unwrap_or(&[]), seq)
+    }
+
+    /// The client socket of `family` whose local end is `peer` and whose
+    /// remote end is `local`: its owner, if the kernel names exactly that
+    /// socket, connected.
+    pub fn lookup(
+        family: i32,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Result<Option<Socket>, &'static str> {
+        let Some(f) = query(family, peer, local)? else {
+            return Ok(None);
+        };
+        // The kernel's exact lookup may fall back to a listener on the
+        // peer's port; only the very socket asked for counts.
+        let exact = i32::from(f.family) == family
+            && f.sport == peer.port()
+            && f.dport == local.port()
+            && Some(f.src) == encode_ip(family, peer.ip())
+            && Some(f.dst) == encode_ip(family, local.ip());
+        if !exact {
+            return Ok(None);
+        }
+        if matches!(
+            f.state,
+            TCP_TIME_WAIT | TCP_CLOSE | TCP_LISTEN | TCP_NEW_SYN_RECV
+        ) {
+            return Err("the connecting socket has no owner any more");
+        }
+        Ok(Some(Socket {
+            uid: f.uid,
+            inode: f.inode,
+        }))
+    }
+
+    /// The owner of the socket of `family` listening on `addr`.
+    pub fn listener(family: i32, addr: SocketAddr) -> Result<Option<u32>, &'static str> {
+        let any = SocketAddr::new(
+            match addr.ip() {
+                IpAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+                IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+            },
+            0,
+        );
+        Ok(query(family, addr, any)?
+            .filter(|f| f.state == TCP_LISTEN && f.sport == addr.port())
+            .map(|f| f.uid))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_request_is_the_kernels_layout() {
+            let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+            let local: SocketAddr = "127.0.0.1:31334".parse().unwrap();
+            let r = request(libc::AF_INET, peer, local, 7).unwrap();
+            assert_eq!(r.len(), 72);
+            assert_eq!(&r[0..4], &72u32.to_ne_bytes());
+            assert_eq!(&r[4..6], &20u16.to_ne_bytes());
+            assert_eq!(r[16], libc::AF_INET as u8);
+            assert_eq!(r[17], libc::IPPROTO_TCP as u8);
+            assert_eq!(&r[24..26], &40000u16.to_be_bytes());
+            assert_eq!(&r[26..28], &31334u16.to_be_bytes());
+            assert_eq!(&r[28..32], &[127, 0, 0, 1]);
+            assert_eq!(&r[44..48], &[127, 0, 0, 1]);
+            let mapped = request(libc::AF_INET6, peer, local, 7).unwrap();
+            assert_eq!(
+                &mapped[28..44],
+                &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1]
+            );
+            let v6: SocketAddr = "[::1]:1".parse().unwrap();
+            assert!(request(libc::AF_INET, v6, v6, 1).is_none());
+        }
+
+        #[test]
+        fn hostile_replies_are_refused_not_trusted() {
+            assert!(parse(&[], 1).is_err());
+            assert!(parse(&[0xff; 15], 1).is_err());
+            // A length beyond the reply, a length under a header.
+            let mut m = vec![0u8; 16];
+            m[0..4].copy_from_slice(&1000u32.to_ne_bytes());
+            assert!(parse(&m, 1).is_err());
+            m[0..4].copy_from_slice(&3u32.to_ne_bytes());
+            assert!(parse(&m, 1).is_err());
+            // A short diagnostics message: refused.
+            let mut m = vec![0u8; 20];
+            m[0..4].copy_from_slice(&20u32.to_ne_bytes());
+            m[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+            m[8..12].copy_from_slice(&1u32.to_ne_bytes());
+            assert!(parse(&m, 1).is_err());
+            // ENOENT: no such socket.
+            let mut m = vec![0u8; 20];
+            m[0..4].copy_from_slice(&20u32.to_ne_bytes());
+            m[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
+            m[8..12].copy_from_slice(&1u32.to_ne_bytes());
+            m[16..20].copy_from_slice(&(-libc::ENOENT).to_ne_bytes());
+            assert_eq!(parse(&m, 1), Ok(None));
+            m[16..20].copy_from_slice(&(-libc::EPERM).to_ne_bytes());
+            assert!(parse(&m, 1).is_err());
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn kernel_addresses_parse() {
-        if cfg!(target_endian = "little") {
-            assert_eq!(
-                parse_addr("0100007F:7A66"),
-                Some("127.0.0.1:31334".parse().expect("addr"))
-            );
-            assert_eq!(
-                parse_addr("00000000000000000000000001000000:0050"),
-                Some("[::1]:80".parse().expect("addr"))
-            );
-        }
-        assert_eq!(parse_addr("zz:1"), None);
-        assert_eq!(parse_addr("0100007F"), None);
+    #[cfg(target_os = "linux")]
+    /// Who the client is, and the client (kept open while it is looked at).
+    fn connect_from(listen: &str, to: &str) -> (Peer, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind(listen).expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let to: SocketAddr = format!("{to}:{port}").parse().expect("addr");
+        let client = std::net::TcpStream::connect(to).expect("connect");
+        let (server, peer) = listener.accept().expect("accept");
+        let local = server.local_addr().expect("addr");
+        assert_eq!(client.peer_addr().expect("addr").port(), local.port());
+        (identify(peer, local), client)
     }
 
     #[cfg(target_os = "linux")]
     #[test]
     fn a_connection_of_this_process_is_its_own_user() {
+        for (listen, to) in [
+            ("127.0.0.1:0", "127.0.0.1"),
+            // An IPv6 socket connected to an IPv4 listener (Java's default).
+            ("127.0.0.1:0", "[::ffff:127.0.0.1]"),
+            ("[::1]:0", "[::1]"),
+        ] {
+            let (who, _client) = connect_from(listen, to);
+            println!("{listen} <- {to}: {who:?}");
+            let Peer::Own { inode } = who else {
+                panic!("{listen} <- {to}: {who:?}")
+            };
+            assert_eq!(
+                processes_of(&[inode]).get(&inode),
+                Some(&std::process::id())
+            );
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_socket_the_kernel_does_not_know_is_refused() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let local = listener.local_addr().expect("addr");
-        let client = std::net::TcpStream::connect(local).expect("connect");
-        let (_server, peer) = listener.accept().expect("accept");
-        assert_eq!(client.local_addr().expect("addr"), peer);
-        let who = identify(peer, local);
-        assert_eq!(who, Peer::Process(std::process::id()));
-        assert!(who.is_own());
+        // No such client socket: nothing to trust.
+        let ghost: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+        assert!(matches!(identify(ghost, local), Peer::Unknown(_)));
+        // The listener is found by its address (its owner is this user).
+        assert_eq!(listener_of(local), Some(me()));
+    }
+
+    #[cfg(target_os = "linux")]
+    fn listener_of(addr: SocketAddr) -> Option<u32> {
+        listener(addr)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    #[test]
+    fn without_a_check_every_caller_is_refused() {
+        let a: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        assert!(matches!(identify(a, a), Peer::Unknown(_)));
     }
 }

@@ -96,6 +96,7 @@ async fn start(
             "the agent has no per-user state directory for the renewal journal (set XDG_STATE_HOME or HOME)",
         ));
     };
+    let from_page = matches!(requester, Requester::Page(_));
     let cool_key = match requester {
         Requester::Page(origin) => Some(origin.to_string()),
         Requester::Desktop => None,
@@ -132,7 +133,16 @@ async fn start(
             id.as_deref(),
             OffsetDateTime::now_utc(),
         )
-        .map_err(plan_failure)?;
+        .map_err(|e| match id.as_deref() {
+            // A page names a certificate that is not one of the bank's it
+            // may see: one answer whether it is absent, another issuer's
+            // or one replaced, so a page learns nothing about the rest of
+            // the token. (The user at the tray is told which.)
+            Some(want) if from_page && !look.certs.bank.iter().any(|c| c.id == want) => {
+                super::no_such_certificate()
+            }
+            _ => plan_failure(e),
+        })?;
         // A card with fixed key slots: the new key's slot, before any question.
         renewal::choose_slot(&token, &mut plan, &dir).map_err(plan_failure)?;
         let on_card = token.card_family().is_some();
