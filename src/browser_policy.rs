@@ -556,7 +556,8 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), PolicyError> {
 /// Write `text` to `path` (mode 0644) whole, so a browser never reads
 /// half a file and no link planted beside it is followed.
 fn write_file(path: &Path, text: &str) -> Result<(), PolicyError> {
-    crate::state_file::write(path, text.as_bytes(), crate::state_file::Mode::Public).map_err(io(path))
+    crate::state_file::write(path, text.as_bytes(), crate::state_file::Mode::Public)
+        .map_err(io(path))
 }
 
 /// Write the Linux policy files for `origins` under `root`, and the record.

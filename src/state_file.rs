@@ -127,11 +127,6 @@ mod tests {
         write(&p, b"{}", Mode::Public).unwrap();
         assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
         assert_eq!(std::fs::read(&p).unwrap(), b"{}");
-        assert!(
-            std::fs::symlink_metadata(&p)
-                .unwrap()
-                .file_type()
-                .is_file()
-        );
+        assert!(std::fs::symlink_metadata(&p).unwrap().file_type().is_file());
     }
 }

@@ -181,7 +181,8 @@ impl Journal {
         };
         let text =
             serde_json::to_vec_pretty(&self.entry).map_err(|e| err(std::io::Error::other(e)))?;
-        crate::state_file::write(&self.path, &text, crate::state_file::Mode::Private).map_err(err)?;
+        crate::state_file::write(&self.path, &text, crate::state_file::Mode::Private)
+            .map_err(err)?;
         Ok(())
     }
 
