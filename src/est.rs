@@ -22,6 +22,8 @@ use tokio_rustls::TlsConnector;
 
 use crate::pkcs7::{Pkcs7Error, decode_response, encode_base64_lines};
 
+/// The most characters of a bank's refusal shown.
+const REFUSAL_MAX: usize = 300;
 /// Largest answer body accepted from the bank.
 const MAX_BODY: usize = 1 << 20;
 /// Time allowed for connecting, the TLS handshake (token signing included)
@@ -276,13 +278,9 @@ fn tls_reason(e: &std::io::Error) -> String {
 }
 
 fn refused(status: StatusCode, body: &[u8]) -> EstError {
-    // The server's own words, as one printable line of bounded length.
-    let text: String = String::from_utf8_lossy(body)
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect();
-    let text = text.trim();
+    // The server's own words, as one printable line of bounded length: no
+    // control, bidirectional or invisible characters.
+    let text = crate::text::clean(&String::from_utf8_lossy(body), REFUSAL_MAX);
     EstError::Refused {
         status: status.as_u16(),
         message: if text.is_empty() {
@@ -291,7 +289,7 @@ fn refused(status: StatusCode, body: &[u8]) -> EstError {
                 .unwrap_or("no reason given")
                 .to_string()
         } else {
-            text.to_string()
+            text
         },
     }
 }

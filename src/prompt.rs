@@ -173,7 +173,7 @@ impl Prompt for TerminalPrompt {
             if let Some(w) = pin_warning(token) {
                 eprintln!("{w}");
             }
-            let label = format!("{:?}", token.label);
+            let label = crate::text::quoted(&token.label);
             crate::i18n::tr(
                 "pin-terminal",
                 &[("token", Arg::Str(&label)), ("purpose", Arg::Str(purpose))],
@@ -183,7 +183,7 @@ impl Prompt for TerminalPrompt {
 
     fn admin_pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
         self.terminal_pin(ADMIN_PIN_ENV, "the card's admin PIN", || {
-            let label = format!("{:?}", token.label);
+            let label = crate::text::quoted(&token.label);
             crate::i18n::tr(
                 "admin-pin-terminal",
                 &[("token", Arg::Str(&label)), ("purpose", Arg::Str(purpose))],

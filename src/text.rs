@@ -118,6 +118,12 @@ pub fn clean(text: &str, max: usize) -> String {
     out
 }
 
+/// A name that is someone else's (a token's label), [`clean`]ed and in
+/// quotes, so that where it starts and ends shows.
+pub fn quoted(text: &str) -> String {
+    format!("{:?}", clean(text, NAME_MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +196,8 @@ mod tests {
         assert_eq!(clean("\u{202E} \u{200B}\n", 32), "");
         assert_eq!(clean("a  \u{200B} b", 32), "a b");
         assert_eq!(clean("", 0), "");
+        assert_eq!(quoted("  bank\u{202E}-token\n "), "\"bank-token\"");
+        assert_eq!(quoted("a\"b\\"), "\"a\\\"b\\\\\"");
     }
 
     #[test]
