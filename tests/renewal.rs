@@ -359,12 +359,12 @@ fn a_reversed_holder_and_a_reversed_refusal_reach_the_terminal_cleaned() {
     assert!(out.status.success(), "{}", text(&out));
     let status = String::from_utf8_lossy(&out.stdout);
     assert!(status.contains("  O=knaB omeD,C=SI\n"), "{status}");
-    assert_eq!(hidden_in(&status), [], "{status:?}");
+    assert_eq!(hidden_in(&status), Vec::<char>::new(), "{status:?}");
     // `show` has the subject in full: cleaned too.
     let out = env.certagent(&["show"], &[]);
     let show = String::from_utf8_lossy(&out.stdout);
     assert!(show.contains("O=knaB omeD,C=SI"), "{}", text(&out));
-    assert_eq!(hidden_in(&show), [], "{show:?}");
+    assert_eq!(hidden_in(&show), Vec::<char>::new(), "{show:?}");
 
     // The renewal names the holder, and the bank refuses it.
     let fake = FakeBank::start(&env, "refusal");
@@ -381,8 +381,8 @@ fn a_reversed_holder_and_a_reversed_refusal_reach_the_terminal_cleaned() {
         "{}",
         text(&out)
     );
-    assert_eq!(hidden_in(&o), [], "{o:?}");
-    assert_eq!(hidden_in(&e), [], "{e:?}");
+    assert_eq!(hidden_in(&o), Vec::<char>::new(), "{o:?}");
+    assert_eq!(hidden_in(&e), Vec::<char>::new(), "{e:?}");
     // The same for scripts: one cleaned line in the JSON error.
     let out = env.certagent(&["renew", "--yes", "--json"], &[]);
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
@@ -391,7 +391,7 @@ fn a_reversed_holder_and_a_reversed_refusal_reach_the_terminal_cleaned() {
         message.contains("renewal denied by the bank call us"),
         "{j}"
     );
-    assert_eq!(hidden_in(message), [], "{j}");
+    assert_eq!(hidden_in(message), Vec::<char>::new(), "{j}");
 }
 
 struct FakeBank {
