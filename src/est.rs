@@ -299,6 +299,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_refusal_is_one_clean_line() {
+        let body = "renewal \u{202E}deined\u{200B} by\u{FEFF} the bank\u{2028}call us\r\n\u{1b}[2J";
+        let e = refused(StatusCode::FORBIDDEN, body.as_bytes());
+        let EstError::Refused { status, message } = e else {
+            panic!("{e:?}");
+        };
+        assert_eq!(status, 403);
+        assert_eq!(message, "renewal deined by the bank call us [2J");
+        let long = refused(StatusCode::FORBIDDEN, "x".repeat(10_000).as_bytes());
+        assert!(long.to_string().chars().count() < 400, "{long}");
+        let none = refused(StatusCode::FORBIDDEN, "\u{202E}\u{200B}\n".as_bytes());
+        assert!(none.to_string().ends_with("(403): Forbidden"), "{none}");
+    }
+
+    #[test]
     fn base_path() {
         assert_eq!(
             path_of("https://127.0.0.1:8443/.well-known/est"),
@@ -346,7 +361,7 @@ mod tests {
         );
         let s = e.to_string();
         assert!(
-            s.contains("403") && s.contains("renewal opens  on 2027-01-01"),
+            s.contains("403") && s.contains("renewal opens on 2027-01-01"),
             "{s}"
         );
         assert!(!s.contains('\n') && !s.contains('\x1b'));
