@@ -10,7 +10,7 @@
 
 mod gate;
 mod logon;
-mod peer;
+pub mod peer;
 pub mod renewals;
 mod status;
 

@@ -153,7 +153,7 @@ pub fn me() -> u32 {
 /// `0100007F:1F90` (IPv4) or 32 hex digits and a port (IPv6), as the kernel
 /// prints them: each 32-bit word in the machine's byte order.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-fn parse_addr(s: &str) -> Option<SocketAddr> {
+pub fn parse_addr(s: &str) -> Option<SocketAddr> {
     let (addr, port) = s.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;
     let word = |i: usize| -> Option<[u8; 4]> {
