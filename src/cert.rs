@@ -49,15 +49,17 @@ impl Cert {
     pub fn holder(&self) -> String {
         let name = self.cert.tbs_certificate().subject();
         let text = |d: Option<x509_cert::ext::pkix::name::DirectoryString>| {
-            d.map(|d| crate::prompt::clean(&d.value()))
-                .filter(|s| !s.trim().is_empty())
+            d.map(|d| crate::text::clean(&d.value(), crate::text::NAME_MAX))
+                .filter(|s| !s.is_empty())
         };
         let cn = text(name.common_name().ok().flatten());
         let o = text(name.organization().ok().flatten());
         match (cn, o) {
-            (Some(cn), Some(o)) => format!("{cn} ({o})"),
+            (Some(cn), Some(o)) => {
+                crate::text::clean(&format!("{cn} ({o})"), crate::text::NAME_MAX)
+            }
             (Some(cn), None) => cn,
-            _ => self.subject.clone(),
+            _ => crate::text::clean(&self.subject, crate::text::NAME_MAX),
         }
     }
 

@@ -63,7 +63,8 @@ impl Error {
     /// do in their own words, then the English line as details (it names
     /// files, tokens and PKCS#11 codes).
     pub fn for_people(&self, lang: crate::i18n::Lang) -> String {
-        let line = self.to_string().replace('\n', " ");
+        // One line, cleaned: errors carry names and the bank's words.
+        let line = crate::text::clean(&self.to_string(), crate::text::MESSAGE_MAX);
         if lang == crate::i18n::Lang::En {
             return line;
         }

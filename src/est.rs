@@ -22,6 +22,8 @@ use tokio_rustls::TlsConnector;
 
 use crate::pkcs7::{Pkcs7Error, decode_response, encode_base64_lines};
 
+/// The most characters of a bank's refusal shown.
+const REFUSAL_MAX: usize = 300;
 /// Largest answer body accepted from the bank.
 const MAX_BODY: usize = 1 << 20;
 /// Time allowed for connecting, the TLS handshake (token signing included)
@@ -276,13 +278,9 @@ fn tls_reason(e: &std::io::Error) -> String {
 }
 
 fn refused(status: StatusCode, body: &[u8]) -> EstError {
-    // The server's own words, as one printable line of bounded length.
-    let text: String = String::from_utf8_lossy(body)
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect();
-    let text = text.trim();
+    // The server's own words, as one printable line of bounded length: no
+    // control, bidirectional or invisible characters.
+    let text = crate::text::clean(&String::from_utf8_lossy(body), REFUSAL_MAX);
     EstError::Refused {
         status: status.as_u16(),
         message: if text.is_empty() {
@@ -291,7 +289,7 @@ fn refused(status: StatusCode, body: &[u8]) -> EstError {
                 .unwrap_or("no reason given")
                 .to_string()
         } else {
-            text.to_string()
+            text
         },
     }
 }
@@ -299,6 +297,21 @@ fn refused(status: StatusCode, body: &[u8]) -> EstError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_is_one_clean_line() {
+        let body = "renewal \u{202E}deined\u{200B} by\u{FEFF} the bank\u{2028}call us\r\n\u{1b}[2J";
+        let e = refused(StatusCode::FORBIDDEN, body.as_bytes());
+        let EstError::Refused { status, message } = e else {
+            panic!("{e:?}");
+        };
+        assert_eq!(status, 403);
+        assert_eq!(message, "renewal deined by the bank call us [2J");
+        let long = refused(StatusCode::FORBIDDEN, "x".repeat(10_000).as_bytes());
+        assert!(long.to_string().chars().count() < 400, "{long}");
+        let none = refused(StatusCode::FORBIDDEN, "\u{202E}\u{200B}\n".as_bytes());
+        assert!(none.to_string().ends_with("(403): Forbidden"), "{none}");
+    }
 
     #[test]
     fn base_path() {
@@ -348,7 +361,7 @@ mod tests {
         );
         let s = e.to_string();
         assert!(
-            s.contains("403") && s.contains("renewal opens  on 2027-01-01"),
+            s.contains("403") && s.contains("renewal opens on 2027-01-01"),
             "{s}"
         );
         assert!(!s.contains('\n') && !s.contains('\x1b'));

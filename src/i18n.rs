@@ -187,22 +187,63 @@ fn date_of(lang: Lang, t: OffsetDateTime) -> String {
     }
 }
 
-/// A date as people of `lang` write it, in local time: `2026年12月14日`,
-/// `14 December 2026`.
-pub fn date_in(lang: Lang, t: OffsetDateTime) -> String {
-    let (offset, _) = local_zone(t);
-    date_of(lang, t.to_offset(offset))
+/// The years a date for people may have: X.509's 0000..=9999.
+const YEARS: std::ops::RangeInclusive<i32> = 0..=9999;
+
+/// `t` as the clock reads at `offset`, and whether that is UTC standing in
+/// for it: where the date there would leave the years 0000..=9999 (the end
+/// of year 9999 east of UTC, as for RFC 5280's "no expiry" date
+/// 99991231235959Z; the start of year 0000 west of it), UTC is shown. A
+/// `t` whose UTC date leaves them too is shown as it is.
+fn on_clock(t: OffsetDateTime, offset: UtcOffset) -> (OffsetDateTime, bool) {
+    let within = |l: &OffsetDateTime| YEARS.contains(&l.year());
+    if let Some(l) = t.checked_to_offset(offset).filter(within) {
+        return (l, false);
+    }
+    match t.checked_to_offset(UtcOffset::UTC) {
+        Some(u) => (u, offset != UtcOffset::UTC || t.offset() != UtcOffset::UTC),
+        None => (t, t.offset() != offset),
+    }
 }
 
-/// A date and time as people of `lang` write it, in local time with the
-/// zone: `2026年12月14日 18:57 (JST)`, `14 December 2026, 10:57 CET`.
-pub fn datetime_in(lang: Lang, t: OffsetDateTime) -> String {
-    let (offset, zone) = local_zone(t);
-    let l = t.to_offset(offset);
-    let zone = if zone.is_empty() {
-        format!("UTC{offset}")
+/// [`date_in`] at a given offset from UTC: the date there, or the UTC date
+/// marked "(UTC)" where the local one cannot be shown. Never panics.
+pub fn date_at(lang: Lang, t: OffsetDateTime, offset: UtcOffset) -> String {
+    match on_clock(t, offset) {
+        (l, false) => date_of(lang, l),
+        (u, true) => format!("{} ({})", date_of(lang, u), zone_of(u.offset(), "")),
+    }
+}
+
+/// The zone's name for people: the C library's abbreviation (cleaned, it
+/// comes from the TZ variable), else `UTC+09:00`, `UTC` for UTC itself.
+fn zone_of(offset: UtcOffset, name: &str) -> String {
+    let name = crate::text::clean(name, 32);
+    if !name.is_empty() {
+        name
+    } else if offset == UtcOffset::UTC {
+        "UTC".into()
     } else {
-        zone
+        let (h, m, sec) = offset.as_hms();
+        let sign = if offset.is_negative() { '-' } else { '+' };
+        let (h, m, sec) = (h.unsigned_abs(), m.unsigned_abs(), sec.unsigned_abs());
+        if sec == 0 {
+            format!("UTC{sign}{h:02}:{m:02}")
+        } else {
+            format!("UTC{sign}{h:02}:{m:02}:{sec:02}")
+        }
+    }
+}
+
+/// [`datetime_in`] at a given offset from UTC whose zone is called `zone`
+/// (empty: named by its offset): where the local date cannot be shown, the
+/// time in UTC, so named. Never panics.
+pub fn datetime_at(lang: Lang, t: OffsetDateTime, offset: UtcOffset, zone: &str) -> String {
+    let (l, stand_in) = on_clock(t, offset);
+    let zone = if stand_in {
+        zone_of(l.offset(), "")
+    } else {
+        zone_of(offset, zone)
     };
     match lang {
         Lang::Ja => format!(
@@ -218,6 +259,22 @@ pub fn datetime_in(lang: Lang, t: OffsetDateTime) -> String {
             l.minute()
         ),
     }
+}
+
+/// A date as people of `lang` write it, in local time: `2026年12月14日`,
+/// `14 December 2026`; in UTC, so marked, where the local date would leave
+/// the years 0000..=9999.
+pub fn date_in(lang: Lang, t: OffsetDateTime) -> String {
+    let (offset, _) = local_zone(t);
+    date_at(lang, t, offset)
+}
+
+/// A date and time as people of `lang` write it, in local time with the
+/// zone: `2026年12月14日 18:57 (JST)`, `14 December 2026, 10:57 CET`; in
+/// UTC where the local date would leave the years 0000..=9999.
+pub fn datetime_in(lang: Lang, t: OffsetDateTime) -> String {
+    let (offset, zone) = local_zone(t);
+    datetime_at(lang, t, offset, &zone)
 }
 
 /// [`date_in`] in this process's language.
@@ -445,5 +502,98 @@ mod tests {
         let hm = format!("{:02}:{:02}", l.hour(), l.minute());
         assert!(datetime_in(Lang::En, t).ends_with(&format!(", {hm} {zone}")));
         assert!(datetime_in(Lang::Ja, t).ends_with(&format!(" {hm} ({zone})")));
+    }
+    /// Every offset from -23:59 to +23:59, minute by minute.
+    fn every_offset() -> impl Iterator<Item = UtcOffset> {
+        (-(23 * 60 + 59)..=(23 * 60 + 59))
+            .map(|m: i32| UtcOffset::from_whole_seconds(m * 60).expect("within ±24 h"))
+    }
+
+    /// The edges of X.509's years, RFC 5280's "no expiry" date among them.
+    fn edges() -> [OffsetDateTime; 6] {
+        use time::macros::datetime;
+        [
+            crate::policy::NO_EXPIRY,
+            datetime!(9999-12-31 00:00:00 UTC),
+            datetime!(9999-12-31 23:59:59.999_999_999 UTC),
+            datetime!(0000-01-01 00:00:00 UTC),
+            datetime!(0000-01-01 23:59:59 UTC),
+            datetime!(2026-12-14 09:57:12 UTC),
+        ]
+    }
+
+    #[test]
+    fn dates_at_the_ends_of_time_never_panic_at_any_offset() {
+        for t in edges() {
+            for offset in every_offset() {
+                for lang in [Lang::En, Lang::Ja] {
+                    let d = date_at(lang, t, offset);
+                    let dt = datetime_at(lang, t, offset, "");
+                    for s in [&d, &dt] {
+                        assert!(!s.contains('-') || s.contains("UTC-"), "{s}");
+                        assert!(!s.chars().any(crate::text::hidden), "{s:?}");
+                        assert!(s.chars().count() < 64, "{s}");
+                    }
+                    // A local date inside 0000..=9999 is shown; else UTC.
+                    match t.checked_to_offset(offset).map(|l| l.year()) {
+                        Some(0..=9999) => assert!(!d.contains("(UTC)"), "{offset} {d}"),
+                        _ => assert!(d.ends_with(" (UTC)"), "{offset} {d}"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_date_past_year_9999_in_local_time_is_shown_in_utc() {
+        let tokyo = UtcOffset::from_hms(9, 0, 0).expect("offset");
+        let new_york = UtcOffset::from_hms(-5, 0, 0).expect("offset");
+        let no_expiry = crate::policy::NO_EXPIRY;
+        assert_eq!(
+            date_at(Lang::En, no_expiry, tokyo),
+            "31 December 9999 (UTC)"
+        );
+        assert_eq!(date_at(Lang::Ja, no_expiry, tokyo), "9999年12月31日 (UTC)");
+        assert_eq!(
+            datetime_at(Lang::En, no_expiry, tokyo, "JST"),
+            "31 December 9999, 23:59 UTC"
+        );
+        assert_eq!(
+            datetime_at(Lang::Ja, no_expiry, tokyo, "JST"),
+            "9999年12月31日 23:59 (UTC)"
+        );
+        // West of UTC the local date is there.
+        assert_eq!(
+            datetime_at(Lang::En, no_expiry, new_york, "EST"),
+            "31 December 9999, 18:59 EST"
+        );
+        // The first day of year 0000 west of UTC would be year -1.
+        let first = time::macros::datetime!(0000-01-01 00:00 UTC);
+        assert_eq!(date_at(Lang::En, first, new_york), "1 January 0 (UTC)");
+        assert_eq!(
+            datetime_at(Lang::Ja, first, new_york, "EST"),
+            "0年1月1日 00:00 (UTC)"
+        );
+        assert_eq!(date_at(Lang::En, first, tokyo), "1 January 0");
+        // A zone name is cleaned; none: the offset names it.
+        assert_eq!(
+            datetime_at(Lang::En, first, tokyo, "J\u{202E}ST"),
+            "1 January 0, 09:00 JST"
+        );
+        assert_eq!(
+            datetime_at(Lang::En, first, tokyo, ""),
+            "1 January 0, 09:00 UTC+09:00"
+        );
+    }
+
+    /// Through the C library, with this process's zone: never a panic.
+    #[test]
+    fn local_dates_of_the_edges_never_panic() {
+        for t in edges() {
+            for lang in [Lang::En, Lang::Ja] {
+                assert!(!date_in(lang, t).is_empty());
+                assert!(!datetime_in(lang, t).is_empty());
+            }
+        }
     }
 }

@@ -37,6 +37,7 @@ pub mod prompt;
 pub mod rawcert;
 pub mod renewal;
 pub mod state_file;
+pub mod text;
 pub mod tls;
 pub mod token;
 

@@ -54,7 +54,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the reason, whatever its nesting.
-            let line = e.to_string().replace('\n', " ");
+            let line = certagent::text::clean(&e.to_string(), certagent::text::MESSAGE_MAX);
             if json && matches!(e, certagent::Error::ChecksFailed(_)) {
                 // The report, on stdout already, says which checks failed.
             } else if json {

@@ -173,7 +173,7 @@ impl Prompt for TerminalPrompt {
             if let Some(w) = pin_warning(token) {
                 eprintln!("{w}");
             }
-            let label = format!("{:?}", token.label);
+            let label = crate::text::quoted(&token.label);
             crate::i18n::tr(
                 "pin-terminal",
                 &[("token", Arg::Str(&label)), ("purpose", Arg::Str(purpose))],
@@ -183,7 +183,7 @@ impl Prompt for TerminalPrompt {
 
     fn admin_pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
         self.terminal_pin(ADMIN_PIN_ENV, "the card's admin PIN", || {
-            let label = format!("{:?}", token.label);
+            let label = crate::text::quoted(&token.label);
             crate::i18n::tr(
                 "admin-pin-terminal",
                 &[("token", Arg::Str(&label)), ("purpose", Arg::Str(purpose))],
@@ -284,46 +284,20 @@ const PINENTRY_TIMEOUT: u16 = 120;
 /// included), and the `pinentry` crate panics beyond that.
 pub const ASSUAN_TEXT_MAX: usize = 900;
 
-/// Whether a character may appear in a dialog: no control characters (but
-/// the line break), no bidirectional overrides, embeddings or isolates, no
-/// invisible formatting characters, which could make a crafted certificate
-/// subject or origin read as something else (U+202E turns text around).
-fn shown(c: char) -> bool {
-    if c == '\n' {
-        return true;
-    }
-    if c.is_control() {
-        return false;
-    }
-    !matches!(
-        c,
-        '\u{061C}'
-            | '\u{200B}'..='\u{200F}'
-            | '\u{2028}'..='\u{202E}'
-            | '\u{2060}'..='\u{206F}'
-            | '\u{FEFF}'
-            | '\u{FFF9}'..='\u{FFFB}'
-    )
-}
-
-/// Text made safe for a dialog: unsafe characters removed (see [`shown`]).
+/// Text made safe for a dialog: each line through [`crate::text::clean`]
+/// (no control, bidirectional or invisible characters), the line breaks
+/// kept.
 pub fn clean(text: &str) -> String {
-    text.chars().filter(|&c| shown(c)).collect()
+    text.split('\n')
+        .map(|line| crate::text::clean(line, usize::MAX))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
-/// A name (certificate subject, origin) for a sentence: cleaned, on one
-/// line, at most `max` characters (cut with an ellipsis).
+/// A name (certificate subject, origin) for a sentence:
+/// [`crate::text::clean`], at most `max` characters (cut with an ellipsis).
 pub fn short(text: &str, max: usize) -> String {
-    let one_line: String = clean(text)
-        .chars()
-        .map(|c| if c == '\n' { ' ' } else { c })
-        .collect();
-    if one_line.chars().count() <= max {
-        return one_line;
-    }
-    let mut out: String = one_line.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
+    crate::text::clean(text, max)
 }
 
 /// Cleaned text that fits one Assuan line: cut (with an ellipsis, when

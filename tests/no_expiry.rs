@@ -118,6 +118,31 @@ fn entry<'a>(list: &'a Value, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no certificate {id} in {list}"))
 }
 
+/// The time zones the commands run in: UTC, east of it (Japan: the local
+/// date of 99991231235959Z is in year 10000) and west of it.
+const ZONES: [&str; 3] = ["UTC", "Asia/Tokyo", "America/New_York"];
+
+/// `certagent ARGS` with the time zone `tz` (and the language `lang`).
+fn certagent_tz(
+    hsm: &SoftHsm,
+    config: &Path,
+    args: &[&str],
+    pin: Option<&str>,
+    tz: &str,
+    lang: &str,
+) -> std::process::Output {
+    let mut cmd = hsm.command();
+    cmd.env("TZ", tz)
+        .env("LANG", lang)
+        .arg("--config")
+        .arg(config)
+        .args(args);
+    if let Some(pin) = pin {
+        cmd.env("CERTAGENT_PIN", pin);
+    }
+    cmd.output().expect("certagent runs")
+}
+
 #[test]
 fn status_show_and_doctor_handle_a_certificate_without_expiry() {
     let hsm = SoftHsm::empty();
@@ -128,64 +153,95 @@ fn status_show_and_doctor_handle_a_certificate_without_expiry() {
     certagent_bank::init(&bank_dir).expect("bank");
     no_expiry_cert_on_token(&hsm, "02", &bank_dir);
     let config = hsm.config("softhsm2", "");
+    for tz in ZONES {
+        no_expiry_in_zone(&hsm, &config, tz);
+    }
+}
 
-    let status = json(&hsm.certagent(&config, &["status", "--json"], None));
+fn no_expiry_in_zone(hsm: &SoftHsm, config: &Path, tz: &str) {
+    let en = |args: &[&str], pin| certagent_tz(hsm, config, args, pin, tz, "C.UTF-8");
+    let ja = |args: &[&str]| certagent_tz(hsm, config, args, None, tz, "ja_JP.UTF-8");
+
+    let status = json(&en(&["status", "--json"], None));
     let certs = &status["certificates"];
     let bank = entry(certs, "01");
-    assert_eq!(bank["state"], "valid");
-    assert_eq!(bank["days_left"], 200);
-    assert!(bank["next_notice"].is_string(), "{bank}");
+    assert_eq!(bank["state"], "valid", "{tz}");
+    assert_eq!(bank["days_left"], 200, "{tz}");
+    assert!(bank["next_notice"].is_string(), "{tz}: {bank}");
     let forever = entry(certs, "02");
-    assert_eq!(forever["state"], "valid", "{forever}");
+    assert_eq!(forever["state"], "valid", "{tz}: {forever}");
     assert_eq!(forever["not_after"], NO_EXPIRY);
     assert_eq!(forever["not_before"], "2025-12-31T23:59:59Z");
-    assert!(forever["next_notice"].is_null(), "{forever}");
+    assert!(forever["next_notice"].is_null(), "{tz}: {forever}");
     assert!(forever["days_left"].as_i64().is_some_and(|d| d > 2_000_000));
 
-    let human = stdout(&hsm.certagent(&config, &["status"], None));
-    assert!(human.contains("valid (expires in 200 days)"), "{human}");
+    let human = stdout(&en(&["status"], None));
+    assert!(
+        human.contains("valid (expires in 200 days)"),
+        "{tz}: {human}"
+    );
     assert!(
         human.contains("valid (never expires)") && human.contains("(no expiry date)"),
-        "{human}"
+        "{tz}: {human}"
     );
+    // East of UTC its local date would be in year 10000: UTC stands in.
+    // West of it, it is the local evening of 31 December 9999.
+    let until = match tz {
+        "America/New_York" => "31 December 9999, 18:59 EST (no expiry date)",
+        _ => "31 December 9999, 23:59 UTC (no expiry date)",
+    };
+    assert!(human.contains(until), "{tz}: {human}");
+    let japanese = stdout(&ja(&["status"]));
+    let until = match tz {
+        "America/New_York" => "9999年12月31日 18:59 (EST)",
+        _ => "9999年12月31日 23:59 (UTC)",
+    };
+    assert!(japanese.contains(until), "{tz}: {japanese}");
 
-    let show = stdout(&hsm.certagent(&config, &["show", "--id", "02"], None));
-    assert!(show.contains("CN=Forever"), "{show}");
+    for show in [
+        en(&["show", "--id", "02"], None),
+        ja(&["show", "--id", "02"]),
+    ] {
+        let show = stdout(&show);
+        assert!(show.contains("CN=Forever"), "{tz}: {show}");
+        assert!(show.contains("9999"), "{tz}: {show}");
+    }
+    let show = stdout(&en(&["show", "--id", "02"], None));
     assert!(
         show.lines()
             .any(|l| l.starts_with("Renewal opens") && l.contains("never")),
-        "{show}"
+        "{tz}: {show}"
     );
-    assert!(!show.contains("Next notice"), "{show}");
-    let j = json(&hsm.certagent(&config, &["show", "--id", "02", "--json"], None));
+    assert!(!show.contains("Next notice"), "{tz}: {show}");
+    let j = json(&en(&["show", "--id", "02", "--json"], None));
     assert_eq!(j["state"], "valid");
     assert!(j["renewal_opens"].is_null(), "{j}");
     assert!(j["grace_ends"].is_null(), "{j}");
     assert!(j["next_notice"].is_null(), "{j}");
     // The bank certificate's show still has its dates.
-    let j = json(&hsm.certagent(&config, &["show", "--id", "01", "--json"], None));
+    let j = json(&en(&["show", "--id", "01", "--json"], None));
     assert!(
         j["renewal_opens"].is_string() && j["grace_ends"].is_string(),
         "{j}"
     );
 
-    let doctor = stdout(&hsm.certagent(&config, &["doctor"], Some(PIN)));
+    let doctor = stdout(&en(&["doctor"], Some(PIN)));
     for id in ["01", "02"] {
         assert!(
             doctor.lines().any(|l| l.starts_with("ok ")
                 && l.contains(&format!("cert {id} "))
                 && l.contains("key signs and matches the certificate")),
-            "{id}: {doctor}"
+            "{tz} {id}: {doctor}"
         );
     }
-    let checks = json(&hsm.certagent(&config, &["doctor", "--json"], Some(PIN)));
+    let checks = json(&en(&["doctor", "--json"], Some(PIN)));
     assert!(
         checks
             .as_array()
             .expect("list")
             .iter()
             .all(|c| c["outcome"] != "fail"),
-        "{checks}"
+        "{tz}: {checks}"
     );
 }
 

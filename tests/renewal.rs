@@ -7,7 +7,7 @@ mod common;
 
 use certagent_bank as bank;
 use common::renewal::{ANA, Env, new_cert_of, single_pair};
-use common::{stderr, text};
+use common::{stderr, stdout, text};
 
 #[test]
 fn renew_through_202_replaces_a_pkcs11_tool_key_with_a_token_generated_one() {
@@ -332,6 +332,68 @@ fn bad_answers_are_rejected_and_the_token_is_unchanged() {
 }
 
 /// An EST server that answers renewals with a crafted bad answer.
+/// A subject with no common name whose organisation is written backwards
+/// behind a right-to-left override: "Demo Bank" on screen, if shown raw.
+const REVERSED_SUBJECT: &str = "O=\u{202E}knaB omeD,C=SI";
+/// A refusal with a right-to-left override, a zero-width space and a line
+/// separator.
+const REFUSAL: &str = "renewal \u{202E}denied\u{200B} by the bank\u{2028}call us\r\n";
+
+/// Bidirectional, invisible and control characters (but the line breaks
+/// between lines of output).
+fn hidden_in(out: &str) -> Vec<char> {
+    out.chars()
+        .filter(|&c| {
+            (c.is_control() && c != '\n')
+                || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+        })
+        .collect()
+}
+
+#[test]
+fn a_reversed_holder_and_a_reversed_refusal_reach_the_terminal_cleaned() {
+    let env = Env::new(false);
+    env.provision("01", "rsa:2048", REVERSED_SUBJECT, 20);
+    // The bank's certificate, named by its whole subject (it has no CN).
+    let out = env.certagent(&["status"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(status.contains("  O=knaB omeD,C=SI\n"), "{status}");
+    assert_eq!(hidden_in(&status), Vec::<char>::new(), "{status:?}");
+    // `show` has the subject in full: cleaned too.
+    let out = env.certagent(&["show"], &[]);
+    let show = String::from_utf8_lossy(&out.stdout);
+    assert!(show.contains("O=knaB omeD,C=SI"), "{}", text(&out));
+    assert_eq!(hidden_in(&show), Vec::<char>::new(), "{show:?}");
+
+    // The renewal names the holder, and the bank refuses it.
+    let fake = FakeBank::start(&env, "refusal");
+    let cfg = std::fs::read_to_string(&env.config)
+        .expect("config")
+        .replace(&env.addr().to_string(), &fake.addr.to_string());
+    std::fs::write(&env.config, cfg).expect("config");
+    let out = env.certagent(&["renew", "--yes"], &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let (o, e) = (stdout(&out), stderr(&out));
+    assert!(e.contains("O=knaB omeD,C=SI"), "{}", text(&out));
+    assert!(
+        e.contains("the bank refused (403): renewal denied by the bank call us"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(hidden_in(&o), Vec::<char>::new(), "{o:?}");
+    assert_eq!(hidden_in(&e), Vec::<char>::new(), "{e:?}");
+    // The same for scripts: one cleaned line in the JSON error.
+    let out = env.certagent(&["renew", "--yes", "--json"], &[]);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let message = j["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("renewal denied by the bank call us"),
+        "{j}"
+    );
+    assert_eq!(hidden_in(message), Vec::<char>::new(), "{j}");
+}
+
 struct FakeBank {
     addr: std::net::SocketAddr,
     _task: tokio::task::JoinHandle<()>,
@@ -506,6 +568,19 @@ impl FakeBank {
                                         ),
                                     }
                                 };
+                                if case == "refusal" && !path.ends_with("cacerts") {
+                                    // The bank's words, turned around and
+                                    // with invisible characters.
+                                    return Ok::<_, std::convert::Infallible>(
+                                        hyper::Response::builder()
+                                            .status(403)
+                                            .header("Content-Type", "text/plain; charset=utf-8")
+                                            .body(http_body_util::Full::new(bytes::Bytes::from(
+                                                REFUSAL,
+                                            )))
+                                            .expect("response"),
+                                    );
+                                }
                                 Ok::<_, std::convert::Infallible>(
                                     hyper::Response::builder()
                                         .header(

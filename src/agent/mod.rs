@@ -121,8 +121,10 @@ const WORKING_TICK: Duration = Duration::from_millis(500);
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write;
+        // One line in the journal, whatever names it carries.
+        let line = crate::text::clean(&format!($($arg)*), crate::text::MESSAGE_MAX);
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, $($arg)*);
+        let _ = writeln!(out, "{line}");
         let _ = out.flush();
     }};
 }

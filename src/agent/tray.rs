@@ -208,6 +208,9 @@ fn named(look: Look) -> NativeIcon {
     NativeIcon::from_name(icons::theme_name(look))
 }
 
+/// The most lines of a notice's body.
+const NOTICE_LINES: usize = 12;
+
 /// Show a desktop notification; with `renew`, it carries a "Renew now"
 /// action that comes back as [`Action::Renew`]. Returns once the server has
 /// it (waiting for the action happens on a thread of its own).
@@ -217,10 +220,19 @@ pub fn notify(
     renew: bool,
     actions: Sender<Action>,
 ) -> Result<(), String> {
+    // Notices carry holders' names and the bank's words: cleaned, each
+    // line of the body on its own.
+    let summary = crate::text::clean(summary, crate::text::NAME_MAX);
+    let body = body
+        .split('\n')
+        .take(NOTICE_LINES)
+        .map(|l| crate::text::clean(l, crate::text::MESSAGE_MAX))
+        .collect::<Vec<_>>()
+        .join("\n");
     let mut n = notify_rust::Notification::new();
     n.appname("certagent")
-        .summary(summary)
-        .body(body)
+        .summary(&summary)
+        .body(&body)
         .icon("certagent");
     if renew {
         n.action("renew", &crate::i18n::tr("notice-due-action", &[]));

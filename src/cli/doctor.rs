@@ -9,6 +9,7 @@ use crate::cert::verify;
 use crate::i18n::{Arg, Lang, tr_in};
 use crate::policy::State;
 use crate::prompt::PromptError;
+use crate::text::{NAME_MAX, clean};
 use crate::token::{Token, TokenError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -131,8 +132,8 @@ fn checks(app: &App, r: &mut Report) {
         &[
             ("path", Arg::Str(&li.path)),
             ("profile", Arg::Str(&profile)),
-            ("maker", Arg::Str(&li.manufacturer)),
-            ("description", Arg::Str(&li.description)),
+            ("maker", Arg::Str(&clean(&li.manufacturer, NAME_MAX))),
+            ("description", Arg::Str(&clean(&li.description, NAME_MAX))),
         ],
     );
     r.ok("module", detail);
@@ -262,7 +263,7 @@ fn bank_check(app: &App, r: &mut Report) {
             let ca = certs
                 .first()
                 .and_then(|d| crate::cert::Cert::from_der(d).ok())
-                .map_or_else(|| "?".to_string(), |c| c.subject);
+                .map_or_else(|| "?".to_string(), |c| clean(&c.subject, NAME_MAX));
             let url = bank.est_url.to_string();
             let detail = r.ta(
                 "doctor-bank-ok",

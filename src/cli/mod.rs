@@ -231,7 +231,7 @@ impl App {
             Err(unlearnt) => {
                 let (known, e) = *unlearnt;
                 if !known.known() {
-                    let reason = e.to_string();
+                    let reason = crate::text::clean(&e.to_string(), crate::text::MESSAGE_MAX);
                     eprintln!(
                         "{}",
                         self.tr("cli-issuers-unknown", &[("reason", Arg::Str(&reason))])
@@ -302,16 +302,17 @@ pub(crate) fn status_entry(c: &TokenCert, policy: &Policy, now: OffsetDateTime) 
 
 /// The token line shared by human-readable outputs.
 pub(crate) fn token_line(lang: Lang, t: &TokenInfo) -> String {
-    // The label quoted and escaped: it is the token's, not ours.
-    let label = format!("{:?}", t.label);
+    // The names cleaned, the label quoted: they are the token's, not ours.
+    use crate::text::{NAME_MAX, clean, quoted};
+    let label = quoted(&t.label);
     tr_in(
         lang,
         "cli-token",
         &[
             ("label", Arg::Str(&label)),
-            ("serial", Arg::Str(&t.serial)),
-            ("maker", Arg::Str(&t.manufacturer)),
-            ("model", Arg::Str(&t.model)),
+            ("serial", Arg::Str(&clean(&t.serial, NAME_MAX))),
+            ("maker", Arg::Str(&clean(&t.manufacturer, NAME_MAX))),
+            ("model", Arg::Str(&clean(&t.model, NAME_MAX))),
         ],
     )
 }

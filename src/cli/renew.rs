@@ -27,6 +27,8 @@ fn bank(app: &App) -> Result<&BankConfig, Error> {
 }
 
 fn progress(step: Step, message: &str) {
+    // Progress names certificates: one cleaned line.
+    let message = crate::text::clean(message, crate::text::MESSAGE_MAX);
     eprintln!("[{}] {message}", step.as_str());
 }
 

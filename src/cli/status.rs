@@ -8,6 +8,7 @@ use crate::Error;
 use crate::cert::{StatusEntry, rfc3339};
 use crate::i18n::{Arg, datetime_in};
 use crate::policy::Assessment;
+use crate::text::{MESSAGE_MAX, NAME_MAX, clean, quoted};
 use crate::token::TokenInfo;
 
 #[derive(Serialize)]
@@ -70,12 +71,13 @@ pub(super) fn status(app: &App) -> Result<(), Error> {
         println!();
         println!("  {}", app.tr("status-others", &[]));
         for o in &others {
+            let (subject, issuer) = (clean(&o.subject, NAME_MAX), clean(&o.issuer, NAME_MAX));
             let line = app.tr(
                 "status-other",
                 &[
-                    ("subject", Arg::Str(&o.subject)),
+                    ("subject", Arg::Str(&subject)),
                     ("id", Arg::Str(&o.id)),
-                    ("issuer", Arg::Str(&o.issuer)),
+                    ("issuer", Arg::Str(&issuer)),
                 ],
             );
             println!("    {line}");
@@ -237,8 +239,10 @@ fn describe(app: &App, c: &TokenCert, a: &Assessment, r: &ShowReport<'_>) -> Str
     let s = &r.status;
     let mut out = String::new();
     let mut line = |k: &str, v: &str| out.push_str(&format!("{}{v}\n", pad(&app.tr(k, &[]), 18)));
-    line("show-subject", &s.subject);
-    line("show-issuer", r.issuer);
+    // Names from the certificate, cleaned (whole: `show` is where the
+    // subject is read in full).
+    line("show-subject", &clean(&s.subject, MESSAGE_MAX));
+    line("show-issuer", &clean(r.issuer, MESSAGE_MAX));
     line("show-serial", &s.serial);
     line("show-valid-from", &datetime_in(lang, c.cert.not_before));
     let until = datetime_in(lang, c.cert.not_after);
@@ -277,7 +281,10 @@ fn describe(app: &App, c: &TokenCert, a: &Assessment, r: &ShowReport<'_>) -> Str
     }
     line("show-key", &r.key);
     if !r.subject_alt_names.is_empty() {
-        line("show-san", &r.subject_alt_names.join(", "));
+        line(
+            "show-san",
+            &clean(&r.subject_alt_names.join(", "), MESSAGE_MAX),
+        );
     }
     line(
         "show-client-auth",
@@ -290,7 +297,7 @@ fn describe(app: &App, c: &TokenCert, a: &Assessment, r: &ShowReport<'_>) -> Str
             &[],
         ),
     );
-    let label = format!("{:?}", r.label);
+    let label = quoted(r.label);
     line(
         "show-object",
         &app.tr(

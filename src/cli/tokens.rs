@@ -5,6 +5,7 @@ use serde::Serialize;
 use super::{App, pin_state};
 use crate::Error;
 use crate::i18n::Arg;
+use crate::text::{NAME_MAX, clean, quoted};
 use crate::token::{LibraryInfo, SlotReport};
 
 #[derive(Serialize)]
@@ -49,8 +50,8 @@ pub(super) fn run(app: &App) -> Result<(), Error> {
             &[
                 ("path", Arg::Str(&info.path)),
                 ("profile", Arg::Str(&profile)),
-                ("maker", Arg::Str(&info.manufacturer)),
-                ("description", Arg::Str(&info.description)),
+                ("maker", Arg::Str(&clean(&info.manufacturer, NAME_MAX))),
+                ("description", Arg::Str(&clean(&info.description, NAME_MAX))),
                 ("version", Arg::Str(&version)),
             ],
         )
@@ -59,8 +60,8 @@ pub(super) fn run(app: &App) -> Result<(), Error> {
         println!("{}", app.tr("cli-no-slots", &[]));
     }
     for s in &slots {
-        // Names from the token are quoted and escaped: they are its, not ours.
-        let slot = format!("{:?}", s.slot_description);
+        // Names from the token are cleaned and quoted: they are its, not ours.
+        let slot = quoted(&s.slot_description);
         let slot = Arg::Str(&slot);
         match &s.token {
             None => println!("- {}", app.tr("cli-slot-empty", &[("slot", slot)])),
@@ -68,7 +69,7 @@ pub(super) fn run(app: &App) -> Result<(), Error> {
                 println!("- {}", app.tr("cli-slot-uninitialised", &[("slot", slot)]))
             }
             Some(t) => {
-                let label = format!("{:?}", t.label);
+                let label = quoted(&t.label);
                 println!(
                     "- {}",
                     app.tr(
@@ -81,9 +82,9 @@ pub(super) fn run(app: &App) -> Result<(), Error> {
                     app.tr(
                         "cli-serial-maker",
                         &[
-                            ("serial", Arg::Str(&t.serial)),
-                            ("maker", Arg::Str(&t.manufacturer)),
-                            ("model", Arg::Str(&t.model)),
+                            ("serial", Arg::Str(&clean(&t.serial, NAME_MAX))),
+                            ("maker", Arg::Str(&clean(&t.manufacturer, NAME_MAX))),
+                            ("model", Arg::Str(&clean(&t.model, NAME_MAX))),
                         ],
                     )
                 );

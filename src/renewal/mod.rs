@@ -184,8 +184,14 @@ impl Plan {
                     .map(|c| tr_in(lang, "plan-of", &[("who", Arg::Str(&c.holder()))]))
                     .unwrap_or_default();
                 // The journal's instant, as people read it when it parses.
-                let started = OffsetDateTime::parse(&j.entry.started, &Rfc3339)
-                    .map_or_else(|_| j.entry.started.clone(), |t| datetime_in(lang, t));
+                let started = OffsetDateTime::parse(&j.entry.started, &Rfc3339).map_or_else(
+                    |_| crate::text::clean(&j.entry.started, 64),
+                    |t| datetime_in(lang, t),
+                );
+                let user = match &j.entry.kind {
+                    Kind::Enroll { user } => crate::text::clean(user, crate::text::NAME_MAX),
+                    Kind::Renew => String::new(),
+                };
                 let mut args = vec![
                     ("of", Arg::Str(&of)),
                     ("step", Arg::Str(j.entry.step.as_str())),
@@ -193,8 +199,8 @@ impl Plan {
                 ];
                 match &j.entry.kind {
                     Kind::Renew => tr_in(lang, "plan-resume-renewal", &args),
-                    Kind::Enroll { user } => {
-                        args.push(("user", Arg::Str(user)));
+                    Kind::Enroll { .. } => {
+                        args.push(("user", Arg::Str(&user)));
                         tr_in(lang, "plan-resume-enrolment", &args)
                     }
                 }
@@ -393,7 +399,7 @@ pub fn plan_renewal(
         }
     };
     let a = policy.assess(target.cert.not_before, target.cert.not_after, now);
-    let subject = &target.cert.subject;
+    let subject = &crate::text::clean(&target.cert.subject, crate::text::NAME_MAX);
     let refusal = match a.state {
         State::RenewalDue => None,
         State::Valid => Some(match a.renewal_opens {

@@ -37,7 +37,8 @@ impl Failure {
         Failure {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
             code,
-            message: message.into(),
+            // Errors carry names from tokens and the bank's words.
+            message: crate::text::clean(&message.into(), crate::text::MESSAGE_MAX),
         }
     }
 }

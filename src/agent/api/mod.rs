@@ -13,7 +13,7 @@
 mod admit;
 mod gate;
 mod logon;
-mod peer;
+pub mod peer;
 pub mod renewals;
 mod status;
 

@@ -153,7 +153,8 @@ pub fn me() -> u32 {
 /// `netlink-packet-sock-diag` with `-core`, `-utils` and `netlink-sys`)
 /// would bring four crates for one request and one reply.
 #[cfg(target_os = "linux")]
-mod diag {
+#[doc(hidden)]
+pub mod diag {
     use std::net::{IpAddr, SocketAddr};
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -245,19 +246,21 @@ mod diag {
 
     /// What the kernel said about one socket.
     #[derive(Debug, PartialEq, Eq)]
-    struct Found {
-        family: u8,
-        state: u8,
-        sport: u16,
-        dport: u16,
-        src: [u8; 16],
-        dst: [u8; 16],
-        uid: u32,
-        inode: u64,
+    pub struct Found {
+        pub family: u8,
+        pub state: u8,
+        pub sport: u16,
+        pub dport: u16,
+        pub src: [u8; 16],
+        pub dst: [u8; 16],
+        pub uid: u32,
+        pub inode: u64,
     }
 
     /// The reply to request `seq`: `Ok(None)` where no such socket exists.
-    fn parse(reply: &[u8], seq: u32) -> Result<Option<Found>, &'static str> {
+    /// (Public for the fuzz target: the reply is the kernel's, but read
+    /// with the care of hostile bytes.)
+    pub fn parse(reply: &[u8], seq: u32) -> Result<Option<Found>, &'static str> {
         const BAD: &str = "the kernel's socket diagnostics answered something unreadable";
         fn bytes<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
             b.get(at..at + N)?.try_into().ok()

@@ -213,7 +213,7 @@ async fn start(
         let progress = |step: Step, message: &str| {
             a.update_renewal(&task_id, |s| {
                 s.step = step.as_str().to_string();
-                s.message = message.to_string();
+                s.message = crate::text::clean(message, crate::text::MESSAGE_MAX);
             });
         };
         let result = run_renewal(
@@ -233,12 +233,15 @@ async fn start(
             Ok(new) => a.update_renewal(&task_id, |s| {
                 s.state = "done";
                 s.step = Step::Done.as_str().into();
-                s.message = format!("renewed: {}", new.cert.subject);
+                s.message = crate::text::clean(
+                    &format!("renewed: {}", new.cert.subject),
+                    crate::text::MESSAGE_MAX,
+                );
                 s.certificate = Some(STANDARD.encode(&new.cert.der));
                 s.not_after = Some(rfc3339(new.cert.not_after));
             }),
             Err(e) => {
-                let text = e.to_string();
+                let text = crate::text::clean(&e.to_string(), crate::text::MESSAGE_MAX);
                 a.update_renewal(&task_id, |s| {
                     s.state = "failed";
                     s.message = text.clone();
