@@ -155,7 +155,7 @@ fn start_agent(env: &Env, log: &Path) -> std::process::Child {
     common::start_agent_process(env.command(log))
 }
 
-fn logon(port: u16) -> u16 {
+fn logon(port: u16) -> (u16, String) {
     use std::io::{Read, Write};
     let body = format!(
         "{{\"challenge\":\"{}\"}}",
@@ -171,7 +171,8 @@ fn logon(port: u16) -> u16 {
     s.write_all(req.as_bytes()).expect("write");
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
-    common::agent::Reply::parse(&raw).status
+    let r = common::agent::Reply::parse(&raw);
+    (r.status, r.body)
 }
 
 /// The page's `GET /v1/status`; its HTTP status.
@@ -223,7 +224,8 @@ fn a_logon_a_page_status_and_an_idle_agent_stay_within_their_budgets() {
     // Let the start-up look finish, then count the logon alone.
     std::thread::sleep(Duration::from_millis(300));
     let before = logged(&log).len();
-    assert_eq!(logon(env.port), 200);
+    let (status, body) = logon(env.port);
+    assert_eq!(status, 200, "{body}");
     let logon_calls = since(&log, before);
     println!(
         "logon: {} calls ({})",
@@ -257,7 +259,8 @@ fn a_logon_a_page_status_and_an_idle_agent_stay_within_their_budgets() {
 
     // The first logon after the idle spell.
     let from = logged(&log).len();
-    assert_eq!(logon(env.port), 200);
+    let (status, body) = logon(env.port);
+    assert_eq!(status, 200, "{body}");
     let after_idle = since(&log, from);
     println!(
         "logon after idling: {} calls ({})",

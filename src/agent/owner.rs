@@ -54,6 +54,9 @@ struct Cache {
     /// The certificates' object handles, by CKA_ID, from the token that
     /// took the look (see [`Lease::look`]).
     handles: Vec<(Vec<u8>, cryptoki::object::ObjectHandle)>,
+    /// The token kept open between operations (see [`Owner::remember`]),
+    /// out of here while a lease uses it.
+    open: Option<Arc<Token>>,
     slot: cryptoki::slot::Slot,
     taken: Instant,
     taken_at: std::time::SystemTime,
@@ -211,10 +214,20 @@ impl Owner {
             })
     }
 
-    fn remember(&self, look: &Look, token: &Token) {
+    /// Remember `look`, taken through `token`, and keep `token` open for
+    /// the next operation where its module allows it: its session (not
+    /// logged in between operations) spares each logon a C_OpenSession and
+    /// a C_CloseSession, and keeps the certificates' handles valid for
+    /// checking an old look in one call each (SoftHSM forgets a token's
+    /// handles when its last session closes). A card whose module certagent
+    /// may initialise again is never kept open: that needs every session
+    /// closed.
+    fn remember(&self, look: &Look, token: &Arc<Token>) {
+        let keep = token.may_stay_open().then(|| token.clone());
         *lock(&self.cache) = Some(Cache {
             look: look.clone(),
             handles: token.certificate_handles(),
+            open: keep,
             slot: token.slot(),
             taken: Instant::now(),
             taken_at: std::time::SystemTime::now(),
@@ -317,7 +330,7 @@ impl Owner {
     /// workers, or through [`Owner::look`]).
     pub fn look_now(&self) -> Result<Look, TokenError> {
         let token = match self.open() {
-            Ok(t) => t,
+            Ok(t) => Arc::new(t),
             Err(e) => {
                 self.invalidate();
                 return Err(e);
@@ -393,6 +406,23 @@ impl Lease {
     pub fn token(&mut self) -> Result<Arc<Token>, TokenError> {
         if let Some(t) = &self.token {
             return Ok(t.clone());
+        }
+        // The token kept open since the last operation, if it is still
+        // the same token (one C_GetTokenInfo, which also reads the PIN
+        // state afresh).
+        let kept = lock(&self.owner.cache).as_mut().and_then(|c| {
+            c.open
+                .take()
+                .map(|t| (t, c.look.info.serial.clone(), c.look.info.label.clone()))
+        });
+        if let Some((t, serial, label)) = kept {
+            match t.refresh_info() {
+                Ok(now) if now.serial == serial && now.label == label => {
+                    self.token = Some(t.clone());
+                    return Ok(t);
+                }
+                _ => self.owner.invalidate(),
+            }
         }
         let known = lock(&self.owner.cache)
             .as_ref()
@@ -539,10 +569,27 @@ const VERIFY_MAX: usize = 3;
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(t) = self.token.take()
-            && let Err(e) = t.logout()
-        {
-            log::debug!("logging out after the operation: {e}");
+        if let Some(t) = self.token.take() {
+            match t.logout() {
+                // Logged out: kept open for the next operation, if the
+                // owner still remembers this token and its module allows.
+                Ok(()) if !self.changed && t.may_stay_open() => {
+                    if let Some(c) = lock(&self.owner.cache).as_mut()
+                        && c.slot == t.slot()
+                        && c.open.is_none()
+                    {
+                        c.open = Some(t);
+                    }
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    // Not known to be logged out: no session of it stays
+                    // open (closing a token's last session logs it out).
+                    log::debug!("logging out after the operation: {e}");
+                    drop(t);
+                    self.owner.invalidate();
+                }
+            }
         }
         if self.changed {
             self.owner.invalidate();

@@ -652,6 +652,15 @@ impl Token {
         self.slot
     }
 
+    /// Whether this token may stay open between operations: not a card of
+    /// several tokens, and not on a module certagent may initialise again
+    /// to read a card afresh (that needs every session closed).
+    pub fn may_stay_open(&self) -> bool {
+        self.siblings.is_empty()
+            && self.card_family().is_none()
+            && self.module.profile().is_none_or(|p| p.cards.is_empty())
+    }
+
     /// For a command that reads and then ends the process (`status`,
     /// `show`): the session, read-only and never logged in there, ends with
     /// the process instead of by a C_CloseSession, one round trip fewer on
@@ -946,6 +955,10 @@ impl Token {
     pub fn logout(&self) -> Result<()> {
         let mut first = Ok(());
         for m in self.members() {
+            // Private objects' handles need not outlive the login (SoftHSM
+            // gives them new ones at the next): find them again then.
+            let private = class_key(ObjectClass::PRIVATE_KEY);
+            lock(&m.handles).retain(|(class, _), _| *class != private);
             let r = match m.session().logout() {
                 Ok(()) | Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _)) => Ok(()),
                 Err(e) => Err(error::map(e)),
