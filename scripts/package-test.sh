@@ -505,7 +505,16 @@ man_pages_current() {
         }
         # man-db strips the formatting when writing to a pipe.
         text=$(LC_ALL=C.UTF-8 MANWIDTH=80 man -l "$page" 2>/dev/null)
-        for cmd in $("/usr/bin/$prog" --help | awk '/^Commands:/ {f = 1; next} /^$/ {f = 0} f {print $1}'); do
+        # The commands from the English help (a locale of another language
+        # would translate the heading); none found is a failure, never a
+        # loop over nothing.
+        cmds=$(LC_ALL=C.UTF-8 LANG=C.UTF-8 LANGUAGE= "/usr/bin/$prog" --help |
+            awk '/^Commands:/ {f = 1; next} /^$/ {f = 0} f {print $1}')
+        if [ "$(printf '%s\n' $cmds | grep -c .)" -lt 3 ]; then
+            echo "$prog --help lists no commands under 'Commands:' (got: $cmds)"
+            rc=1
+        fi
+        for cmd in $cmds; do
             printf '%s\n' "$text" | grep -qE "^       $cmd( |$)" || {
                 echo "$page has no paragraph for '$prog $cmd'"
                 rc=1

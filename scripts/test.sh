@@ -20,6 +20,9 @@ fi
 # makes: the forwarding module of the fault and round-trip tests
 # (tests/fault-module) and the kryoptic soft token (tests/kryoptic-module,
 # kryoptic-lib from crates.io; about a minute on two cores the first time).
+# The README's first command as a fresh machine runs it: without the
+# test-only build needs installed above (hidden in a mount namespace).
+scripts/fresh-demo.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --locked

@@ -532,7 +532,7 @@ fn a_japanese_user_reads_japanese_with_local_dates() {
             .any(|l| l.contains("年") && l.contains("月") && l.contains("日 ")),
         "{o}"
     );
-    assert!(!o.contains('T') || !o.contains("Z\n"), "{o}");
+    assert!(rfc3339_in(&o).is_none(), "an RFC 3339 date for a person: {o}");
 
     let out = ja(&["show", "--id", "02"], None);
     let o = stdout(&out);
@@ -598,4 +598,25 @@ fn a_japanese_user_reads_japanese_with_local_dates() {
     let json_ja = json(&ja(&["status", "--json"], None));
     let json_en = json(&hsm.certagent(&config, &["status", "--json"], None));
     assert_eq!(json_ja["certificates"], json_en["certificates"]);
+}
+
+/// The first RFC 3339 date-time in `text` (`2026-12-14T09:00`), if any.
+fn rfc3339_in(text: &str) -> Option<&str> {
+    let shape = b"dddd-dd-ddTdd:dd";
+    let b = text.as_bytes();
+    (0..b.len().saturating_sub(shape.len() - 1)).find_map(|i| {
+        let w = b.get(i..i + shape.len())?;
+        let fits = w.iter().zip(shape).all(|(c, s)| match s {
+            b'd' => c.is_ascii_digit(),
+            other => c == other,
+        });
+        if fits { text.get(i..i + shape.len()) } else { None }
+    })
+}
+
+#[test]
+fn the_rfc3339_finder_finds_what_it_should() {
+    assert_eq!(rfc3339_in("until 2026-12-14T09:00:00Z\n"), Some("2026-12-14T09:00"));
+    assert_eq!(rfc3339_in("2026年12月14日 09:00 (JST)"), None);
+    assert_eq!(rfc3339_in("Token 2026-12-14 T"), None);
 }

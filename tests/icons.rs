@@ -4,7 +4,8 @@
 //! `target/tmp/tray-icons.png` for a person to look at.
 //!
 //! After changing the drawing, write the packaged PNGs again with
-//! `CERTAGENT_WRITE_ICONS=1 cargo nextest run -E 'binary(icons)'`.
+//! `CERTAGENT_WRITE_ICONS=1 cargo nextest run -E 'binary(icons)'` (that run
+//! fails on purpose: it wrote, it did not check), then run it without.
 
 use std::path::{Path, PathBuf};
 
@@ -47,6 +48,9 @@ fn read_png(path: &Path) -> (u32, u32, Vec<u8>) {
 
 #[test]
 fn packaged_icons_are_the_rendered_ones_and_a_strip_shows_them() {
+    // Writing is not checking: a run that writes the icons fails, so that
+    // only a run without the variable can pass (it compares the packaged
+    // files with the drawing).
     let write = std::env::var_os("CERTAGENT_WRITE_ICONS").is_some();
     for size in SIZES {
         for look in LOOKS {
@@ -102,4 +106,8 @@ fn packaged_icons_are_the_rendered_ones_and_a_strip_shows_them() {
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tray-icons.png");
     write_png(&out, width, height, &strip);
     println!("strip of the tray icons: {}", out.display());
+    assert!(
+        !write,
+        "the packaged icons were written, not checked: run the test again without CERTAGENT_WRITE_ICONS"
+    );
 }
