@@ -532,7 +532,10 @@ fn a_japanese_user_reads_japanese_with_local_dates() {
             .any(|l| l.contains("年") && l.contains("月") && l.contains("日 ")),
         "{o}"
     );
-    assert!(rfc3339_in(&o).is_none(), "an RFC 3339 date for a person: {o}");
+    assert!(
+        rfc3339_in(&o).is_none(),
+        "an RFC 3339 date for a person: {o}"
+    );
 
     let out = ja(&["show", "--id", "02"], None);
     let o = stdout(&out);
@@ -610,13 +613,20 @@ fn rfc3339_in(text: &str) -> Option<&str> {
             b'd' => c.is_ascii_digit(),
             other => c == other,
         });
-        if fits { text.get(i..i + shape.len()) } else { None }
+        if fits {
+            text.get(i..i + shape.len())
+        } else {
+            None
+        }
     })
 }
 
 #[test]
 fn the_rfc3339_finder_finds_what_it_should() {
-    assert_eq!(rfc3339_in("until 2026-12-14T09:00:00Z\n"), Some("2026-12-14T09:00"));
+    assert_eq!(
+        rfc3339_in("until 2026-12-14T09:00:00Z\n"),
+        Some("2026-12-14T09:00")
+    );
     assert_eq!(rfc3339_in("2026年12月14日 09:00 (JST)"), None);
     assert_eq!(rfc3339_in("Token 2026-12-14 T"), None);
 }

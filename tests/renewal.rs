@@ -603,3 +603,83 @@ impl FakeBank {
         FakeBank { addr, _task: task }
     }
 }
+
+/// The journal is a file anything running as the user can edit. Edited to
+/// a late step naming another pair on the token (a national eID's at 0e,
+/// from another CA) as the one being replaced, `renew` refuses before any
+/// token call and the pair stays, as pkcs11-tool sees it; the same journal
+/// unedited finishes the renewal and removes the real old pair (the
+/// control: the test sees a removal when there is one).
+#[test]
+fn an_edited_journal_never_removes_a_pair_that_is_not_the_banks() {
+    use base64::Engine;
+    let env = Env::new(false);
+    env.provision("01", "rsa:2048", ANA, 20);
+    let other_ca = env.hsm.path().join("other-ca");
+    bank::init(&other_ca).expect("another CA");
+    let eid = common::bank_cert_on_token(
+        &env.hsm,
+        &other_ca,
+        "0e",
+        "rsa:2048",
+        "CN=Ana Novak,O=National eID",
+        900,
+    );
+    let crashed = env.certagent(
+        &["renew", "--yes"],
+        &[("CERTAGENT_TEST_CRASH_AT", "after-install")],
+    );
+    assert!(!crashed.status.success(), "{}", text(&crashed));
+    let journal = std::fs::read_dir(env.state_dir().join("certagent"))
+        .expect("state dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("renewal-"))
+        })
+        .expect("a journal after the crash");
+    let original = std::fs::read(&journal).expect("journal");
+    let ids = |env: &Env| -> Vec<(String, String)> { env.objects() };
+    let has_eid = |objs: &[(String, String)]| {
+        ["Certificate", "Private Key", "Public Key"]
+            .iter()
+            .all(|k| objs.iter().any(|(kind, id)| kind == k && id == "0e"))
+    };
+    for step in ["retiring-old", "installed"] {
+        let mut j: serde_json::Value = serde_json::from_slice(&original).expect("json");
+        j["step"] = step.into();
+        j["old_id"] = "0e".into();
+        j["old_cert"] = base64::engine::general_purpose::STANDARD
+            .encode(&eid)
+            .into();
+        std::fs::write(&journal, serde_json::to_vec(&j).expect("json")).expect("edit");
+        let out = env.certagent(&["renew", "--yes"], &[]);
+        assert!(!out.status.success(), "{step}: {}", text(&out));
+        assert!(
+            stderr(&out).contains("did not issue"),
+            "{step}: not the refusal: {}",
+            text(&out)
+        );
+        assert!(
+            has_eid(&ids(&env)),
+            "{step}: the eID pair was touched: {:?}",
+            ids(&env)
+        );
+        assert!(
+            ids(&env).iter().any(|(_, id)| id == "01"),
+            "{step}: {:?}",
+            ids(&env)
+        );
+    }
+    // The unedited journal: the renewal finishes and the old pair 01 goes.
+    std::fs::write(&journal, &original).expect("restore");
+    let out = env.certagent(&["renew", "--yes"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let objs = ids(&env);
+    assert!(
+        !objs.iter().any(|(_, id)| id == "01"),
+        "the old pair stayed: {objs:?}"
+    );
+    assert!(has_eid(&objs), "{objs:?}");
+}

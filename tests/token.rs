@@ -93,10 +93,20 @@ fn check_generated(kind: KeyKind) {
     for flag in ["sensitive", "never extractable", "local"] {
         assert!(access.contains(flag), "private key {id}: {access}");
     }
-    assert!(!access.contains(", extractable"), "private key {id}: {access}");
+    assert!(
+        !access.contains(", extractable"),
+        "private key {id}: {access}"
+    );
     // Positive control: a key made extractable by pkcs11-tool reads as such.
     let out = hsm.pkcs11_tool(&[
-        "--login", "--pin", PIN, "--keypairgen", "--key-type", "rsa:2048", "--id", "7e",
+        "--login",
+        "--pin",
+        PIN,
+        "--keypairgen",
+        "--key-type",
+        "rsa:2048",
+        "--id",
+        "7e",
         "--extractable",
     ]);
     assert!(out.status.success(), "{}", common::text(&out));
@@ -109,7 +119,9 @@ fn check_generated(kind: KeyKind) {
 
 /// The `Access:` line pkcs11-tool prints for the private key `id`.
 fn private_key_access(hsm: &SoftHsm, id: &str) -> String {
-    let out = hsm.pkcs11_tool(&["--login", "--pin", PIN, "-O", "--type", "privkey", "--id", id]);
+    let out = hsm.pkcs11_tool(&[
+        "--login", "--pin", PIN, "-O", "--type", "privkey", "--id", id,
+    ]);
     assert!(out.status.success(), "{}", common::text(&out));
     let listing = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(listing.contains(&format!("ID:         {id}")), "{listing}");

@@ -101,7 +101,7 @@ fn run(app: &App, ask: Ask<'_>, id: Option<&str>, yes: bool) -> Result<(), Error
     .map_err(renewal_error)?;
     // A card with fixed key slots: the new key's slot, chosen before the
     // question so a full card is told before anything is asked.
-    renewal::choose_slot(&token, &mut plan, &state_dir).map_err(renewal_error)?;
+    renewal::choose_slot(&token, &mut plan, &state_dir, &app.issuers()).map_err(renewal_error)?;
     let (doing, question, cancelled, purpose) = match ask {
         Ask::Renew => (
             "renew-doing",

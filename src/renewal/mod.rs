@@ -282,7 +282,12 @@ pub fn check_token(token: &Token) -> Result<(), RenewalError> {
 /// there itself and no certificate. certagent never generates over any
 /// other key: the card's owner may use it for something else (OpenPGP:
 /// e-mail signatures, SSH).
-pub fn choose_slot(token: &Token, plan: &mut Plan, state_dir: &Path) -> Result<(), RenewalError> {
+pub fn choose_slot(
+    token: &Token,
+    plan: &mut Plan,
+    state_dir: &Path,
+    bank: &BankIssuers,
+) -> Result<(), RenewalError> {
     let Some(family) = token.card_family() else {
         return Ok(());
     };
@@ -312,7 +317,7 @@ pub fn choose_slot(token: &Token, plan: &mut Plan, state_dir: &Path) -> Result<(
             Some(spki)
                 if !certified
                     && overwritable.as_deref() == Some(&id[..])
-                    && retired::is_retired(state_dir, &serial, &id, &spki) =>
+                    && retired::is_retired(state_dir, &serial, &id, &spki, bank) =>
             {
                 reusable = Some((id.clone(), spki));
             }
@@ -782,15 +787,12 @@ impl Workflow<'_> {
         if e.fixed_slot {
             // The card cannot delete keys: the candidate stays in its slot,
             // unused, and the user is told which.
+            // It is not recorded as retired: no certificate of the bank's
+            // shows it was certagent's (see `retired`), so no later attempt
+            // generates over it.
             if let Some(id) = &e.candidate_id {
                 self.progress
                     .step(e.step, &tr("step-candidate-stays", &[("id", Arg::Str(id))]));
-                // A later attempt may generate over it where the card allows.
-                if let (Ok(slot), Ok(spki)) =
-                    (hex::decode(id), unb64(&e.candidate_spki, "candidate key"))
-                {
-                    self.remember_retired(&e.token_serial, &slot, &spki);
-                }
             }
             if let Err(err) = journal.remove() {
                 log::warn!("{err}");
@@ -849,6 +851,9 @@ impl Workflow<'_> {
 
     async fn drive(&self, j: &mut Journal, label: &str) -> Result<TokenCert, RenewalError> {
         let old_cert = j.old_cert()?;
+        if !self.fresh {
+            self.check_journal(j, old_cert.as_ref())?;
+        }
         // What this run did itself, so it need not look again: a key it
         // generated has its handles known, a certificate it wrote is there.
         let mut generated_here = false;
@@ -879,6 +884,21 @@ impl Workflow<'_> {
                             j.advance(Step::KeyReady)?;
                         }
                         None => {
+                            // Over a key only where certagent can show it
+                            // retired that key (the journal is a file).
+                            if let Some(key) = &replaced {
+                                let bank = BankIssuers {
+                                    ca_certs: self.ca_certs.clone(),
+                                    ..BankIssuers::default()
+                                };
+                                let serial = &j.entry.token_serial;
+                                if !retired::is_retired(&self.state_dir, serial, &id, key, &bank) {
+                                    return Err(RenewalError::Other(format!(
+                                        "slot {} holds a key certagent cannot show it retired; it never generates over such a key. Nothing was changed",
+                                        hex::encode(&id)
+                                    )));
+                                }
+                            }
                             self.progress.step(
                                 Step::GeneratingKey,
                                 &tr(
@@ -1096,17 +1116,74 @@ impl Workflow<'_> {
         }
     }
 
+    /// A journal from an earlier run is a file that anything running as
+    /// the user could have edited: before it acts on the token again, the
+    /// certificate it replaces must be the bank's (signed by the bank's
+    /// issuing CA; its dates do not matter), and a certificate it says the
+    /// bank issued must still verify (key, subject, chain, dates). Either
+    /// failing stops the run before any token call.
+    fn check_journal(&self, j: &Journal, old_cert: Option<&Cert>) -> Result<(), RenewalError> {
+        let stop = |why: String| {
+            RenewalError::Other(format!(
+                "the journal of the interrupted attempt ({}) {why}; nothing was changed on the token. If you did not start that attempt, remove the journal",
+                j.path().display()
+            ))
+        };
+        match (old_cert, &j.entry.kind) {
+            (Some(old), _) => {
+                let bank = BankIssuers {
+                    ca_certs: self.ca_certs.clone(),
+                    ..BankIssuers::default()
+                };
+                if !bank.issued(old) {
+                    return Err(stop(format!(
+                        "names a certificate the bank did not issue ({})",
+                        crate::text::clean(&old.subject, crate::text::NAME_MAX)
+                    )));
+                }
+            }
+            (None, Kind::Renew) => return Err(stop("lacks the certificate being renewed".into())),
+            (None, Kind::Enroll { .. }) => {}
+        }
+        if j.entry.issued.is_some() {
+            let der = unb64(&j.entry.issued, "issued certificate")?;
+            let spki = unb64(&j.entry.candidate_spki, "candidate key")?;
+            verify_issued(
+                std::slice::from_ref(&der),
+                &spki,
+                old_cert,
+                &self.ca_certs,
+                OffsetDateTime::now_utc(),
+            )
+            .map_err(|e| stop(format!("holds a certificate that does not verify: {e}")))?;
+        }
+        Ok(())
+    }
+
     /// Remove the old certificate and key, but only while the old id still
     /// holds the journal's old certificate and its key: an id that now holds
-    /// something else is left alone, and the user is told.
+    /// something else is left alone, and the user is told. Every object
+    /// removed is shown to be the old one: the certificate byte for byte,
+    /// a key by its public key; a key whose public key cannot be read goes
+    /// only beside the old certificate or public key. Private keys go
+    /// first, so an interruption leaves what proves the rest.
     fn retire(&self, old: &[u8], old_cert: &Cert) -> Result<(), RenewalError> {
-        let objects = blocking(|| self.token.objects_with_id(old))?;
+        use crate::token::Class;
+        let mut objects = blocking(|| self.token.objects_with_id(old))?;
+        let proven = |o: &crate::token::IdObject| {
+            if o.class == Class::CERTIFICATE {
+                o.value.as_deref() == Some(&old_cert.der[..])
+            } else {
+                o.spki.as_deref() == Some(&old_cert.spki_der[..])
+            }
+        };
+        let vouched = objects
+            .iter()
+            .any(|o| o.class != Class::PRIVATE_KEY && proven(o));
         let foreign = objects.iter().any(|o| {
-            (o.class == crate::token::Class::CERTIFICATE
-                && o.value.as_deref() != Some(&old_cert.der[..]))
-                || (o.class == crate::token::Class::PUBLIC_KEY
-                    && o.spki.as_deref() != Some(&old_cert.spki_der[..]))
+            !(proven(o) || (o.class == Class::PRIVATE_KEY && o.spki.is_none() && vouched))
         });
+        objects.sort_by_key(|o| o.class != Class::PRIVATE_KEY);
         if foreign {
             self.progress.step(
                 Step::RetiringOld,
@@ -1228,7 +1305,7 @@ impl Workflow<'_> {
                 );
                 if !there {
                     let serial = j.entry.token_serial.clone();
-                    self.remember_retired(&serial, &old, &old_cert.spki_der);
+                    self.remember_retired(&serial, &old, old_cert);
                 }
             }
         }
@@ -1237,8 +1314,8 @@ impl Workflow<'_> {
     }
 
     /// Record a key certagent leaves unused on a card (see [`retired`]).
-    fn remember_retired(&self, serial: &str, slot: &[u8], spki: &[u8]) {
-        if let Err(e) = retired::remember(&self.state_dir, serial, slot, spki) {
+    fn remember_retired(&self, serial: &str, slot: &[u8], cert: &Cert) {
+        if let Err(e) = retired::remember(&self.state_dir, serial, slot, cert) {
             log::warn!(
                 "cannot record the retired key in slot {}: {e}",
                 hex::encode(slot)

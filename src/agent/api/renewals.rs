@@ -144,7 +144,7 @@ async fn start(
             _ => plan_failure(e),
         })?;
         // A card with fixed key slots: the new key's slot, before any question.
-        renewal::choose_slot(&token, &mut plan, &dir).map_err(plan_failure)?;
+        renewal::choose_slot(&token, &mut plan, &dir, &a.owner.issuers()).map_err(plan_failure)?;
         let on_card = token.card_family().is_some();
         drop(token);
         let described = short(&plan.describe(), 300);
