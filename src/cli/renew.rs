@@ -140,13 +140,16 @@ fn run(app: &App, ask: Ask<'_>, id: Option<&str>, yes: bool) -> Result<(), Error
         }
         Some(_) => Some(card_login(app, &token, &purpose)?),
     };
-    let rt = runtime()?;
     // A card whose module keeps what it read (OpenPGP through OpenSC) is
     // read again after the key generation, after the certificate write and
     // after the old certificate's removal (each time the attempt resumes
     // from its journal with the PINs already given); bounded, in case a
     // card never shows what was written.
     for _ in 0..6 {
+        // A runtime per pass: the bank connection's tasks hold the token
+        // (its TLS client key) and must be gone before the card is read
+        // again, which needs every session of the module closed.
+        let rt = runtime()?;
         let result = rt.block_on(renewal::execute(
             Renewal {
                 token: token.clone(),
@@ -167,14 +170,25 @@ fn run(app: &App, ask: Ask<'_>, id: Option<&str>, yes: bool) -> Result<(), Error
         if let Err(e) = token.logout() {
             log::debug!("logging out: {e}");
         }
-        let Err(renewal::RenewalError::ReadCardAgain) = result else {
-            return finish(app, result);
+        rt.shutdown_timeout(std::time::Duration::from_secs(5));
+        let removed = || removed_during(&token, &state_dir, &info.serial, &ask);
+        let result = match result {
+            Err(renewal::RenewalError::ReadCardAgain) => result,
+            Err(_) if gone(&token) => return Err(removed()),
+            _ => return finish(app, &token, result),
         };
+        drop(result);
         progress(Step::GeneratingKey, &app.tr("step-reading-card", &[]));
         let module = token.module_arc();
-        drop(token);
-        module.reinitialize()?;
-        token = Arc::new(module.open(&app.config.token.selector)?);
+        let reopened = (|| {
+            module.reinitialize()?;
+            module.open(&app.config.token.selector)
+        })();
+        token = match reopened {
+            Ok(t) => Arc::new(t),
+            Err(TokenError::Removed { .. } | TokenError::NotFound { .. }) => return Err(removed()),
+            Err(e) => return Err(e.into()),
+        };
         plan = renewal::resume_after_reading(&token, &info.serial, &state_dir)
             .map_err(renewal_error)?;
         if let Some(c) = &card {
@@ -209,10 +223,61 @@ fn card_login(
     Ok(CardLogin { user, admin })
 }
 
-fn finish(app: &App, result: Result<TokenCert, renewal::RenewalError>) -> Result<(), Error> {
-    let new = result.map_err(renewal_error)?;
+/// Whether the token went away as the renewal failed (pulled, or its
+/// reader gone): one C_GetTokenInfo.
+fn gone(token: &crate::token::Token) -> bool {
+    matches!(
+        token.refresh_info(),
+        Err(TokenError::Removed { .. } | TokenError::NotFound { .. })
+    )
+}
+
+/// The renewal stopped because the token was removed: say so, at which
+/// step, and how to go on (the journal stays; the same command resumes).
+fn removed_during(
+    token: &crate::token::Token,
+    state_dir: &std::path::Path,
+    serial: &str,
+    ask: &Ask<'_>,
+) -> Error {
+    let step = renewal::Journal::load(state_dir, serial)
+        .ok()
+        .flatten()
+        .map_or_else(
+            || "the start".to_string(),
+            |j| j.entry.step.as_str().to_string(),
+        );
+    let again = match ask {
+        Ask::Renew => "certagent renew".to_string(),
+        Ask::Enroll { user } => format!("certagent enroll --user {user}"),
+    };
+    renewal_error(renewal::RenewalError::Removed {
+        what: if token.card_family().is_some() {
+            "card"
+        } else {
+            "token"
+        },
+        step,
+        again,
+    })
+}
+
+fn finish(
+    app: &App,
+    token: &crate::token::Token,
+    result: Result<TokenCert, renewal::RenewalError>,
+) -> Result<(), Error> {
+    let mut new = result.map_err(renewal_error)?;
     eprintln!("[done] {}", app.tr("renew-done", &[]));
     // Shown from what was installed (read back and test-signed by the
-    // renewal): no second pass over the token.
+    // renewal): no second pass over the token, but for a card, which names
+    // its certificates itself: the label is the one the card shows.
+    if token.card_family().is_some()
+        && let Ok(certs) = token.certificates()
+        && let Some(c) = certs.into_iter().find(|c| c.der == new.cert.der)
+    {
+        new.id = c.id;
+        new.label = c.label;
+    }
     print_certificate(app, &new)
 }

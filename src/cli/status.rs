@@ -26,6 +26,9 @@ struct OtherEntry {
     subject: String,
     issuer: String,
     not_after: String,
+    /// A bank certificate certagent replaced that the card could not
+    /// remove: it stays until it expires, never used or renewed.
+    replaced: bool,
 }
 
 #[derive(Serialize)]
@@ -54,6 +57,7 @@ pub(super) fn status(app: &App) -> Result<(), Error> {
             subject: c.cert.subject.clone(),
             issuer: c.cert.issuer.clone(),
             not_after: rfc3339(c.cert.not_after),
+            replaced: certs.superseded.contains(&c.id) && certs.issuer_known,
         })
         .collect();
     if app.json {
@@ -67,10 +71,14 @@ pub(super) fn status(app: &App) -> Result<(), Error> {
         });
     }
     println!("{}", token_line(app.lang, &info));
-    if !others.is_empty() {
+    for (replaced, heading) in [(true, "status-replaced"), (false, "status-others")] {
+        let group: Vec<&OtherEntry> = others.iter().filter(|o| o.replaced == replaced).collect();
+        if group.is_empty() {
+            continue;
+        }
         println!();
-        println!("  {}", app.tr("status-others", &[]));
-        for o in &others {
+        println!("  {}", app.tr(heading, &[]));
+        for o in group {
             let (subject, issuer) = (clean(&o.subject, NAME_MAX), clean(&o.issuer, NAME_MAX));
             let line = app.tr(
                 "status-other",

@@ -106,6 +106,7 @@ cli-issuers-unknown = note: the bank's issuing CA is not known yet ({ $reason })
 
 ## The command line: status and show
 status-others = other certificates (not the bank's; certagent leaves them alone):
+status-replaced = bank certificates replaced by a newer one (the card cannot remove them; each stays until it expires, never used or renewed):
 status-other = { $subject } (id { $id }), issued by { $issuer }
 status-none = no bank certificate on the token; obtain one with `certagent enroll --user ID`
 field-id = id
@@ -125,7 +126,7 @@ show-valid-until = Valid until
 show-state = State
 show-advice = What to do
 show-renewal-opens = Renewal opens
-show-grace-ends = New one until
+show-grace-ends = Re-enrol by
 show-next-notice = Next notice
 show-key = Key
 show-san = Alternative names
@@ -173,7 +174,7 @@ step-left-alone = left id { $id } alone: it no longer holds the certificate this
 step-removed-old = removed the old certificate and key (id { $id })
 step-generating-slot = generating a new { $key } key on the card, in its free key slot { $id }
 step-generating-over-retired = generating a new { $key } key on the card in key slot { $id }, replacing the old key certagent retired there
-step-reading-card = reading the card again, to see its new key
+step-reading-card = reading the card again, to see what was written to it
 step-candidate-stays = the unused new key stays in the card's key slot { $id } (the card cannot delete keys)
 step-removed-old-cert = removed the old certificate (slot { $id })
 step-old-cert-stays = the old certificate stays in slot { $id } until it expires: removing it would also erase the new one on this card

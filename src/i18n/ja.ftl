@@ -98,6 +98,7 @@ cli-issuers-unknown = ご注意：銀行の発行CAがまだ分かりません�
 
 ## コマンドライン：status と show
 status-others = その他の証明書（銀行の電子証明書ではないため、certagent は扱いません）：
+status-replaced = 新しい電子証明書に置き換えられた銀行の電子証明書（カードから削除できないため、有効期限まで残りますが、使用も更新もしません）：
 status-other = { $subject }（ID { $id }）、発行者 { $issuer }
 status-none = トークンに銀行の電子証明書がありません。certagent enroll --user ID で取得してください
 field-id = ID
@@ -165,7 +166,7 @@ step-left-alone = ID { $id } はそのままにしました（この更新で置
 step-removed-old = 古い電子証明書と鍵を削除しました（ID { $id }）
 step-generating-slot = カードの空いている鍵スロット { $id } に新しい { $key } 鍵を生成しています
 step-generating-over-retired = カードの鍵スロット { $id } に新しい { $key } 鍵を生成しています（certagent が以前に使用を終えた古い鍵を置き換えます）
-step-reading-card = 新しい鍵を確認するため、カードを読み直しています
+step-reading-card = 書き込んだ内容を確認するため、カードを読み直しています
 step-candidate-stays = 使われなかった新しい鍵はカードの鍵スロット { $id } に残ります（このカードは鍵を削除できません）
 step-removed-old-cert = 古い電子証明書を削除しました（スロット { $id }）
 step-old-cert-stays = 古い電子証明書は有効期限までスロット { $id } に残ります。削除するとこのカードでは新しい電子証明書も消えてしまうためです

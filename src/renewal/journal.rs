@@ -67,6 +67,9 @@ pub struct Entry {
 pub struct Journal {
     path: PathBuf,
     pub entry: Entry,
+    /// Loaded by the run that wrote it, going on after the card was read
+    /// again: not an interrupted attempt (nothing to say "resuming" of).
+    pub(super) continued: bool,
 }
 
 pub(super) fn b64(v: &[u8]) -> String {
@@ -139,7 +142,11 @@ impl Journal {
                 entry.token_serial
             )));
         }
-        Ok(Some(Journal { path, entry }))
+        Ok(Some(Journal {
+            path,
+            entry,
+            continued: false,
+        }))
     }
 
     /// Whether an attempt is pending for this token (the file exists).
@@ -155,6 +162,7 @@ impl Journal {
         let j = Journal {
             path: Journal::path_for(state_dir, &entry.token_serial),
             entry,
+            continued: false,
         };
         if j.path.symlink_metadata().is_ok() {
             return Err(RenewalError::Journal {

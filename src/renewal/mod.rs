@@ -81,6 +81,16 @@ pub enum RenewalError {
     NotNow(String),
     #[error("{0}")]
     Other(String),
+    /// The token (a card, a USB token) went away while the attempt ran:
+    /// its journal stays, and the same command resumes it.
+    #[error(
+        "the {what} was removed during the renewal (at step {step}); insert it and run `{again}` again: the renewal resumes where it stopped"
+    )]
+    Removed {
+        what: &'static str,
+        step: String,
+        again: String,
+    },
     /// A key was generated on a card that shows it only once read again:
     /// the caller re-initialises the module and resumes from the journal.
     #[error(
@@ -323,7 +333,26 @@ pub fn choose_slot(
             }
             _ => {}
         }
-        taken.push(hex::encode(&id));
+        // Why the slot is taken, in the words the renewal used when it
+        // left the key there.
+        let replaced = certs.iter().any(|c| {
+            use sha2::Digest;
+            c.id == id
+                && bank
+                    .replaced
+                    .contains(&hex::encode(sha2::Sha256::digest(&c.der)))
+        });
+        taken.push(if replaced {
+            format!(
+                "slot {} holds the retired key of the bank certificate certagent replaced, which the card cannot remove",
+                hex::encode(&id)
+            )
+        } else {
+            format!(
+                "slot {} holds a key certagent did not put there",
+                hex::encode(&id)
+            )
+        });
     }
     if let Some((id, spki)) = reusable {
         req.slot = Some(id);
@@ -331,9 +360,9 @@ pub fn choose_slot(
         return Ok(());
     }
     Err(RenewalError::NotNow(format!(
-        "the {} has no free key slot for the new key: slot {} already holds a key that certagent did not retire, and it never replaces such a key (the card cannot delete keys either). Free the slot with the card's own tool if its key is no longer used (for an OpenPGP card: openpgp-tool --delete-key), or ask your bank; nothing was changed",
+        "the {} has no free key slot for the new key: {}; certagent never generates over such a key (the card cannot delete keys either). Free a slot with the card's own tool if its key is no longer used (for an OpenPGP card: openpgp-tool --delete-key) and renew again, or ask your bank; nothing was changed",
         family.name,
-        taken.join(", ")
+        taken.join("; ")
     )))
 }
 
@@ -351,7 +380,10 @@ pub fn resume_after_reading(
         ));
     }
     Journal::load(state_dir, serial)?
-        .map(|j| Plan::Resume(Box::new(j)))
+        .map(|mut j| {
+            j.continued = true;
+            Plan::Resume(Box::new(j))
+        })
         .ok_or_else(|| {
             RenewalError::Other(
                 "the journal of this attempt is gone since the card was read again; renew again to start a new one".into(),
@@ -642,13 +674,15 @@ async fn execute_inner(r: Renewal<'_>, plan: Plan) -> Result<TokenCert, RenewalE
     let (journal, fresh, label) = match plan {
         Plan::Resume(j) => {
             let j = *j;
-            r.progress.step(
-                j.entry.step,
-                &tr(
-                    "step-resuming",
-                    &[("step", Arg::Str(j.entry.step.as_str()))],
-                ),
-            );
+            if !j.continued {
+                r.progress.step(
+                    j.entry.step,
+                    &tr(
+                        "step-resuming",
+                        &[("step", Arg::Str(j.entry.step.as_str()))],
+                    ),
+                );
+            }
             let label = label_of(&r.token, j.old_id().as_deref());
             (j, false, label)
         }
