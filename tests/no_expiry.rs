@@ -268,3 +268,33 @@ fn the_agent_starts_with_a_certificate_without_expiry_and_answers() {
     let cli = json(&out);
     assert!(entry(&cli["certificates"], "03")["next_notice"].is_null());
 }
+
+/// East of UTC the local date of 99991231235959Z is past year 9999: the
+/// page's logon with that certificate (its consent names the date) under
+/// Japan's time zone, in English and Japanese, answers 200 and a signature,
+/// and the agent's standard error has no panic.
+#[test]
+fn in_japans_time_zone_the_page_logs_on_with_a_certificate_without_expiry() {
+    use base64::Engine;
+    for lang in ["C.UTF-8", "ja_JP.UTF-8"] {
+        let agent = Agent::start_prepared_in(
+            200,
+            &[("TZ", "Asia/Tokyo"), ("LANG", lang), ("LC_ALL", lang)],
+            |hsm, bank_dir| {
+                no_expiry_cert_on_token(hsm, "02", bank_dir);
+            },
+        );
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 32]);
+        let body = format!("{{\"challenge\":\"{challenge}\",\"id\":\"02\"}}");
+        let reply = agent.page("POST", "/v1/logon", &body);
+        assert_eq!(
+            reply.status,
+            200,
+            "{lang}: {}\n{}",
+            reply.body,
+            agent.stderr()
+        );
+        assert!(reply.json()["signature"].is_string(), "{}", reply.body);
+        assert!(!agent.stderr().contains("panicked"), "{}", agent.stderr());
+    }
+}

@@ -956,6 +956,18 @@ fn renewal_after_renewal_alternates_slots_then_says_the_card_is_full() {
 
     let out = certagent_admin(&card, "opensc", &config, &["renew", "--yes"], ADMIN_PIN);
     assert!(out.status.success(), "{}", common::text(&out));
+    // What the user reads: no "resuming" in a run never interrupted (the
+    // card is read again within it), and the summary names the object as
+    // the card shows it (pkcs11-tool: id 01, "SIG certificate" on the
+    // signature token), with the issued certificate's own end date.
+    let said = common::text(&out);
+    assert!(!said.contains("resuming the attempt"), "{said}");
+    let label = card_certificate_label(&card, SIG_TOKEN, "01");
+    assert!(
+        said.contains(&format!("id 01 label \"{label}\"")),
+        "the summary's label is not the card's {label:?}: {said}"
+    );
+    assert!(!said.contains("New one until"), "{said}");
     let second_key = slot_public_key(&card, SIG_TOKEN, "01").expect("key 01");
     assert_eq!(
         bank_certificates(&card, &config),
@@ -980,9 +992,25 @@ fn renewal_after_renewal_alternates_slots_then_says_the_card_is_full() {
         bank_certificates(&card, &config),
         vec![("03".to_owned(), "renewal-due".to_owned())]
     );
+    let said = common::text(&out);
+    assert!(!said.contains("resuming the attempt"), "{said}");
+    let label = card_certificate_label(&card, USER_TOKEN, "03");
+    assert!(
+        said.contains(&format!("id 03 label \"{label}\"")),
+        "the summary's label is not the card's {label:?}: {said}"
+    );
     let out = certagent_with(&card, &config, &["status", "--json"], None);
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(j["other_certificates"][0]["id"], "01", "{j}");
+    assert_eq!(j["other_certificates"][0]["replaced"], true, "{j}");
+    // The replaced bank certificate under a heading of its own, not among
+    // the certificates that are not the bank's.
+    let out = certagent_with(&card, &config, &["status"], None);
+    let listing = common::stdout(&out);
+    assert!(
+        listing.contains("replaced by a newer one") && !listing.contains("not the bank's"),
+        "{listing}"
+    );
     let out = certagent(&card, &["doctor"], Some(USER_PIN));
     assert!(
         common::stdout(&out).contains("key signs and matches the certificate (RS256)"),
@@ -995,7 +1023,10 @@ fn renewal_after_renewal_alternates_slots_then_says_the_card_is_full() {
     assert!(!out.status.success(), "{}", common::text(&out));
     assert!(
         e.contains("no free key slot")
-            && e.contains("slot 01")
+            && e.contains(
+                "slot 01 holds the retired key of the bank certificate certagent replaced"
+            )
+            && !e.contains("did not retire")
             && e.contains("nothing was changed"),
         "{}",
         common::text(&out)
@@ -1582,4 +1613,88 @@ fn logon_through_the_agent_on_the_card() {
         "the consent, and no PIN dialog"
     );
     assert_eq!(agent.logins(), 2, "no C_Login on a locked card");
+}
+
+/// The label pkcs11-tool shows for the certificate `id` on the card's
+/// token `token_label`.
+fn card_certificate_label(card: &OpenPgpCard, token_label: &str, id: &str) -> String {
+    let out = Command::new("pkcs11-tool")
+        .envs(card.env())
+        .arg("--module")
+        .arg(card.module())
+        .args([
+            "--token-label",
+            token_label,
+            "-O",
+            "--type",
+            "cert",
+            "--id",
+            id,
+        ])
+        .output()
+        .expect("pkcs11-tool");
+    assert!(out.status.success(), "{}", common::text(&out));
+    let listing = common::stdout(&out);
+    listing
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("label:"))
+        .map(|l| l.trim().to_string())
+        .unwrap_or_else(|| panic!("no label in {listing}"))
+}
+
+/// A card pulled during a renewal (at its key generation, and at the
+/// certificate write): `renew` says the card was removed, at which step,
+/// and that the same command resumes; the next run finishes.
+#[test]
+fn a_card_pulled_during_the_renewal_says_so_and_how_to_go_on() {
+    let fault = common::fault_module();
+    let module = fault.display().to_string();
+    for call in ["C_GenerateKeyPair", "C_CreateObject"] {
+        let (card, bank_dir) = provisioned_card(20);
+        let (_rt, bank) = common::serve_bank(&bank_dir, certagent_bank::ServeOptions::default());
+        let config = bank_config(&bank_dir, bank.addr());
+        // Where the call comes, from an unfaulted count on a twin card.
+        let n = {
+            let (twin, twin_bank) = provisioned_card(20);
+            let (_rt2, bank2) =
+                common::serve_bank(&twin_bank, certagent_bank::ServeOptions::default());
+            let twin_config = bank_config(&twin_bank, bank2.addr());
+            let log = twin.dir().join("calls.log");
+            let out = certagent_faulted(&twin, &module, &twin_config, None, Some(&log));
+            assert!(out.status.success(), "{}", common::text(&out));
+            let calls = std::fs::read_to_string(&log).expect("log");
+            calls
+                .lines()
+                .find_map(|l| {
+                    let (n, f) = l.split_once(' ')?;
+                    (f == call).then(|| n.parse::<u64>().ok()).flatten()
+                })
+                .unwrap_or_else(|| panic!("no {call} in the renewal"))
+        };
+        let fired = card.dir().join("fired.log");
+        let out = certagent_faulted(
+            &card,
+            &module,
+            &config,
+            Some((n, Mode::Pulled, &fired)),
+            None,
+        );
+        faults::assert_fired(&fired, n, Mode::Pulled, call);
+        let e = common::stderr(&out);
+        let last = e.lines().last().unwrap_or("");
+        assert!(!out.status.success(), "{call}: {}", common::text(&out));
+        assert!(
+            last.contains("the card was removed during the renewal")
+                && last.contains("run `certagent renew` again"),
+            "{call}: {}",
+            common::text(&out)
+        );
+        let again = certagent_admin(&card, "opensc", &config, &["renew", "--yes"], ADMIN_PIN);
+        assert!(again.status.success(), "{call}: {}", common::text(&again));
+        assert_eq!(
+            bank_certificates(&card, &config),
+            vec![("01".to_owned(), "valid".to_owned())],
+            "{call}"
+        );
+    }
 }

@@ -171,7 +171,8 @@ fn run(app: &App, ask: Ask<'_>, id: Option<&str>, yes: bool) -> Result<(), Error
             log::debug!("logging out: {e}");
         }
         rt.shutdown_timeout(std::time::Duration::from_secs(5));
-        let removed = || removed_during(&token, &state_dir, &info.serial, &ask);
+        let is_card = token.card_family().is_some();
+        let removed = || removed_during(is_card, &state_dir, &info.serial, &ask);
         let result = match result {
             Err(renewal::RenewalError::ReadCardAgain) => result,
             Err(_) if gone(&token) => return Err(removed()),
@@ -180,6 +181,8 @@ fn run(app: &App, ask: Ask<'_>, id: Option<&str>, yes: bool) -> Result<(), Error
         drop(result);
         progress(Step::GeneratingKey, &app.tr("step-reading-card", &[]));
         let module = token.module_arc();
+        // Every session of the module closes before it is initialised again.
+        drop(token);
         let reopened = (|| {
             module.reinitialize()?;
             module.open(&app.config.token.selector)
@@ -235,7 +238,7 @@ fn gone(token: &crate::token::Token) -> bool {
 /// The renewal stopped because the token was removed: say so, at which
 /// step, and how to go on (the journal stays; the same command resumes).
 fn removed_during(
-    token: &crate::token::Token,
+    is_card: bool,
     state_dir: &std::path::Path,
     serial: &str,
     ask: &Ask<'_>,
@@ -252,11 +255,7 @@ fn removed_during(
         Ask::Enroll { user } => format!("certagent enroll --user {user}"),
     };
     renewal_error(renewal::RenewalError::Removed {
-        what: if token.card_family().is_some() {
-            "card"
-        } else {
-            "token"
-        },
+        what: if is_card { "card" } else { "token" },
         step,
         again,
     })

@@ -162,6 +162,28 @@ impl Agent {
         )
     }
 
+    /// As [`Agent::start_prepared`], with `env` for `certagent run` (a time
+    /// zone, a language) and its stderr kept in a file.
+    pub fn start_prepared_in(
+        days_left: i64,
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&TestToken, &Path),
+    ) -> Agent {
+        Agent::launch(
+            days_left,
+            |_| vec![ORIGIN.to_string()],
+            ServeOptions::default(),
+            prepare,
+            Launch {
+                stack: Stack::SoftHsm,
+                env,
+                args: &[],
+                keep_listen: false,
+                stderr_to_file: true,
+            },
+        )
+    }
+
     /// As [`Agent::start`], with the agent's stderr kept in a file
     /// ([`Agent::stderr`]).
     pub fn start_logged(days_left: i64) -> Agent {
