@@ -150,11 +150,6 @@ fn status_and_renewal_stay_within_their_round_trip_budgets() {
     );
 }
 
-/// `certagent run --no-tray` on the forwarding module, logging its calls.
-fn start_agent(env: &Env, log: &Path) -> std::process::Child {
-    common::start_agent_process(env.command(log))
-}
-
 fn logon(port: u16) -> (u16, String) {
     use std::io::{Read, Write};
     let body = format!(

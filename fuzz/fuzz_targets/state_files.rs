@@ -14,6 +14,7 @@ use certagent::agent::notices::Ledger;
 use certagent::i18n::Lang;
 use certagent::policy::{NO_EXPIRY, NoticeKind, Policy};
 use certagent::renewal::{Entry, Journal};
+use certagent::cert::{BankIssuers, Cert};
 use certagent::renewal::{Plan, retired};
 use libfuzzer_sys::fuzz_target;
 use sha2::Digest;
@@ -84,15 +85,33 @@ fuzz_target!(|data: &[u8]| {
     let text = serde_json::to_string(&ledger).ok();
     assert_eq!(serde_json::to_string(&Ledger::load(dir)).ok(), text);
 
-    // Retired card keys: whatever the file held, what is remembered is
-    // found again.
+    // Retired card keys: whatever the file holds, nothing counts without
+    // the bank's certificate for the key (no CA known, or "any issuer",
+    // proves nothing); a certificate remembered counts exactly when the
+    // CA given signed it (here: itself).
     std::fs::write(dir.join("retired-card-keys.json"), data).expect("write");
     let (serial, rest) = data.split_at(data.len().min(8));
     let serial = String::from_utf8_lossy(serial);
     let (slot, spki) = rest.split_at(rest.len().min(2));
-    let _ = retired::is_retired(dir, &serial, slot, spki);
-    retired::remember(dir, &serial, slot, spki).expect("remember");
-    assert!(retired::is_retired(dir, &serial, slot, spki));
+    let nobody = BankIssuers::default();
+    let anyone = BankIssuers {
+        any: true,
+        ..BankIssuers::default()
+    };
+    assert!(!retired::is_retired(dir, &serial, slot, spki, &nobody));
+    assert!(!retired::is_retired(dir, &serial, slot, spki, &anyone));
+    if let Ok(cert) = Cert::from_der(rest) {
+        retired::remember(dir, &serial, slot, &cert).expect("remember");
+        let itself = BankIssuers {
+            ca_certs: vec![cert.der.clone()],
+            ..BankIssuers::default()
+        };
+        assert_eq!(
+            retired::is_retired(dir, &serial, slot, &cert.spki_der, &itself),
+            certagent::cert::signed_by(&cert.der, &cert.der)
+        );
+        assert!(!retired::is_retired(dir, &serial, slot, &cert.spki_der, &nobody));
+    }
 
     // Replaced certificates: the list read, then one more remembered.
     std::fs::write(dir.join("replaced-certificates.json"), data).expect("write");
