@@ -282,7 +282,8 @@ impl LogonError {
 /// smallest network one customer's host is given; it may pick any address
 /// in it). An IPv4 address seen as IPv4-mapped IPv6 (a dual-stack socket)
 /// is IPv4, so it is not lumped with every other IPv4 client.
-pub(super) fn client_net(addr: IpAddr) -> IpAddr {
+#[doc(hidden)]
+pub fn client_net(addr: IpAddr) -> IpAddr {
     match addr.to_canonical() {
         IpAddr::V4(a) => IpAddr::V4(std::net::Ipv4Addr::from(a.to_bits() & !0xff)),
         IpAddr::V6(a) => IpAddr::V6(std::net::Ipv6Addr::from(a.to_bits() & !((1u128 << 64) - 1))),
@@ -317,7 +318,8 @@ enum Spent {
 /// Spent challenges are remembered up to `cap` as well, only so that a
 /// replay is refused as a replay; forgetting one early only changes the
 /// refusal to "unknown challenge".
-pub(super) struct Challenges {
+#[doc(hidden)] // public for the fuzz target only
+pub struct Challenges {
     ttl: Duration,
     cap: usize,
     per_client: usize,
