@@ -7,7 +7,6 @@
 //! client a challenge was issued to can replace it.
 #![no_main]
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 

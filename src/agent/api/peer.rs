@@ -282,10 +282,12 @@ pub mod diag {
             }
             match kind {
                 NLMSG_ERROR => {
+                    // A negative errno; compared as such (negating
+                    // i32::MIN, which no kernel sends, would overflow).
                     let code = u32_at(body, 0).ok_or(BAD)? as i32;
-                    return match -code {
+                    return match code {
                         0 => Ok(None),
-                        libc::ENOENT => Ok(None),
+                        c if c == -libc::ENOENT => Ok(None),
                         _ => Err("the kernel's socket diagnostics refused the question"),
                     };
                 }
@@ -485,6 +487,10 @@ pub mod diag {
             m[16..20].copy_from_slice(&(-libc::ENOENT).to_ne_bytes());
             assert_eq!(parse(&m, 1), Ok(None));
             m[16..20].copy_from_slice(&(-libc::EPERM).to_ne_bytes());
+            assert!(parse(&m, 1).is_err());
+            // An error code of i32::MIN (found by the peer_table fuzz
+            // target: negating it overflowed): refused, no panic.
+            m[16..20].copy_from_slice(&i32::MIN.to_ne_bytes());
             assert!(parse(&m, 1).is_err());
         }
     }
