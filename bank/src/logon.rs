@@ -1075,11 +1075,23 @@ pub fn web_origin(s: &str) -> Result<String, String> {
         || port
             .strip_prefix(':')
             .is_some_and(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
-    if !host_ok || host.is_empty() || host == "[]" || !port_ok {
+    // A bracketed IPv6 literal is closed and holds only its own characters;
+    // any other host has no brackets and no colon (found by fuzzing:
+    // "https://[ss:443:443" lost a ":443" each time it was normalised).
+    let literal_ok = match host.strip_prefix('[') {
+        Some(inner) => inner.strip_suffix(']').is_some_and(|v6| {
+            !v6.is_empty()
+                && v6
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b":.".contains(&b))
+        }),
+        None => !host.bytes().any(|b| b"[]:".contains(&b)),
+    };
+    if !host_ok || host.is_empty() || !literal_ok || !port_ok {
         return Err("write it as scheme://host[:port], without a path, user or query".into());
     }
-    let rest = rest.strip_suffix(default_port).unwrap_or(rest);
-    Ok(format!("{scheme}://{rest}"))
+    let port = if port == default_port { "" } else { port };
+    Ok(format!("{scheme}://{host}{port}"))
 }
 
 #[cfg(test)]
@@ -1328,6 +1340,12 @@ mod tests {
             "https://[]:443",
             "https://x:",
             "https://x:44a3",
+            // Found by fuzzing in CI: an unclosed IPv6 literal lost a
+            // ":443" each time it was normalised.
+            "https://[ss:443:443",
+            "https://[::1",
+            "https://[zz]",
+            "https://a]:443",
         ] {
             assert!(web_origin(bad).is_err(), "{bad}");
         }
