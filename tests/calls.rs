@@ -150,39 +150,14 @@ fn status_and_renewal_stay_within_their_round_trip_budgets() {
     );
 }
 
+/// The page's logon (`page_to` sends the Host and Origin a page does).
 fn logon(port: u16) -> (u16, String) {
-    use std::io::{Read, Write};
     let body = format!(
         "{{\"challenge\":\"{}\"}}",
         URL_SAFE_NO_PAD.encode([3u8; 32])
     );
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let req = format!(
-        "POST /v1/logon HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {ORIGIN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).expect("write");
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let r = common::agent::Reply::parse(&raw);
+    let r = common::agent::page_to(port, "POST", "/v1/logon", &body);
     (r.status, r.body)
-}
-
-/// The page's `GET /v1/status`; its HTTP status.
-fn page_status(port: u16) -> u16 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let req = format!(
-        "GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {ORIGIN}\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).expect("write");
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    common::agent::Reply::parse(&raw).status
 }
 
 /// libfaketime, which moves the agent's clocks (wall and monotonic) by the
@@ -232,7 +207,10 @@ fn a_logon_a_page_status_and_an_idle_agent_stay_within_their_budgets() {
     let mut page = Vec::new();
     for _ in 0..2 {
         let from = logged(&log).len();
-        assert_eq!(page_status(env.port), 200);
+        assert_eq!(
+            common::agent::page_to(env.port, "GET", "/v1/status", "").status,
+            200
+        );
         page.push(since(&log, from));
     }
     for p in &page {

@@ -425,16 +425,19 @@ fn the_sweeps_checks_fail_when_they_should() {
     let id = faults::assert_one_pair(&env.hsm, Some(&env.ca), "before");
     // ... a stray public key beside it is not.
     let ok = |o: Output| assert!(o.status.success(), "{}", text(&o));
-    ok(env.hsm.pkcs11_tool(&[
-        "--login",
-        "--pin",
-        PIN,
-        "--keypairgen",
-        "--key-type",
-        "rsa:2048",
-        "--id",
-        "77",
-    ]));
+    let keypair = |id: &str| {
+        ok(env.hsm.pkcs11_tool(&[
+            "--login",
+            "--pin",
+            PIN,
+            "--keypairgen",
+            "--key-type",
+            "rsa:2048",
+            "--id",
+            id,
+        ]))
+    };
+    keypair("77");
     ok(env.hsm.pkcs11_tool(&[
         "--login",
         "--pin",
@@ -455,16 +458,7 @@ fn the_sweeps_checks_fail_when_they_should() {
     // A certificate whose key is not the token's key under its id.
     let other = env.hsm.path().join("other.der");
     let spki = {
-        ok(env.hsm.pkcs11_tool(&[
-            "--login",
-            "--pin",
-            PIN,
-            "--keypairgen",
-            "--key-type",
-            "rsa:2048",
-            "--id",
-            "78",
-        ]));
+        keypair("78");
         let p = env.hsm.path().join("pub78.der");
         ok(env.hsm.pkcs11_tool(&[
             "--read-object",

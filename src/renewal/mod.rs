@@ -921,11 +921,8 @@ impl Workflow<'_> {
                             // Over a key only where certagent can show it
                             // retired that key (the journal is a file).
                             if let Some(key) = &replaced {
-                                let bank = BankIssuers {
-                                    ca_certs: self.ca_certs.clone(),
-                                    ..BankIssuers::default()
-                                };
                                 let serial = &j.entry.token_serial;
+                                let bank = self.bank();
                                 if !retired::is_retired(&self.state_dir, serial, &id, key, &bank) {
                                     return Err(RenewalError::Other(format!(
                                         "slot {} holds a key certagent cannot show it retired; it never generates over such a key. Nothing was changed",
@@ -1150,6 +1147,14 @@ impl Workflow<'_> {
         }
     }
 
+    /// The bank's issuers as this attempt knows them: its CA certificates.
+    fn bank(&self) -> BankIssuers {
+        BankIssuers {
+            ca_certs: self.ca_certs.clone(),
+            ..BankIssuers::default()
+        }
+    }
+
     /// A journal from an earlier run is a file that anything running as
     /// the user could have edited: before it acts on the token again, the
     /// certificate it replaces must be the bank's (signed by the bank's
@@ -1165,11 +1170,7 @@ impl Workflow<'_> {
         };
         match (old_cert, &j.entry.kind) {
             (Some(old), _) => {
-                let bank = BankIssuers {
-                    ca_certs: self.ca_certs.clone(),
-                    ..BankIssuers::default()
-                };
-                if !bank.issued(old) {
+                if !self.bank().issued(old) {
                     return Err(stop(format!(
                         "names a certificate the bank did not issue ({})",
                         crate::text::clean(&old.subject, crate::text::NAME_MAX)
