@@ -8,6 +8,8 @@
 # installs fails here, as it would for a new user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A fresh clone has no target/ yet: the demo's log goes there.
+mkdir -p target
 if [ "$(id -u)" -eq 0 ]; then
     ns=(unshare --mount --propagation private)
 else
