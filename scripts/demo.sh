@@ -14,4 +14,5 @@ certagent_setup
 # OpenPGP card and the kryoptic token need libclang and OpenSSL's headers,
 # which only the test command installs).
 cargo build --quiet --locked -p certagent -p certagent-bank --bins
-exec target/debug/certagent demo
+# (CARGO_TARGET_DIR, where set, is where cargo put them.)
+exec "${CARGO_TARGET_DIR:-target}/debug/certagent" demo
