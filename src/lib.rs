@@ -22,6 +22,7 @@
 
 pub mod agent;
 pub mod alg;
+pub mod bank_ca;
 pub mod browser_policy;
 pub mod cert;
 pub mod cli;

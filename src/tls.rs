@@ -18,7 +18,7 @@ use rustls::sign::{CertifiedKey, Signer, SigningKey};
 use rustls::{ClientConfig, RootCertStore, SignatureAlgorithm, SignatureScheme};
 
 use crate::cert::Cert;
-use crate::token::{PublicKeyAlg, SignScheme, Token, blocking, ecdsa_raw_to_der};
+use crate::token::{PublicKeyAlg, SignScheme, Token, block_in_place, ecdsa_raw_to_der};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -184,7 +184,7 @@ impl Signer for TokenTlsSigner {
             }
         };
         let sign = || self.token.sign(&self.id, scheme, message);
-        let raw = blocking(sign).map_err(|e| rustls::Error::General(e.to_string()))?;
+        let raw = block_in_place(sign).map_err(|e| rustls::Error::General(e.to_string()))?;
         if scheme == SignScheme::EcdsaP256Sha256 {
             // TLS carries ECDSA signatures DER-encoded.
             ecdsa_raw_to_der(&raw).map_err(|e| rustls::Error::General(e.to_string()))

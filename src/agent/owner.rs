@@ -319,8 +319,8 @@ impl Owner {
         let (Some(bank), Some(dir)) = (&self.bank, &self.state_dir) else {
             return;
         };
-        let quiet = |_: Step, _: &str| {};
-        match crate::renewal::bank_ca_certs(bank, dir, &quiet).await {
+
+        match crate::bank_ca::bank_ca_certs(bank, dir, &|| {}).await {
             Ok(ca_certs) => lock(&self.issuers).ca_certs = ca_certs,
             Err(e) => log::warn!("cannot learn the bank's issuing CA: {e}"),
         }

@@ -259,9 +259,9 @@ impl App {
         let fetched = runtime().and_then(|rt| {
             rt.block_on(async {
                 let dir = state.clone().unwrap_or_default();
-                crate::renewal::bank_ca_certs(bank, &dir, &|_: crate::renewal::Step, _: &str| {})
+                crate::bank_ca::bank_ca_certs(bank, &dir, &|| {})
                     .await
-                    .map_err(Error::Renewal)
+                    .map_err(|e| Error::Renewal(e.into()))
             })
         });
         match fetched {

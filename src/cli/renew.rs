@@ -5,8 +5,6 @@
 
 use std::sync::Arc;
 
-use secrecy::{ExposeSecret, SecretString};
-
 use time::OffsetDateTime;
 
 use super::status::print_certificate;
@@ -15,7 +13,7 @@ use crate::Error;
 use crate::config::BankConfig;
 use crate::est::EstClient;
 use crate::i18n::Arg;
-use crate::renewal::{self, CardLogin, Plan, Renewal, Step};
+use crate::renewal::{self, Attempt, CardLogin, Plan, Step};
 use crate::token::TokenError;
 
 fn bank(app: &App) -> Result<&BankConfig, Error> {
@@ -42,7 +40,7 @@ fn state_dir() -> Result<std::path::PathBuf, Error> {
 
 /// `GET /cacerts` over server-authenticated TLS.
 pub(super) async fn fetch_cacerts(bank: &BankConfig) -> Result<Vec<Vec<u8>>, Error> {
-    let client: EstClient = renewal::est_client(bank, None).map_err(renewal_error)?;
+    let client: EstClient = crate::bank_ca::est_client(bank, None).map_err(renewal_error)?;
     client.cacerts().await.map_err(renewal_error)
 }
 
@@ -73,7 +71,7 @@ pub(super) fn enroll(app: &App, user: &str, id: Option<&str>, yes: bool) -> Resu
 fn run(app: &App, ask: Ask<'_>, id: Option<&str>, yes: bool) -> Result<(), Error> {
     let bank = bank(app)?;
     let want = hex_id(id)?;
-    let mut token = Arc::new(app.open_token()?);
+    let token = Arc::new(app.open_token()?);
     let info = token.info()?;
     if info.pin_locked {
         return Err(TokenError::PinLocked.into());
@@ -140,65 +138,60 @@ fn run(app: &App, ask: Ask<'_>, id: Option<&str>, yes: bool) -> Result<(), Error
         }
         Some(_) => Some(card_login(app, &token, &purpose)?),
     };
-    // A card whose module keeps what it read (OpenPGP through OpenSC) is
-    // read again after the key generation, after the certificate write and
-    // after the old certificate's removal (each time the attempt resumes
-    // from its journal with the PINs already given); bounded, in case a
-    // card never shows what was written.
-    for _ in 0..6 {
-        // A runtime per pass: the bank connection's tasks hold the token
-        // (its TLS client key) and must be gone before the card is read
-        // again, which needs every session of the module closed.
-        let rt = runtime()?;
-        let result = rt.block_on(renewal::execute(
-            Renewal {
-                token: token.clone(),
-                token_serial: info.serial.clone(),
-                bank,
-                key: app.config.key,
-                state_dir: &state_dir,
-                otp: otp
-                    .as_ref()
-                    .map(|o| SecretString::from(o.expose_secret().to_string())),
-                card: card.as_ref(),
-                progress: &progress,
-            },
-            plan,
-        ));
-        // The login ends with the operation (other sessions of this process
-        // would keep it otherwise).
-        if let Err(e) = token.logout() {
-            log::debug!("logging out: {e}");
-        }
-        rt.shutdown_timeout(std::time::Duration::from_secs(5));
-        let is_card = token.card_family().is_some();
-        let removed = || removed_during(is_card, &state_dir, &info.serial, &ask);
-        let result = match result {
-            Err(renewal::RenewalError::ReadCardAgain) => result,
-            Err(_) if gone(&token) => return Err(removed()),
-            _ => return finish(app, &token, result),
-        };
-        drop(result);
-        progress(Step::GeneratingKey, &app.tr("step-reading-card", &[]));
-        let module = token.module_arc();
-        // Every session of the module closes before it is initialised again.
-        drop(token);
-        let reopened = (|| {
-            module.reinitialize()?;
-            module.open(&app.config.token.selector)
-        })();
-        token = match reopened {
-            Ok(t) => Arc::new(t),
-            Err(TokenError::Removed { .. } | TokenError::NotFound { .. }) => return Err(removed()),
-            Err(e) => return Err(e.into()),
-        };
-        plan = renewal::resume_after_reading(&token, &info.serial, &state_dir)
-            .map_err(renewal_error)?;
-        if let Some(c) = &card {
-            token.login(c.user.as_ref())?;
+    let attempt = Attempt {
+        token_serial: info.serial.clone(),
+        bank,
+        key: app.config.key,
+        state_dir: &state_dir,
+        otp,
+        card: card.as_ref(),
+        progress: &progress,
+    };
+    let mut door = Terminal {
+        module: token.module_arc(),
+        selector: &app.config.token.selector,
+    };
+    let ended = runtime()?.block_on(renewal::run(&mut door, token, &attempt, plan));
+    let removed = || {
+        let is_card = card.is_some();
+        removed_during(is_card, &state_dir, &info.serial, &ask)
+    };
+    match (ended.token, ended.result) {
+        (
+            None,
+            Err(renewal::RenewalError::Token(
+                TokenError::Removed { .. } | TokenError::NotFound { .. },
+            )),
+        ) => Err(removed()),
+        (None, result) => result.map(|_| ()).map_err(renewal_error),
+        (Some(token), Err(_)) if gone(&token) => Err(removed()),
+        (Some(token), result) => {
+            // The login ends with the operation (other sessions of this
+            // process would keep it otherwise).
+            if let Err(e) = token.logout() {
+                log::debug!("logging out: {e}");
+            }
+            finish(app, &token, result)
         }
     }
-    Err(renewal_error(renewal::RenewalError::ReadCardAgain))
+}
+
+/// The terminal's way to read a card again: it owns the only token.
+struct Terminal<'a> {
+    module: Arc<crate::token::Module>,
+    selector: &'a crate::token::TokenSelector,
+}
+
+impl renewal::Reopen for Terminal<'_> {
+    fn close(&mut self, token: Arc<crate::token::Token>) {
+        if let Err(e) = token.logout() {
+            log::debug!("logging out before reading the card again: {e}");
+        }
+    }
+
+    fn open(&mut self) -> Result<Arc<crate::token::Token>, TokenError> {
+        self.module.open(self.selector).map(Arc::new)
+    }
 }
 
 /// The user PIN (logged in with it now, so a wrong one stops here) and the

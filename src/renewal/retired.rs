@@ -85,9 +85,10 @@ pub fn remember(state_dir: &Path, serial: &str, slot: &[u8], cert: &Cert) -> std
     let mut all = load(state_dir);
     all.retain(|r| !(r.serial == entry.serial && r.slot == entry.slot));
     all.push(entry);
-    super::write_private(
+    crate::state_file::write(
         &file(state_dir),
         &serde_json::to_vec_pretty(&all).map_err(std::io::Error::other)?,
+        crate::state_file::Mode::Private,
     )
 }
 
@@ -113,9 +114,10 @@ pub fn remember_replaced(state_dir: &Path, der: &[u8]) -> std::io::Result<()> {
     if !all.contains(&digest) {
         all.push(digest);
     }
-    super::write_private(
+    crate::state_file::write(
         &replaced_file(state_dir),
         &serde_json::to_vec_pretty(&all).map_err(std::io::Error::other)?,
+        crate::state_file::Mode::Private,
     )
 }
 

@@ -224,7 +224,7 @@ pub use cryptoki::object::ObjectClass as Class;
 /// Run blocking token work from async code: on a multi-thread tokio runtime
 /// the worker hands its other tasks away first, so the runtime never stalls
 /// on a slow token (or a PIN pad).
-pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+pub fn block_in_place<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)

@@ -18,8 +18,8 @@ use time::OffsetDateTime;
 
 use super::gate::Failure;
 use super::{
-    blocking, busy_failure, consent_and_login, cooling_failure, occupied_failure, parse_id,
-    token_failure,
+    busy_failure, consent_and_login, cooling_failure, occupied_failure, on_blocking_thread,
+    parse_id, token_failure,
 };
 use crate::agent::Agent;
 use crate::agent::owner::Use;
@@ -102,7 +102,7 @@ pub(super) async fn logon(
     let turn = agent.prompts.turn().map_err(occupied_failure)?;
     let a = agent.clone();
     let origin = origin.to_string();
-    blocking(move || {
+    on_blocking_thread(move || {
         let mut look = lease.look().map_err(token_failure)?;
         let now = OffsetDateTime::now_utc();
         let policy = &a.config.policy;

@@ -364,7 +364,7 @@ fn parse_id(id: Option<&str>) -> Result<Option<Vec<u8>>, Failure> {
 }
 
 /// Run blocking token and prompt work off the async workers.
-async fn blocking<T: Send + 'static>(
+async fn on_blocking_thread<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
 ) -> Result<T, Failure> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {

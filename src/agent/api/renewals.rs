@@ -17,8 +17,8 @@ use time::OffsetDateTime;
 
 use super::gate::Failure;
 use super::{
-    blocking, busy_failure, consent_and_login, cooling_failure, occupied_failure, parse_id,
-    token_failure,
+    busy_failure, consent_and_login, cooling_failure, occupied_failure, on_blocking_thread,
+    parse_id, token_failure,
 };
 use crate::agent::owner::{Lease, Use};
 use crate::agent::{Agent, RenewalStatus};
@@ -26,7 +26,7 @@ use crate::cert::TokenCert;
 use crate::cert::rfc3339;
 use crate::config::BankConfig;
 use crate::prompt::short;
-use crate::renewal::{self, CardLogin, Plan, Renewal, RenewalError, Step};
+use crate::renewal::{self, Attempt, CardLogin, Plan, RenewalError, Step};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +72,7 @@ pub async fn renew_with_consent(
 fn plan_failure(e: RenewalError) -> Failure {
     match e {
         RenewalError::NotNow(m) => Failure::new(409, "not-due", m),
+        RenewalError::Refused(m) => Failure::new(409, "refused", m),
         RenewalError::Token(t) => token_failure(t),
         other => Failure::new(503, "renewal", other.to_string()),
     }
@@ -120,7 +121,7 @@ async fn start(
     let turn = agent.prompts.turn().map_err(occupied_failure)?;
     let a = agent.clone();
     let dir = state_dir.clone();
-    let prepared = blocking(move || {
+    let prepared = on_blocking_thread(move || {
         // A renewal reads the token afresh: it is about to change it.
         let look = lease.fresh_look().map_err(token_failure)?;
         let token = lease.token().map_err(token_failure)?;
@@ -252,10 +253,10 @@ async fn start(
     Ok(RenewalStarted { id: rid })
 }
 
-/// Run the attempt; on a card whose module shows a change only when
-/// initialised again, close the token, initialise the module again (once
+/// Run the attempt ([`renewal::run`]): on a card whose module shows a
+/// change only when initialised again, the lease closes the token (once
 /// no other door has the card open: the status page may be reading it)
-/// and resume from the journal, as `certagent renew` does.
+/// and opens it again.
 #[allow(clippy::too_many_arguments)]
 async fn run_renewal(
     a: &Arc<Agent>,
@@ -268,50 +269,30 @@ async fn run_renewal(
     progress: &(dyn renewal::Progress + Sync),
     plan: Plan,
 ) -> Result<TokenCert, RenewalError> {
-    let (mut token, mut plan) = (token, plan);
-    for _ in 0..6 {
-        let result = renewal::execute(
-            Renewal {
-                token: token.clone(),
-                token_serial: serial.clone(),
-                bank,
-                key: a.config.key,
-                state_dir,
-                otp: None,
-                card,
-                progress,
-            },
-            plan,
-        )
-        .await;
-        let Err(RenewalError::ReadCardAgain) = result else {
-            return result;
-        };
-        progress.step(Step::Started, &crate::i18n::tr("step-reading-card", &[]));
-        let module = token.module_arc();
+    let attempt = Attempt {
+        token_serial: serial,
+        bank,
+        key: a.config.key,
+        state_dir,
+        otp: None,
+        card,
+        progress,
+    };
+    renewal::run(&mut LeaseDoor(lease), token, &attempt, plan)
+        .await
+        .result
+}
+
+/// The agent's way to read a card again: through the token's lease.
+struct LeaseDoor<'a>(&'a mut Lease);
+
+impl renewal::Reopen for LeaseDoor<'_> {
+    fn close(&mut self, token: Arc<crate::token::Token>) {
         drop(token);
-        lease.close_token();
-        let mut again = Err(RenewalError::ReadCardAgain);
-        for _ in 0..100 {
-            match module.reinitialize() {
-                Ok(()) => {
-                    again = Ok(());
-                    break;
-                }
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
-            }
-        }
-        again?;
-        drop(module);
-        let (t, p) = crate::token::blocking(|| -> Result<_, RenewalError> {
-            let t = lease.token()?;
-            let p = renewal::resume_after_reading(&t, &serial, state_dir)?;
-            if let Some(c) = card {
-                t.login(c.user.as_ref())?;
-            }
-            Ok((t, p))
-        })?;
-        (token, plan) = (t, p);
+        self.0.close_token();
     }
-    Err(RenewalError::ReadCardAgain)
+
+    fn open(&mut self) -> Result<Arc<crate::token::Token>, crate::token::TokenError> {
+        self.0.token()
+    }
 }
