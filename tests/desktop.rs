@@ -552,8 +552,8 @@ fn the_tray_icon_is_named_from_the_theme_or_drawn_at_64_pixels() {
         let rel = format!("icons/hicolor/{size}x{size}/status");
         let dir = s.hsm.path().join("data-dirs").join(&rel);
         std::fs::create_dir_all(&dir).expect("theme dir");
-        for look in certagent::agent::icons::LOOKS {
-            let file = format!("{}.png", certagent::agent::icons::theme_name(look));
+        for badge in certagent::agent::icons::BADGES {
+            let file = format!("{}.png", certagent::agent::icons::theme_name(badge));
             std::fs::copy(
                 common::repo_root().join("packaging").join(&rel).join(&file),
                 dir.join(&file),

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use certagent::agent::icons::{LOOKS, SIZES, render, theme_name};
+use certagent::agent::icons::{BADGES, SIZES, render, theme_name};
 
 fn packaged(size: u32, name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
@@ -53,9 +53,9 @@ fn packaged_icons_are_the_rendered_ones_and_a_strip_shows_them() {
     // files with the drawing).
     let write = std::env::var_os("CERTAGENT_WRITE_ICONS").is_some();
     for size in SIZES {
-        for look in LOOKS {
-            let path = packaged(size, theme_name(look));
-            let drawn = render(look, size);
+        for badge in BADGES {
+            let path = packaged(size, theme_name(badge));
+            let drawn = render(badge, size);
             if write {
                 write_png(&path, size, size, &drawn);
             }
@@ -72,12 +72,12 @@ fn packaged_icons_are_the_rendered_ones_and_a_strip_shows_them() {
     // The strip: a row per size, a column per state, on a light panel; the
     // second half of the rows again in grey (luminance only).
     let cell = 72u32;
-    let (width, height) = (cell * LOOKS.len() as u32, cell * SIZES.len() as u32 * 2);
+    let (width, height) = (cell * BADGES.len() as u32, cell * SIZES.len() as u32 * 2);
     let mut strip = vec![0xeeu8; (width * height * 4) as usize];
     for (row, size) in SIZES.iter().chain(SIZES.iter()).enumerate() {
         let grey = row >= SIZES.len();
-        for (col, look) in LOOKS.iter().enumerate() {
-            let icon = render(*look, *size);
+        for (col, badge) in BADGES.iter().enumerate() {
+            let icon = render(*badge, *size);
             for y in 0..*size {
                 for x in 0..*size {
                     let i = ((y * size + x) * 4) as usize;

@@ -8,7 +8,7 @@
 //! | renewal due | amber triangle | exclamation mark |
 //! | expired | red octagon | cross |
 //! | lapsed | dark red square | bar |
-//! | no token | grey ring | slash |
+//! | no certificate (no token, or none of the bank's on it) | grey ring | slash |
 //! | renewing | blue diamond | three dots |
 //!
 //! Shapes are described in a unit square and rasterised with 4×4
@@ -17,30 +17,41 @@
 //! in step. Drawn by hand because an SVG rasteriser would be a large
 //! dependency for six small glyphs.
 
-use super::tray::Look;
+/// The state the icon shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Badge {
+    Valid,
+    RenewalDue,
+    Expired,
+    Lapsed,
+    /// No usable bank certificate: no token, or none of the bank's on it.
+    NoCertificate,
+    Working,
+}
 
 /// Every state, in the order a strip shows them.
-pub const LOOKS: [Look; 6] = [
-    Look::Valid,
-    Look::RenewalDue,
-    Look::Expired,
-    Look::Lapsed,
-    Look::NoToken,
-    Look::Working,
+pub const BADGES: [Badge; 6] = [
+    Badge::Valid,
+    Badge::RenewalDue,
+    Badge::Expired,
+    Badge::Lapsed,
+    Badge::NoCertificate,
+    Badge::Working,
 ];
 
 /// The sizes the packaged icons come in (hicolor `NxN/status`).
 pub const SIZES: [u32; 6] = [16, 22, 24, 32, 48, 64];
 
 /// The icon theme name of a state's icon (hicolor, context `status`).
-pub fn theme_name(look: Look) -> &'static str {
-    match look {
-        Look::Valid => "certagent-valid",
-        Look::RenewalDue => "certagent-renewal-due",
-        Look::Expired => "certagent-expired",
-        Look::Lapsed => "certagent-lapsed",
-        Look::NoToken => "certagent-no-token",
-        Look::Working => "certagent-renewing",
+pub fn theme_name(badge: Badge) -> &'static str {
+    match badge {
+        Badge::Valid => "certagent-valid",
+        Badge::RenewalDue => "certagent-renewal-due",
+        Badge::Expired => "certagent-expired",
+        Badge::Lapsed => "certagent-lapsed",
+        // The packaged name, kept: themes and packages know it.
+        Badge::NoCertificate => "certagent-no-token",
+        Badge::Working => "certagent-renewing",
     }
 }
 
@@ -75,36 +86,36 @@ fn edge(p: (f32, f32), a: (f32, f32), b: (f32, f32)) -> f32 {
 }
 
 /// The shape's colour and the mark's.
-fn colours(look: Look) -> (Rgb, Rgb) {
-    match look {
-        Look::Valid => ([0x2e, 0x7d, 0x32], WHITE),
-        Look::RenewalDue => ([0xf9, 0xa8, 0x25], INK),
-        Look::Expired => ([0xc6, 0x28, 0x28], WHITE),
-        Look::Lapsed => ([0x6a, 0x1b, 0x1b], WHITE),
-        Look::NoToken => ([0x75, 0x75, 0x75], WHITE),
-        Look::Working => ([0x15, 0x65, 0xc0], WHITE),
+fn colours(badge: Badge) -> (Rgb, Rgb) {
+    match badge {
+        Badge::Valid => ([0x2e, 0x7d, 0x32], WHITE),
+        Badge::RenewalDue => ([0xf9, 0xa8, 0x25], INK),
+        Badge::Expired => ([0xc6, 0x28, 0x28], WHITE),
+        Badge::Lapsed => ([0x6a, 0x1b, 0x1b], WHITE),
+        Badge::NoCertificate => ([0x75, 0x75, 0x75], WHITE),
+        Badge::Working => ([0x15, 0x65, 0xc0], WHITE),
     }
 }
 
 /// What covers the point `p` of the unit square (y grows downwards).
-fn cover(look: Look, p: (f32, f32)) -> Cover {
+fn cover(badge: Badge, p: (f32, f32)) -> Cover {
     let c = (0.5, 0.5);
     let (x, y) = (p.0 - 0.5, p.1 - 0.5);
     const LINE: f32 = 0.05; // half the mark's stroke
-    let (shape, mark) = match look {
-        Look::Valid => (
+    let (shape, mark) = match badge {
+        Badge::Valid => (
             dist(p, c) <= 0.47,
             segment(p, (0.27, 0.52), (0.43, 0.68)) <= LINE
                 || segment(p, (0.43, 0.68), (0.74, 0.35)) <= LINE,
         ),
-        Look::RenewalDue => {
+        Badge::RenewalDue => {
             let (a, b, d) = ((0.5, 0.04), (0.97, 0.92), (0.03, 0.92));
             (
                 edge(p, a, b) >= 0.0 && edge(p, b, d) >= 0.0 && edge(p, d, a) >= 0.0,
                 segment(p, (0.5, 0.38), (0.5, 0.64)) <= LINE || dist(p, (0.5, 0.78)) <= 0.06,
             )
         }
-        Look::Expired => {
+        Badge::Expired => {
             let a = 0.45;
             (
                 x.abs() <= a && y.abs() <= a && x.abs() + y.abs() <= a * std::f32::consts::SQRT_2,
@@ -112,7 +123,7 @@ fn cover(look: Look, p: (f32, f32)) -> Cover {
                     || segment(p, (0.67, 0.33), (0.33, 0.67)) <= LINE,
             )
         }
-        Look::Lapsed => {
+        Badge::Lapsed => {
             // A square with rounded corners.
             let (h, r) = (0.43, 0.08);
             let (qx, qy) = ((x.abs() - (h - r)).max(0.0), (y.abs() - (h - r)).max(0.0));
@@ -121,13 +132,13 @@ fn cover(look: Look, p: (f32, f32)) -> Cover {
                 segment(p, (0.27, 0.5), (0.73, 0.5)) <= 0.07,
             )
         }
-        Look::NoToken => {
+        Badge::NoCertificate => {
             let d = dist(p, c);
             let ring = (0.35..=0.47).contains(&d);
             let slash = d <= 0.47 && segment(p, (0.22, 0.22), (0.78, 0.78)) <= 0.06;
             (ring || slash, false)
         }
-        Look::Working => (
+        Badge::Working => (
             x.abs() + y.abs() <= 0.49,
             [0.31, 0.5, 0.69]
                 .iter()
@@ -142,9 +153,9 @@ fn cover(look: Look, p: (f32, f32)) -> Cover {
 }
 
 /// The state's icon, `size`×`size` RGBA (straight alpha), row by row.
-pub fn render(look: Look, size: u32) -> Vec<u8> {
+pub fn render(badge: Badge, size: u32) -> Vec<u8> {
     const SS: u32 = 4;
-    let (shape_rgb, mark_rgb) = colours(look);
+    let (shape_rgb, mark_rgb) = colours(badge);
     let n = size.max(1);
     let mut out = Vec::with_capacity((n * n * 4) as usize);
     for py in 0..n {
@@ -158,7 +169,7 @@ pub fn render(look: Look, size: u32) -> Vec<u8> {
                         (px as f32 + (sx as f32 + 0.5) / SS as f32) / n as f32,
                         (py as f32 + (sy as f32 + 0.5) / SS as f32) / n as f32,
                     );
-                    let rgb = match cover(look, p) {
+                    let rgb = match cover(badge, p) {
                         Cover::None => continue,
                         Cover::Shape => shape_rgb,
                         Cover::Mark => mark_rgb,
@@ -183,31 +194,6 @@ pub fn render(look: Look, size: u32) -> Vec<u8> {
     out
 }
 
-/// Whether the installed icon theme has the state icons (the package
-/// installs them under hicolor); then the tray names them and the panel
-/// picks the size it needs.
-pub fn themed() -> bool {
-    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
-    if let Some(home) = std::env::var_os("XDG_DATA_HOME") {
-        dirs.push(home.into());
-    } else if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(std::path::Path::new(&home).join(".local/share"));
-    }
-    let system = std::env::var("XDG_DATA_DIRS")
-        .ok()
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| "/usr/local/share:/usr/share".into());
-    dirs.extend(system.split(':').map(std::path::PathBuf::from));
-    let name = format!("{}.png", theme_name(Look::Valid));
-    dirs.iter().any(|d| {
-        SIZES.iter().any(|s| {
-            d.join(format!("icons/hicolor/{s}x{s}/status"))
-                .join(&name)
-                .is_file()
-        })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,15 +201,15 @@ mod tests {
     /// What a person who cannot tell the colours apart sees in each
     /// pixel: nothing (0), the mark (1) or the shape (2), by alpha and by
     /// which of the two colours the pixel is nearer.
-    fn classes(look: Look, size: u32) -> Vec<u8> {
-        let (shape, mark) = colours(look);
+    fn classes(badge: Badge, size: u32) -> Vec<u8> {
+        let (shape, mark) = colours(badge);
         let near = |px: &[u8], c: Rgb| -> u32 {
             px.iter()
                 .zip(c)
                 .map(|(a, b)| u32::from(a.abs_diff(b)))
                 .sum()
         };
-        render(look, size)
+        render(badge, size)
             .chunks(4)
             .map(|px| match (px.get(..3), px.get(3)) {
                 (Some(rgb), Some(a)) if *a >= 128 => {
@@ -240,12 +226,12 @@ mod tests {
 
     #[test]
     fn every_size_has_the_right_length_and_a_clear_border() {
-        for look in LOOKS {
+        for badge in BADGES {
             for size in SIZES {
-                let rgba = render(look, size);
+                let rgba = render(badge, size);
                 assert_eq!(rgba.len(), (size * size * 4) as usize);
                 // The corner pixel is transparent for every shape.
-                assert_eq!(rgba.get(3), Some(&0), "{look:?} at {size}");
+                assert_eq!(rgba.get(3), Some(&0), "{badge:?} at {size}");
             }
         }
     }
@@ -255,8 +241,8 @@ mod tests {
     #[test]
     fn states_differ_by_shape_without_colour() {
         for size in [16, 22, 32] {
-            for (i, a) in LOOKS.iter().enumerate() {
-                for b in LOOKS.iter().skip(i + 1) {
+            for (i, a) in BADGES.iter().enumerate() {
+                for b in BADGES.iter().skip(i + 1) {
                     let (ma, mb) = (classes(*a, size), classes(*b, size));
                     let differ = ma.iter().zip(&mb).filter(|(x, y)| x != y).count();
                     assert!(
@@ -272,9 +258,9 @@ mod tests {
     /// The mark shows at the smallest size (not lost in the rounding).
     #[test]
     fn the_mark_survives_at_16_pixels() {
-        for look in LOOKS.iter().filter(|l| **l != Look::NoToken) {
-            let marked = classes(*look, 16).iter().filter(|c| **c == 1).count();
-            assert!(marked >= 6, "{look:?}: {marked} mark pixels");
+        for badge in BADGES.iter().filter(|l| **l != Badge::NoCertificate) {
+            let marked = classes(*badge, 16).iter().filter(|c| **c == 1).count();
+            assert!(marked >= 6, "{badge:?}: {marked} mark pixels");
         }
     }
 }

@@ -50,7 +50,7 @@ const LEASE_LOOK_MAX_AGE: Duration = LOOK_MAX_AGE;
 
 /// What the owner remembers of the token in its reader.
 struct Cache {
-    look: Look,
+    look: Snapshot,
     /// The certificates' object handles, by CKA_ID, from the token that
     /// took the look (see [`Lease::look`]).
     handles: Vec<(Vec<u8>, cryptoki::object::ObjectHandle)>,
@@ -87,7 +87,7 @@ pub struct Busy {
 
 /// What a look at the token found.
 #[derive(Debug, Clone)]
-pub struct Look {
+pub struct Snapshot {
     pub info: TokenInfo,
     pub certs: TokenCerts,
     /// The step of an interrupted renewal or enrolment waiting on this token.
@@ -138,14 +138,14 @@ impl Owner {
     /// The last look if it is recent and no certagent process changed the
     /// token since, else a fresh one (blocking). The interrupted-renewal
     /// state is always read afresh (a file, not the token).
-    pub fn cached_look(&self) -> Result<Look, TokenError> {
+    pub fn cached_look(&self) -> Result<Snapshot, TokenError> {
         self.cached_look_pin(false)
     }
 
     /// [`Owner::cached_look`]; with `fresh_pin`, a cached look gets the
     /// token's PIN state read again (one C_GetTokenInfo): the counter moves
     /// with every login attempt of any program, and no slot event says so.
-    fn cached_look_pin(&self, fresh_pin: bool) -> Result<Look, TokenError> {
+    fn cached_look_pin(&self, fresh_pin: bool) -> Result<Snapshot, TokenError> {
         self.drop_if_changed();
         let cached = lock(&self.cache)
             .as_ref()
@@ -222,7 +222,7 @@ impl Owner {
     /// handles when its last session closes). A card whose module certagent
     /// may initialise again is never kept open: that needs every session
     /// closed.
-    fn remember(&self, look: &Look, token: &Arc<Token>) {
+    fn remember(&self, look: &Snapshot, token: &Arc<Token>) {
         let keep = token.may_stay_open().then(|| token.clone());
         *lock(&self.cache) = Some(Cache {
             look: look.clone(),
@@ -326,9 +326,9 @@ impl Owner {
         }
     }
 
-    /// Look at the token without logging in (blocking: call off the async
+    /// Snapshot at the token without logging in (blocking: call off the async
     /// workers, or through [`Owner::look`]).
-    pub fn look_now(&self) -> Result<Look, TokenError> {
+    pub fn look_now(&self) -> Result<Snapshot, TokenError> {
         let token = match self.open() {
             Ok(t) => Arc::new(t),
             Err(e) => {
@@ -341,14 +341,14 @@ impl Owner {
         Ok(look)
     }
 
-    fn look_with(&self, token: &Token) -> Result<Look, TokenError> {
+    fn look_with(&self, token: &Token) -> Result<Snapshot, TokenError> {
         let info = token.info()?;
         let certs = crate::cert::token_certificates(token, &self.issuers())?;
         // Read once per token while it stays in its reader (the module keeps
         // it): a logon later needs it and should not pay for it then.
         let _ = token.mechanisms();
         let pending = self.pending(&info.serial);
-        Ok(Look {
+        Ok(Snapshot {
             info,
             certs,
             pending,
@@ -359,7 +359,7 @@ impl Owner {
     /// nothing recent is cached, and the PIN state always as the token says
     /// it now (the desk's tick uses [`Owner::cached_look`] and stays silent
     /// while idle).
-    pub async fn view(self: &Arc<Self>) -> Result<Look, TokenError> {
+    pub async fn snapshot(self: &Arc<Self>) -> Result<Snapshot, TokenError> {
         let me = self.clone();
         tokio::task::spawn_blocking(move || me.cached_look_pin(true))
             .await
@@ -459,7 +459,7 @@ impl Lease {
 
     /// The token as last seen (certificates and identity), through the
     /// owner's cache; the PIN state in it is fresh from [`Lease::token`].
-    pub fn look(&mut self) -> Result<Look, TokenError> {
+    pub fn look(&mut self) -> Result<Snapshot, TokenError> {
         self.owner.drop_if_changed();
         let token = self.token()?;
         let remembered = lock(&self.owner.cache)
@@ -483,7 +483,7 @@ impl Lease {
 
     /// Read the certificates again through this lease's session (the cache
     /// was old, or did not hold what the caller asked for).
-    pub fn fresh_look(&mut self) -> Result<Look, TokenError> {
+    pub fn fresh_look(&mut self) -> Result<Snapshot, TokenError> {
         let token = self.token()?;
         let look = self.owner.look_with(&token)?;
         self.owner.remember(&look, &token);
@@ -536,7 +536,7 @@ impl Lease {
 /// next slot event, when a page names it, or once the old ones expire.
 fn still_holds(
     token: &Token,
-    look: &Look,
+    look: &Snapshot,
     handles: &[(Vec<u8>, cryptoki::object::ObjectHandle)],
 ) -> Result<bool, TokenError> {
     let certs: Vec<&crate::cert::TokenCert> = look

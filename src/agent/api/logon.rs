@@ -17,11 +17,9 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::gate::Failure;
-use super::{
-    busy_failure, consent_and_login, cooling_failure, occupied_failure, on_blocking_thread,
-    parse_id, token_failure,
-};
+use super::{parse_id, token_failure};
 use crate::agent::Agent;
+use crate::agent::consent::{Refusal, consent_and_login, on_blocking_thread};
 use crate::agent::owner::Use;
 use crate::cert::TokenCert;
 use crate::policy::State;
@@ -57,7 +55,7 @@ pub(super) fn choose(
         Some(want) => certs
             .into_iter()
             .find(|c| c.id == want)
-            .ok_or_else(super::no_such_certificate),
+            .ok_or_else(|| Refusal::NoSuchCertificate.into()),
         None => {
             let mut usable: Vec<_> = certs.into_iter().filter(|c| usable(c)).collect();
             match usable.len() {
@@ -94,12 +92,12 @@ pub(super) async fn logon(
         ));
     }
     let id = parse_id(req.id.as_deref())?;
-    if let Some(wait) = agent.prompts.cooling_down(origin) {
-        return Err(cooling_failure(wait));
+    if let Some(wait) = agent.dialogs.cooling_down(origin) {
+        return Err(Refusal::CoolingDown(wait).into());
     }
     agent.owner.learn_issuers().await;
-    let mut lease = agent.owner.lease(Use::Logon).map_err(busy_failure)?;
-    let turn = agent.prompts.turn().map_err(occupied_failure)?;
+    let mut lease = agent.owner.lease(Use::Logon).map_err(Refusal::from)?;
+    let turn = agent.dialogs.turn().map_err(Refusal::from)?;
     let a = agent.clone();
     let origin = origin.to_string();
     on_blocking_thread(move || {

@@ -6,7 +6,7 @@
 //! anything else. Behind it: [`status`], the origin-bound
 //! [`logon`] and [`renewals`]. Each reaches the token through the agent's
 //! one [`Owner`](super::owner::Owner) and the user through its one
-//! [`Prompts`](super::prompts::Prompts): consent and PIN are asked in the
+//! [`Dialogs`](super::dialogs::Dialogs): consent and PIN are asked in the
 //! agent's own pinentry window, never through the page, one question at a
 //! time, and a rejected PIN is never retried.
 
@@ -17,7 +17,6 @@ pub mod peer;
 pub mod renewals;
 mod status;
 
-use cryptoki::types::AuthPin;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,10 +32,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};
 
 use super::Agent;
-use super::owner::{Busy, Lease};
-use super::prompts::{Occupied, Turn};
+use super::consent::Refusal;
 use crate::prompt::PromptError;
-use crate::token::{TokenError, TokenInfo};
+use crate::renewal::RenewalError;
+use crate::token::TokenError;
 use gate::{Failure, failure, json_response};
 
 pub use gate::MAX_BODY;
@@ -261,117 +260,44 @@ async fn handle(
     result.unwrap_or_else(|f| failure(f, o))
 }
 
+/// How each refusal of the agent's doors reads on the wire; the message
+/// is the refusal's own ([`Refusal::message`]), the same the tray shows.
+impl From<Refusal> for Failure {
+    fn from(r: Refusal) -> Failure {
+        let (status, code) = match &r {
+            Refusal::Declined(_) => (403, "declined"),
+            Refusal::Busy(_) => (409, "busy"),
+            Refusal::CoolingDown(_) => (429, "cool-down"),
+            Refusal::Prompt(PromptError::Cancelled) => (403, "cancelled"),
+            Refusal::Prompt(_) => (503, "prompt"),
+            Refusal::Token(e) | Refusal::Renewal(RenewalError::Token(e)) => token_code(e),
+            Refusal::Renewal(RenewalError::NotNow(_)) => (409, "not-due"),
+            Refusal::Renewal(RenewalError::Refused(_)) => (409, "refused"),
+            Refusal::Renewal(_) => (503, "renewal"),
+            Refusal::NoSuchCertificate => (404, "not-found"),
+            Refusal::NoBank => (503, "config"),
+            Refusal::State(_) => (503, "state"),
+            Refusal::Internal(_) => (503, "internal"),
+        };
+        Failure::new(status, code, r.message())
+    }
+}
+
+fn token_code(e: &TokenError) -> (u16, &'static str) {
+    match e {
+        TokenError::NotFound { .. } | TokenError::Removed { .. } => (503, "no-token"),
+        TokenError::PinIncorrect { .. } => (403, "pin-incorrect"),
+        TokenError::PinLocked => (403, "pin-locked"),
+        TokenError::AlreadyLoggedIn => (409, "busy"),
+        _ => (503, "token"),
+    }
+}
+
 fn token_failure(e: TokenError) -> Failure {
-    match e {
-        TokenError::NotFound { .. } | TokenError::Removed { .. } => Failure::new(
-            503,
-            "no-token",
-            "the token is not present; insert it and try again",
-        ),
-        TokenError::PinIncorrect { .. } => Failure::new(403, "pin-incorrect", e.to_string()),
-        TokenError::PinLocked => Failure::new(403, "pin-locked", e.to_string()),
-        TokenError::AlreadyLoggedIn => Failure::new(409, "busy", e.to_string()),
-        other => Failure::new(503, "token", other.to_string()),
-    }
-}
-
-fn prompt_failure(e: PromptError) -> Failure {
-    match e {
-        PromptError::Cancelled => Failure::new(403, "cancelled", "the user cancelled"),
-        other => Failure::new(503, "prompt", other.to_string()),
-    }
-}
-
-fn busy_failure(e: Busy) -> Failure {
-    Failure::new(409, "busy", e.to_string())
-}
-
-fn occupied_failure(e: Occupied) -> Failure {
-    Failure::new(409, "busy", e.to_string())
-}
-
-/// A page that was just refused asks again too soon.
-fn cooling_failure(wait: Duration) -> Failure {
-    Failure::new(
-        429,
-        "cool-down",
-        format!(
-            "the user declined a moment ago; this page may ask again in {} s",
-            wait.as_secs().max(1)
-        ),
-    )
-}
-
-/// Consent, then the PIN (or the reader's PIN pad), then the login the
-/// token checks. A denied or timed-out question cools `cool_key` down.
-/// Returns the PIN the token accepted (`None`: the PIN pad), for an
-/// operation that logs in again (a renewal on a card of several tokens);
-/// everyone else drops it at once.
-#[allow(clippy::too_many_arguments)]
-fn consent_and_login(
-    agent: &Agent,
-    turn: &Turn,
-    lease: &mut Lease,
-    info: &TokenInfo,
-    question: &str,
-    purpose: &str,
-    cool_key: Option<&str>,
-    declined: &'static str,
-) -> Result<Option<AuthPin>, Failure> {
-    let cool = || {
-        if let Some(k) = cool_key {
-            agent.prompts.cool_down(k);
-        }
-    };
-    let refused = |e: PromptError| {
-        if matches!(e, PromptError::Cancelled) {
-            cool();
-        }
-        prompt_failure(e)
-    };
-    if !turn.confirm(question).map_err(refused)? {
-        cool();
-        return Err(Failure::new(403, "declined", declined));
-    }
-    if info.pin_locked {
-        return Err(token_failure(TokenError::PinLocked));
-    }
-    if info.protected_auth_path {
-        lease.login(None).map_err(token_failure)?;
-        Ok(None)
-    } else {
-        let pin = turn.pin(info, purpose).map_err(refused)?;
-        lease.login(Some(&pin)).map_err(token_failure)?;
-        Ok(Some(pin))
-    }
-}
-
-/// A page named a certificate that is not one of the bank's on the token.
-/// The one answer for an absent id, another issuer's certificate and one
-/// the agent replaced alike: a page learns nothing of what else the token
-/// holds. It names no id either, so the answers are the same byte for byte.
-fn no_such_certificate() -> Failure {
-    Failure::new(
-        404,
-        "not-found",
-        "no bank certificate with that id on the token",
-    )
+    Refusal::Token(e).into()
 }
 
 fn parse_id(id: Option<&str>) -> Result<Option<Vec<u8>>, Failure> {
     id.map(|h| hex::decode(h).map_err(|_| Failure::new(400, "id", "id is not hex")))
         .transpose()
-}
-
-/// Run blocking token and prompt work off the async workers.
-async fn on_blocking_thread<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
-) -> Result<T, Failure> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(Failure::new(
-            503,
-            "internal",
-            format!("agent task failed: {e}"),
-        ))
-    })
 }

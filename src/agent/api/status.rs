@@ -28,7 +28,7 @@ pub(super) struct StatusBody {
 pub(super) async fn status(agent: &Arc<Agent>) -> Result<StatusBody, Failure> {
     let version = env!("CARGO_PKG_VERSION");
     agent.owner.learn_issuers().await;
-    match agent.owner.view().await {
+    match agent.owner.snapshot().await {
         Ok(look) => {
             let now = OffsetDateTime::now_utc();
             let policy = &agent.config.policy;

@@ -1,5 +1,7 @@
-//! The desktop: a tray icon (StatusNotifierItem over D-Bus, no GTK) and
-//! desktop notifications (org.freedesktop.Notifications).
+//! The freedesktop.org desktop (Linux, the BSDs): a tray icon
+//! (StatusNotifierItem over D-Bus, no GTK), desktop notifications
+//! (org.freedesktop.Notifications), pages opened with `xdg-open`, and the
+//! state icons by name where the icon theme has them.
 //!
 //! tray-icon's menu objects are not `Send`, so the tray lives on a thread
 //! of its own and is driven through a channel; menu clicks come back as
@@ -10,46 +12,48 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use tray_icon::menu::{Menu, MenuEvent, MenuItem, PredefinedMenuItem};
 use tray_icon::{Icon, NativeIcon, TrayIconBuilder};
 
-use super::icons;
+use super::{Action, Desktop, TrayError, View, notice_text};
+use crate::agent::icons::{self, Badge};
 
-/// What the icon shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Look {
-    Valid,
-    RenewalDue,
-    Expired,
-    Lapsed,
-    NoToken,
-    Working,
+/// The desktop of a freedesktop.org session.
+pub struct FreeDesktop {
+    actions: Sender<Action>,
+    tray: Option<Tray>,
 }
 
-/// The tray's content.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct View {
-    pub look: Look,
-    /// The first (disabled) menu line: the certificate at a glance.
-    pub certificate_line: String,
-    pub tooltip: String,
-    /// Whether "Renew certificate…" is enabled.
-    pub can_renew: bool,
+impl FreeDesktop {
+    pub fn new(actions: Sender<Action>) -> FreeDesktop {
+        FreeDesktop {
+            actions,
+            tray: None,
+        }
+    }
 }
 
-/// What the user asked for from the menu or a notification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Renew,
-    ShowCertificate,
-    OpenBankSite,
-    Quit,
-    /// The token watch saw the token come (`true`) or go.
-    TokenChanged(bool),
-}
+impl Desktop for FreeDesktop {
+    fn start_tray(&mut self, first: View) -> Result<(), TrayError> {
+        self.tray = Some(Tray::start(first, self.actions.clone())?);
+        Ok(())
+    }
 
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "cannot show the tray icon ({0}); is a desktop session running? Use `certagent run --no-tray` without one"
-)]
-pub struct TrayError(String);
+    fn show(&self, view: View) {
+        if let Some(t) = &self.tray {
+            t.show(view);
+        }
+    }
+
+    fn notify(&self, summary: &str, body: &str, renew: bool) -> Result<(), String> {
+        notify(summary, body, renew, self.actions.clone())
+    }
+
+    fn open_page(&self, url: &str) -> Result<(), String> {
+        std::process::Command::new("xdg-open")
+            .arg(url)
+            .spawn()
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}
 
 enum Command {
     Show(View),
@@ -58,7 +62,7 @@ enum Command {
 }
 
 /// Handle to the tray thread.
-pub struct Tray {
+struct Tray {
     commands: Sender<Command>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -70,7 +74,7 @@ const MENU_QUIT: &str = "quit";
 
 impl Tray {
     /// Register the tray icon on the session bus.
-    pub fn start(first: View, actions: Sender<Action>) -> Result<Tray, TrayError> {
+    fn start(first: View, actions: Sender<Action>) -> Result<Tray, TrayError> {
         if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none()
             && std::env::var_os("XDG_RUNTIME_DIR")
                 .is_none_or(|d| !std::path::Path::new(&d).join("bus").exists())
@@ -97,7 +101,7 @@ impl Tray {
         }
     }
 
-    pub fn show(&self, view: View) {
+    fn show(&self, view: View) {
         let _ = self.commands.send(Command::Show(view));
     }
 }
@@ -127,7 +131,7 @@ fn tray_thread(
     // Named icons where the theme has them (the package installs them): the
     // panel then takes the size it draws. Else one 64-pixel pixmap, which
     // panels scale down rather than up.
-    let themed = icons::themed();
+    let themed = themed();
     let built = menu
         .append_items(&[
             &cert_item,
@@ -146,9 +150,9 @@ fn tray_thread(
                 .with_tooltip(&first.tooltip)
                 .with_menu(Box::new(menu));
             if themed {
-                builder.with_native_icon(named(first.look))
+                builder.with_native_icon(named(first.badge))
             } else {
-                builder.with_icon(icon(first.look))
+                builder.with_icon(icon(first.badge))
             }
             .build()
             .map_err(|e| e.to_string())
@@ -170,11 +174,11 @@ fn tray_thread(
                 cert_item.set_text(&view.certificate_line);
                 renew.set_enabled(view.can_renew);
                 let _ = tray.set_tooltip(Some(&view.tooltip));
-                if view.look != current.look {
+                if view.badge != current.badge {
                     let _ = if themed {
-                        tray.set_native_icon(Some(named(view.look)))
+                        tray.set_native_icon(Some(named(view.badge)))
                     } else {
-                        tray.set_icon(Some(icon(view.look)))
+                        tray.set_icon(Some(icon(view.badge)))
                     };
                 }
                 current = view;
@@ -196,39 +200,48 @@ fn tray_thread(
 }
 
 /// The state's icon as a pixmap (see [`icons`] for the shapes).
-fn icon(look: Look) -> Icon {
+fn icon(badge: Badge) -> Icon {
     const N: u32 = 64;
     // The buffer is N*N*4 bytes by construction.
-    Icon::from_rgba(icons::render(look, N), N, N)
+    Icon::from_rgba(icons::render(badge, N), N, N)
         .unwrap_or_else(|e| unreachable!("icon buffer: {e}"))
 }
 
 /// The state's icon by its theme name.
-fn named(look: Look) -> NativeIcon {
-    NativeIcon::from_name(icons::theme_name(look))
+fn named(badge: Badge) -> NativeIcon {
+    NativeIcon::from_name(icons::theme_name(badge))
 }
 
-/// The most lines of a notice's body.
-const NOTICE_LINES: usize = 12;
+/// Whether the installed icon theme has the state icons (the package
+/// installs them under hicolor); then the tray names them and the panel
+/// picks the size it needs.
+fn themed() -> bool {
+    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
+    if let Some(home) = std::env::var_os("XDG_DATA_HOME") {
+        dirs.push(home.into());
+    } else if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(std::path::Path::new(&home).join(".local/share"));
+    }
+    let system = std::env::var("XDG_DATA_DIRS")
+        .ok()
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "/usr/local/share:/usr/share".into());
+    dirs.extend(system.split(':').map(std::path::PathBuf::from));
+    let name = format!("{}.png", icons::theme_name(Badge::Valid));
+    dirs.iter().any(|d| {
+        icons::SIZES.iter().any(|s| {
+            d.join(format!("icons/hicolor/{s}x{s}/status"))
+                .join(&name)
+                .is_file()
+        })
+    })
+}
 
 /// Show a desktop notification; with `renew`, it carries a "Renew now"
 /// action that comes back as [`Action::Renew`]. Returns once the server has
 /// it (waiting for the action happens on a thread of its own).
-pub fn notify(
-    summary: &str,
-    body: &str,
-    renew: bool,
-    actions: Sender<Action>,
-) -> Result<(), String> {
-    // Notices carry holders' names and the bank's words: cleaned, each
-    // line of the body on its own.
-    let summary = crate::text::clean(summary, crate::text::NAME_MAX);
-    let body = body
-        .split('\n')
-        .take(NOTICE_LINES)
-        .map(|l| crate::text::clean(l, crate::text::MESSAGE_MAX))
-        .collect::<Vec<_>>()
-        .join("\n");
+fn notify(summary: &str, body: &str, renew: bool, actions: Sender<Action>) -> Result<(), String> {
+    let (summary, body) = notice_text(summary, body);
     let mut n = notify_rust::Notification::new();
     n.appname("certagent")
         .summary(&summary)

@@ -23,7 +23,7 @@ pub const COOL_DOWN: Duration = Duration::from_secs(30);
 const MAX_REMEMBERED: usize = 64;
 
 /// The agent's dialogs.
-pub struct Prompts {
+pub struct Dialogs {
     prompt: Arc<dyn Prompt>,
     one: Arc<Semaphore>,
     cooling: Mutex<HashMap<String, Instant>>,
@@ -34,9 +34,9 @@ pub struct Prompts {
 #[error("another question of certagent is on screen; answer it first")]
 pub struct Occupied;
 
-impl Prompts {
-    pub fn new(prompt: Arc<dyn Prompt>) -> Prompts {
-        Prompts {
+impl Dialogs {
+    pub fn new(prompt: Arc<dyn Prompt>) -> Dialogs {
+        Dialogs {
             prompt,
             one: Arc::new(Semaphore::new(1)),
             cooling: Mutex::new(HashMap::new()),
