@@ -147,7 +147,7 @@ impl Own {
                 .map(|(i, _)| *i)
                 .chain([inode])
                 .collect();
-            let found = peer::processes_of(&ask);
+            let found = peer::this_platform().processes_of(&ask);
             let named = |i: &u64| {
                 found
                     .get(i)

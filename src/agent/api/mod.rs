@@ -90,7 +90,7 @@ pub async fn serve(agent: Arc<Agent>) -> Result<RunningApi, ApiError> {
         .await
         .map_err(|e| ApiError::Bind {
             addr: listen,
-            reason: match (e.kind(), peer::listener(listen)) {
+            reason: match (e.kind(), peer::this_platform().listener(listen)) {
                 (std::io::ErrorKind::AddrInUse, Some(uid)) if uid == peer::me() => {
                     "another program of yours listens there (is certagent running already?)"
                         .to_string()
@@ -132,7 +132,7 @@ pub async fn serve(agent: Arc<Agent>) -> Result<RunningApi, ApiError> {
             // asked here: a flood's connections cost no more than that);
             // for this user beyond PER_PROCESS connections, which process,
             // off the async workers.
-            let admitted = match peer::identify(from, addr) {
+            let admitted = match peer::this_platform().identify(from, addr) {
                 peer::Peer::Own { inode } if own.count() < PER_PROCESS => Ok(own.enter(inode)),
                 peer::Peer::Own { inode } => {
                     let own = own.clone();
