@@ -1,4 +1,4 @@
-//! The browser policies for `[bank] origins` (src/browser_policy.rs): any
+//! The browser policies for `[bank] origins` (src/browser_policy/): any
 //! list of origins the configuration could hold. What `Origins::new`
 //! accepts gives texts that each parse as their format: Chromium's JSON
 //! and Firefox's policies.json as JSON holding exactly the origins and

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::Error;
 use crate::browser_policy::{
-    self as bp, CHROMIUM_POLICY, FIREFOX_PREF, FileStatus, Origins, Root, TARGETS,
+    self as bp, CHROMIUM_POLICY, FIREFOX_PREF, FileStatus, Origins, TARGETS,
 };
 use crate::config::Config;
 use crate::i18n::{Arg, tr};
@@ -155,7 +155,7 @@ fn status_word(s: FileStatus) -> String {
 }
 
 fn install(origins: &Origins, json: bool) -> Result<(), Error> {
-    let report = bp::install(&Root::from_env(), origins)?;
+    let report = bp::installer().install(origins)?;
     if json {
         return print_json(&report);
     }
@@ -177,7 +177,7 @@ fn install(origins: &Origins, json: bool) -> Result<(), Error> {
 }
 
 fn remove(json: bool) -> Result<(), Error> {
-    let report = bp::remove(&Root::from_env())?;
+    let report = bp::installer().remove()?;
     if json {
         return print_json(&report);
     }
