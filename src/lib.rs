@@ -31,6 +31,7 @@ pub mod csr;
 pub mod drivers;
 pub mod error;
 pub mod est;
+pub mod holdings;
 pub mod i18n;
 pub mod pkcs7;
 pub mod policy;

@@ -4,7 +4,8 @@
 //! hostile), and the status derived from a certificate's dates.
 #![no_main]
 
-use certagent::cert::{BankIssuers, Cert, StatusEntry, raw_issuer_subject, rfc3339, signed_by};
+use certagent::cert::{Cert, StatusEntry, raw_issuer_subject, rfc3339, signed_by};
+use certagent::holdings::BankIssuers;
 use certagent::policy::Policy;
 use certagent::rawcert::raw_tbs;
 use libfuzzer_sys::fuzz_target;

@@ -29,9 +29,9 @@ use std::time::{Duration, Instant};
 use cryptoki::types::AuthPin;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::cert::{BankIssuers, TokenCerts};
 use crate::config::{BankConfig, Config, TokenConfig};
 use crate::drivers::Drivers;
+use crate::holdings::{BankIssuers, TokenCerts};
 use crate::renewal::{Journal, Step};
 use crate::token::{Module, Token, TokenError, TokenInfo};
 
@@ -343,7 +343,7 @@ impl Owner {
 
     fn look_with(&self, token: &Token) -> Result<Snapshot, TokenError> {
         let info = token.info()?;
-        let certs = crate::cert::token_certificates(token, &self.issuers())?;
+        let certs = crate::holdings::token_certificates(token, &self.issuers())?;
         // Read once per token while it stays in its reader (the module keeps
         // it): a logon later needs it and should not pay for it then.
         let _ = token.mechanisms();
@@ -539,7 +539,7 @@ fn still_holds(
     look: &Snapshot,
     handles: &[(Vec<u8>, cryptoki::object::ObjectHandle)],
 ) -> Result<bool, TokenError> {
-    let certs: Vec<&crate::cert::TokenCert> = look
+    let certs: Vec<&crate::holdings::TokenCert> = look
         .certs
         .bank
         .iter()

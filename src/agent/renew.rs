@@ -15,9 +15,9 @@ use time::OffsetDateTime;
 use super::consent::{Refusal, consent_and_login, on_blocking_thread};
 use super::owner::{Lease, Use};
 use super::{Agent, RenewalState, RenewalStatus};
-use crate::cert::TokenCert;
 use crate::cert::rfc3339;
 use crate::config::BankConfig;
+use crate::holdings::TokenCert;
 use crate::prompt::short;
 use crate::renewal::{self, Attempt, CardLogin, Plan, RenewalError, Step};
 

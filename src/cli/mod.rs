@@ -14,9 +14,10 @@ use clap::{Parser, Subcommand};
 use time::OffsetDateTime;
 
 use crate::Error;
-use crate::cert::{BankIssuers, StatusEntry, TokenCerts};
+use crate::cert::StatusEntry;
 use crate::config::Config;
 use crate::drivers::Drivers;
+use crate::holdings::{BankIssuers, TokenCerts};
 use crate::i18n::{Arg, Lang, tr_in};
 use crate::policy::Policy;
 use crate::prompt::{Prompt, TerminalPrompt};
@@ -217,7 +218,7 @@ impl App {
     }
 }
 
-pub(crate) use crate::cert::TokenCert;
+pub(crate) use crate::holdings::TokenCert;
 
 impl App {
     /// What tells the bank's certificates apart: the pinned or remembered CA,
@@ -278,12 +279,12 @@ impl App {
             Err(unlearnt) if unlearnt.0.known() => unlearnt.0,
             Err(unlearnt) => return Err(unlearnt.1),
         };
-        Ok(crate::cert::token_certificates(token, &issuers)?)
+        Ok(crate::holdings::token_certificates(token, &issuers)?)
     }
 
     /// The certificates on the token, the bank's apart from the others.
     pub fn certificates(&self, token: &Token) -> Result<TokenCerts, Error> {
-        Ok(crate::cert::token_certificates(token, &self.issuers())?)
+        Ok(crate::holdings::token_certificates(token, &self.issuers())?)
     }
 }
 

@@ -40,9 +40,10 @@ use secrecy::SecretString;
 use time::OffsetDateTime;
 
 use crate::bank_ca::{BankCaError, bank_ca_certs, est_client, known_ca_certs, read_pinned};
-use crate::cert::{BankIssuers, rfc3339};
+use crate::cert::rfc3339;
 use crate::config::BankConfig;
 use crate::est::EstError;
+use crate::holdings::BankIssuers;
 use crate::i18n::{Arg, tr};
 use crate::tls::TokenCredential;
 use crate::token::{KeyKind, Token, TokenError, block_in_place};

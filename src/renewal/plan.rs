@@ -9,7 +9,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{DEFAULT_LABEL, Journal, Kind, RenewalError, retired};
-use crate::cert::{BankIssuers, TokenCert, TokenCerts, rfc3339};
+use crate::cert::rfc3339;
+use crate::holdings::{BankIssuers, TokenCert, TokenCerts};
 use crate::i18n::{Arg, Lang, datetime_in, tr_in};
 use crate::policy::{Policy, State};
 use crate::token::{Token, block_in_place};

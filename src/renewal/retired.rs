@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::journal::{b64, unb64};
-use crate::cert::{BankIssuers, Cert};
+use crate::cert::Cert;
+use crate::holdings::BankIssuers;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Retired {

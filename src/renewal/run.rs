@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::plan::resume_after_reading;
 use super::workflow::Pass;
 use super::{Attempt, Plan, RenewalError, execute};
-use crate::cert::TokenCert;
+use crate::holdings::TokenCert;
 use crate::i18n::tr;
 use crate::token::{Token, TokenError, block_in_place};
 

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cert::TokenCert;
+use crate::holdings::TokenCert;
 
 /// Where a renewal is. Serialised in the journal and reported to callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

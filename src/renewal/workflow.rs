@@ -12,8 +12,9 @@ use time::OffsetDateTime;
 use super::journal::{b64, crash_point, unb64};
 use super::step::{Next, Seen, Step};
 use super::{Journal, Kind, MAX_PENDING_WAIT, Progress, RenewalError, verify_issued};
-use crate::cert::{BankIssuers, Cert, TokenCert};
+use crate::cert::Cert;
 use crate::est::{EstAnswer, EstClient, EstError};
+use crate::holdings::{BankIssuers, TokenCert};
 use crate::i18n::{Arg, tr};
 use crate::token::{GeneratedKey, Token, block_in_place};
 

@@ -21,7 +21,7 @@ use super::{parse_id, token_failure};
 use crate::agent::Agent;
 use crate::agent::consent::{Refusal, consent_and_login, on_blocking_thread};
 use crate::agent::owner::Use;
-use crate::cert::TokenCert;
+use crate::holdings::TokenCert;
 use crate::policy::State;
 use crate::prompt::short;
 use crate::token::{PublicKeyAlg, SignScheme, TokenError};
