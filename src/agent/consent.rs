@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use cryptoki::types::AuthPin;
 
-use super::Agent;
 use super::dialogs::{Occupied, Turn};
 use super::owner::{Busy, Lease};
+use super::shared::Agent;
 use crate::prompt::PromptError;
 use crate::renewal::RenewalError;
 use crate::token::{TokenError, TokenInfo};

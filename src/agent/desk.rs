@@ -11,10 +11,12 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::desktop::{Desktop, View};
+use super::events::say;
 use super::icons::Badge;
 use super::notices::{self, Ledger};
 use super::renew::{Requester, start};
-use super::{Agent, RenewalState, say, view};
+use super::shared::{Agent, RenewalState};
+use super::view;
 use crate::cert::Cert;
 use crate::i18n::{Arg, Lang, tr};
 use crate::policy::State;

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use super::consent::{Refusal, consent_and_login, on_blocking_thread};
 use super::owner::{Lease, Use};
-use super::{Agent, RenewalState, RenewalStatus};
+use super::shared::{Agent, RenewalState, RenewalStatus};
 use crate::cert::rfc3339;
 use crate::config::BankConfig;
 use crate::holdings::TokenCert;

@@ -5,11 +5,12 @@
 //! read. The card cannot delete keys: what stays is recorded
 //! ([`super::retired`]).
 
+use super::error::RenewalError;
+use super::journal::Journal;
 use super::journal::{b64, crash_point, unb64};
 use super::retired;
 use super::step::{Next, Seen, Step};
 use super::workflow::Workflow;
-use super::{Journal, RenewalError};
 use crate::cert::Cert;
 use crate::i18n::{Arg, tr};
 use crate::token::{TokenError, block_in_place};

@@ -13,7 +13,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{RenewalError, Step};
+use super::error::RenewalError;
+use super::step::Step;
 use crate::cert::rfc3339;
 use crate::token::KeyKind;
 

@@ -8,12 +8,17 @@ use std::path::Path;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{DEFAULT_LABEL, Journal, Kind, RenewalError, retired};
+use super::error::RenewalError;
+use super::journal::{Journal, Kind};
+use super::retired;
 use crate::cert::rfc3339;
 use crate::holdings::{BankIssuers, TokenCert, TokenCerts};
 use crate::i18n::{Arg, Lang, datetime_in, tr_in};
 use crate::policy::{Policy, State};
 use crate::token::{Token, block_in_place};
+
+/// The label of a bank certificate written by certagent when the old one had none.
+pub const DEFAULT_LABEL: &str = "bank certificate";
 
 /// What a new attempt needs to know.
 #[derive(Debug, Clone)]

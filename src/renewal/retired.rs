@@ -123,7 +123,7 @@ pub fn remember_replaced(state_dir: &Path, der: &[u8]) -> std::io::Result<()> {
 }
 
 /// The public key a journal says the new key replaces, if any.
-pub(super) fn replaced(entry: &super::Entry) -> Option<Vec<u8>> {
+pub(super) fn replaced(entry: &super::journal::Entry) -> Option<Vec<u8>> {
     entry
         .replaced_spki
         .as_ref()

@@ -8,9 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::attempt::{Attempt, execute};
+use super::error::RenewalError;
+use super::plan::Plan;
 use super::plan::resume_after_reading;
 use super::workflow::Pass;
-use super::{Attempt, Plan, RenewalError, execute};
 use crate::holdings::TokenCert;
 use crate::i18n::tr;
 use crate::token::{Token, TokenError, block_in_place};

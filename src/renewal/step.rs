@@ -53,6 +53,17 @@ pub enum Next {
     Done(Box<TokenCert>),
 }
 
+/// What the workflow tells its caller as it goes.
+pub trait Progress: Sync {
+    fn step(&self, step: Step, message: &str);
+}
+
+impl<F: Fn(Step, &str) + Sync> Progress for F {
+    fn step(&self, step: Step, message: &str) {
+        self(step, message)
+    }
+}
+
 /// One row of the table.
 pub struct Row {
     pub step: Step,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::RenewalError;
+use super::error::RenewalError;
 use crate::cert::{Cert, raw_issuer_subject, rfc3339};
 
 /// Clock skew tolerated on a new certificate's notBefore.

@@ -5,18 +5,36 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
+use super::error::RenewalError;
+use super::journal::{Journal, Kind};
 use super::journal::{b64, crash_point, unb64};
+use super::step::Progress;
 use super::step::{Next, Seen, Step};
-use super::{Journal, Kind, MAX_PENDING_WAIT, Progress, RenewalError, verify_issued};
+use super::verify::verify_issued;
 use crate::cert::Cert;
 use crate::est::{EstAnswer, EstClient, EstError};
 use crate::holdings::{BankIssuers, TokenCert};
 use crate::i18n::{Arg, tr};
 use crate::token::{GeneratedKey, Token, block_in_place};
+use cryptoki::types::AuthPin;
+
+/// The longest certagent keeps resending a request the bank answered with 202.
+pub const MAX_PENDING_WAIT: Duration = Duration::from_secs(300);
+
+/// The PINs a renewal on a card with fixed key slots uses as it goes: the
+/// user PIN for the card's other token, the admin PIN for key generation
+/// and certificate writes. Asked once before the attempt, checked by the
+/// card at each login, never retried on a refusal, and dropped (zeroized)
+/// with the attempt. `None`: the reader's PIN pad.
+pub struct CardLogin {
+    pub user: Option<AuthPin>,
+    pub admin: Option<AuthPin>,
+}
 
 /// Everything a run works with.
 pub(super) struct Workflow<'a> {
@@ -28,7 +46,7 @@ pub(super) struct Workflow<'a> {
     /// The one-time password for enrolments.
     pub(super) otp: Option<&'a SecretString>,
     /// The PINs for a card with fixed key slots.
-    pub(super) card: Option<&'a super::CardLogin>,
+    pub(super) card: Option<&'a CardLogin>,
     /// Where keys certagent leaves on a card are recorded ([`super::retired`]).
     pub(super) state_dir: PathBuf,
     pub(super) progress: &'a dyn Progress,

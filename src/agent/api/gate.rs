@@ -19,7 +19,7 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use crate::agent::Agent;
+use crate::agent::shared::Agent;
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 16 * 1024;

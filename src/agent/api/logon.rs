@@ -18,9 +18,9 @@ use time::OffsetDateTime;
 
 use super::gate::Failure;
 use super::{parse_id, token_failure};
-use crate::agent::Agent;
 use crate::agent::consent::{Refusal, consent_and_login, on_blocking_thread};
 use crate::agent::owner::Use;
+use crate::agent::shared::Agent;
 use crate::holdings::TokenCert;
 use crate::policy::State;
 use crate::prompt::short;

@@ -31,8 +31,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};
 
-use super::Agent;
 use super::consent::Refusal;
+use super::shared::Agent;
 use crate::prompt::PromptError;
 use crate::renewal::RenewalError;
 use crate::token::TokenError;

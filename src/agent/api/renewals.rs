@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::gate::Failure;
 use super::parse_id;
-use crate::agent::Agent;
 use crate::agent::renew::{Requester, start};
+use crate::agent::shared::Agent;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

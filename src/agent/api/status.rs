@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use super::gate::Failure;
 use super::token_failure;
-use crate::agent::Agent;
+use crate::agent::shared::Agent;
 use crate::cert::StatusEntry;
 use crate::token::{TokenError, TokenInfo};
 
