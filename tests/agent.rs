@@ -384,3 +384,23 @@ fn resume_refuses_to_delete_an_old_id_that_holds_another_certificate() {
     // 01 (old), 05 (the other) and the new one: nothing was deleted.
     assert_eq!(objects(&agent), (3, 3));
 }
+
+/// The page is told "not now" apart from "never through this door": a
+/// certificate not yet in its renewal window is `not-due` (it will be),
+/// an expired one is `refused` (it needs an enrolment with the bank's
+/// one-time password). Neither asks the user anything nor logs in.
+#[test]
+fn a_page_is_told_not_due_apart_from_refused() {
+    for (days_left, code) in [(200, "not-due"), (-5, "refused")] {
+        let agent = Agent::start(days_left);
+        let r = agent.page("POST", "/v1/renewals", "{}");
+        assert_eq!(
+            (r.status, r.json()["error"].as_str()),
+            (409, Some(code)),
+            "{days_left} days left: {}",
+            r.body
+        );
+        assert!(agent.prompts().is_empty(), "{:?}", agent.prompts());
+        assert_eq!(agent.logins(), 0);
+    }
+}

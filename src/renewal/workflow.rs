@@ -299,17 +299,9 @@ impl Workflow<'_> {
         old_cert: Option<&Cert>,
     ) -> Result<Next, RenewalError> {
         let id = self.candidate_id(j)?;
-        let der = unb64(&j.entry.issued, "issued certificate")?;
-        let spki = unb64(&j.entry.candidate_spki, "candidate key")?;
         // The journal is a file: check its certificate again (key,
         // subject, chain, dates) before it goes on the token.
-        verify_issued(
-            std::slice::from_ref(&der),
-            &spki,
-            old_cert,
-            &self.ca_certs,
-            OffsetDateTime::now_utc(),
-        )?;
+        let (der, spki) = self.journalled_certificate(j, old_cert)?;
         if !seen.generated
             && block_in_place(|| self.token.public_key(&id))?.as_deref() != Some(&spki[..])
         {
@@ -433,18 +425,35 @@ impl Workflow<'_> {
             (None, Kind::Enroll { .. }) => {}
         }
         if j.entry.issued.is_some() {
-            let der = unb64(&j.entry.issued, "issued certificate")?;
-            let spki = unb64(&j.entry.candidate_spki, "candidate key")?;
-            verify_issued(
-                std::slice::from_ref(&der),
-                &spki,
-                old_cert,
-                &self.ca_certs,
-                OffsetDateTime::now_utc(),
-            )
-            .map_err(|e| stop(format!("holds a certificate that does not verify: {e}")))?;
+            self.journalled_certificate(j, old_cert)
+                .map_err(|e| match e {
+                    e @ RenewalError::BadAnswer(_) => {
+                        stop(format!("holds a certificate that does not verify: {e}"))
+                    }
+                    other => other,
+                })?;
         }
         Ok(())
+    }
+
+    /// The certificate the journal says the bank issued, verified again
+    /// against the candidate key, the old certificate and the bank's CA
+    /// (the journal is a file), with the candidate's public key.
+    fn journalled_certificate(
+        &self,
+        j: &Journal,
+        old_cert: Option<&Cert>,
+    ) -> Result<(Vec<u8>, Vec<u8>), RenewalError> {
+        let der = unb64(&j.entry.issued, "issued certificate")?;
+        let spki = unb64(&j.entry.candidate_spki, "candidate key")?;
+        verify_issued(
+            std::slice::from_ref(&der),
+            &spki,
+            old_cert,
+            &self.ca_certs,
+            OffsetDateTime::now_utc(),
+        )?;
+        Ok((der, spki))
     }
 
     /// Remove the old certificate and key, but only while the old id still
