@@ -4,7 +4,7 @@
 //! 1. `--config FILE` on the command line;
 //! 2. the `CERTAGENT_CONFIG` environment variable;
 //! 3. `certagent/config.toml` in the XDG config directory
-//!    (`$XDG_CONFIG_HOME`, else `~/.config`; the platform's equivalent elsewhere).
+//!    (`$XDG_CONFIG_HOME`, else `~/.config`; on Windows `%APPDATA%`).
 //!
 //! A file named by 1 or 2 must exist. When 3 does not exist the defaults are
 //! used, so `certagent tokens` works before anything is configured.
@@ -173,19 +173,30 @@ impl Config {
     }
 }
 
-/// The XDG (or platform) location of `config.toml`.
+/// The XDG location of `config.toml`; on Windows
+/// `%APPDATA%\certagent\config.toml`.
 pub fn default_path() -> Option<PathBuf> {
+    if cfg!(windows) {
+        return directories::BaseDirs::new()
+            .map(|d| d.config_dir().join("certagent").join("config.toml"));
+    }
     directories::ProjectDirs::from("", "", "certagent").map(|d| d.config_dir().join("config.toml"))
 }
 
 /// Where certagent keeps state (the renewal journal, notices sent, the
 /// bank's CA from the last contact): `$XDG_STATE_HOME/certagent`, else the
-/// platform's per-user local data directory. Never a shared temporary
-/// directory: without a home there is no state directory, and the error
-/// says so.
+/// platform's per-user local data directory; on Windows
+/// `%LOCALAPPDATA%\certagent` (not roaming, readable by the user alone by
+/// Windows' own ACL on the profile). Never a shared temporary directory:
+/// without a home there is no state directory, and the error says so.
 pub fn state_dir() -> std::io::Result<PathBuf> {
-    directories::ProjectDirs::from("", "", "certagent")
-        .map(|d| d.state_dir().unwrap_or(d.data_local_dir()).to_path_buf())
+    let dir = if cfg!(windows) {
+        directories::BaseDirs::new().map(|d| d.data_local_dir().join("certagent"))
+    } else {
+        directories::ProjectDirs::from("", "", "certagent")
+            .map(|d| d.state_dir().unwrap_or(d.data_local_dir()).to_path_buf())
+    };
+    dir
         .ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,

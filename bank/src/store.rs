@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -339,14 +338,14 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), BankError
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
+        let mut f = with_mode(fs::OpenOptions::new().write(true).create(true).truncate(true), mode)
             .open(&tmp)?;
         // `mode` only applies to a new file; a leftover temp file keeps its own.
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
         f.write_all(data)?;
         f.sync_all()?;
         fs::rename(&tmp, path)
@@ -357,12 +356,24 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), BankError
     })
 }
 
+/// The Unix mode a new file gets; on Windows the directory's ACL (the
+/// bank's `--dir` under the user's profile) decides who reads it.
+fn with_mode(o: &mut fs::OpenOptions, mode: u32) -> &mut fs::OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = mode;
+        o
+    }
+}
+
 /// Write a file that must not exist yet (keys, certificates at `init`).
 pub fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<(), BankError> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
+    let mut f = with_mode(fs::OpenOptions::new().write(true).create_new(true), mode)
         .open(path)
         .map_err(|e| BankError::io("create", path, e))?;
     f.write_all(data)
@@ -396,8 +407,12 @@ mod tests {
         write_atomic(&p, b"one", 0o600).unwrap();
         write_atomic(&p, b"two", 0o600).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
         assert!(write_new(&p, b"three", 0o600).is_err());
     }

@@ -170,7 +170,12 @@ pub(super) fn key_templates(
     ]);
     let mechanism = match kind {
         KeyKind::Rsa2048 | KeyKind::Rsa3072 => {
-            let bits: u64 = if kind == KeyKind::Rsa2048 { 2048 } else { 3072 };
+            // CK_ULONG: 8 bytes on Linux, 4 on Windows.
+            let bits = cryptoki_sys::CK_ULONG::from(if kind == KeyKind::Rsa2048 {
+                2048u16
+            } else {
+                3072
+            });
             public.push(Attribute::ModulusBits(bits.into()));
             public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
             public.push(Attribute::Encrypt(false));

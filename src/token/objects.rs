@@ -501,9 +501,11 @@ pub(super) fn spki_from_parts(
 
 /// An attribute value read in one call, as cryptoki's typed attribute.
 pub(super) fn attribute_from(t: AttributeType, v: Vec<u8>) -> Option<Attribute> {
-    let ulong = |v: &[u8]| -> Option<u64> {
-        let bytes: [u8; 8] = v.try_into().ok()?;
-        Some(u64::from_ne_bytes(bytes))
+    // A CK_ULONG as the platform's C compiler lays it out: 8 bytes on
+    // Linux, 4 on Windows (LLP64), in the machine's byte order.
+    let ulong = |v: &[u8]| -> Option<cryptoki_sys::CK_ULONG> {
+        let bytes: [u8; std::mem::size_of::<cryptoki_sys::CK_ULONG>()] = v.try_into().ok()?;
+        Some(cryptoki_sys::CK_ULONG::from_ne_bytes(bytes))
     };
     Some(match t {
         AttributeType::Id => Attribute::Id(v),

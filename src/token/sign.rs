@@ -14,7 +14,7 @@ impl Token {
                 .module
                 .raw
                 .as_ref()
-                .and_then(|r| r.mechanisms(self.slot.id()))
+                .and_then(|r| r.mechanisms(cryptoki_sys::CK_SLOT_ID::try_from(self.slot.id()).ok()?))
             {
                 Some(r) => r.map(|l| {
                     l.into_iter()
@@ -73,7 +73,7 @@ impl Token {
         let pss = PkcsPssParams {
             hash_alg: MechanismType::SHA256,
             mgf: PkcsMgfType::MGF1_SHA256,
-            s_len: 32u64.into(),
+            s_len: cryptoki_sys::CK_ULONG::from(32u8).into(),
         };
         // Prefer the token hashing the message itself; fall back to hashing
         // on the host where the token only has the raw mechanism.

@@ -71,7 +71,7 @@ fn main() {
     );
     for (i, n) in names.iter().enumerate() {
         code.push_str(&format!(
-            "    REAL[{i}].store(real.{n}.map_or(0, |f| f as usize), Ordering::SeqCst);\n    ours.{n} = if real.{n}.is_some() {{ Wrap::<{i}>::wrap(real.{n}) }} else {{ None }};\n"
+            "    let f = {{ real.{n} }};\n    REAL[{i}].store(f.map_or(0, |f| f as usize), Ordering::SeqCst);\n    ours.{n} = if f.is_some() {{ Wrap::<{i}>::wrap(f) }} else {{ None }};\n"
         ));
     }
     code.push_str("}\n");

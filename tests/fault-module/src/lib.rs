@@ -150,11 +150,7 @@ fn before(i: usize) -> Option<CK_RV> {
         match s.mode {
             Mode::Kill => {
                 report(n, i, "kill");
-                // SAFETY: plain libc calls; the process ends here, as a kill would end it.
-                unsafe {
-                    libc::kill(libc::getpid(), libc::SIGKILL);
-                }
-                std::process::abort();
+                kill_self();
             }
             Mode::Pulled => PULLED.store(true, Ordering::SeqCst),
             Mode::Once(rv) => return inject(n, i, rv),
@@ -371,4 +367,29 @@ pub unsafe extern "C" fn C_GetFunctionList(list: CK_FUNCTION_LIST_PTR_PTR) -> CK
         }
         Err(rv) => *rv,
     }
+}
+
+/// End the process at once, as a kill would: no destructor, no flush.
+#[cfg(unix)]
+fn kill_self() -> ! {
+    // SAFETY: plain libc calls; the process ends here, as a kill would end it.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+    std::process::abort();
+}
+
+/// End the process at once, as Task Manager's "End task" would
+/// (`TerminateProcess`: no destructor, no flush, exit code 1).
+#[cfg(windows)]
+fn kill_self() -> ! {
+    unsafe extern "system" {
+        fn GetCurrentProcess() -> *mut std::ffi::c_void;
+        fn TerminateProcess(process: *mut std::ffi::c_void, code: u32) -> i32;
+    }
+    // SAFETY: the pseudo-handle of this process, always valid.
+    unsafe {
+        TerminateProcess(GetCurrentProcess(), 1);
+    }
+    std::process::abort();
 }
