@@ -28,6 +28,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --locked
 cargo nextest run --workspace --locked --no-fail-fast --profile ci
 scripts/package-test.sh
+# certagent for Windows: cross-built, then tested under Wine (tests/windows.rs,
+# which the run above leaves to this one).
+scripts/windows.sh test
 # Last: every parser of hostile bytes under libFuzzer for a bounded time
 # (FUZZ_SECONDS a target, 30 by default); a crash fails the run.
 scripts/fuzz.sh

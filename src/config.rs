@@ -196,13 +196,12 @@ pub fn state_dir() -> std::io::Result<PathBuf> {
         directories::ProjectDirs::from("", "", "certagent")
             .map(|d| d.state_dir().unwrap_or(d.data_local_dir()).to_path_buf())
     };
-    dir
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no per-user state directory (neither XDG_STATE_HOME nor HOME is set)",
-            )
-        })
+    dir.ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no per-user state directory (neither XDG_STATE_HOME nor HOME is set)",
+        )
+    })
 }
 
 /// Create the state directory, readable by its owner only.

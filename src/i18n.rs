@@ -38,14 +38,11 @@ impl Lang {
         }
     }
 
-    /// From the environment: the first of `LC_ALL`, `LC_MESSAGES`, `LANG`
-    /// that is set and not empty.
+    /// The user's language: on Unix the first of `LC_ALL`, `LC_MESSAGES`,
+    /// `LANG` that is set and not empty; on Windows the user's display
+    /// language (Settings, Time & language).
     pub fn from_env() -> Lang {
-        ["LC_ALL", "LC_MESSAGES", "LANG"]
-            .iter()
-            .filter_map(|v| std::env::var(v).ok())
-            .find(|v| !v.is_empty())
-            .map_or(Lang::En, |v| Lang::from_locale(&v))
+        platform::user_language().map_or(Lang::En, |v| Lang::from_locale(&v))
     }
 
     /// This process's language (read once).
@@ -150,14 +147,15 @@ pub fn expiry(days_left: Option<i64>) -> String {
     expiry_in(Lang::current(), days_left)
 }
 
-// The computer's local time offset and zone name, one file per platform.
+// The computer's local time zone and the user's language, one file per
+// platform.
 #[cfg(unix)]
-#[path = "i18n/zone_unix.rs"]
-mod zone;
+#[path = "i18n/unix.rs"]
+mod platform;
 #[cfg(not(unix))]
-#[path = "i18n/zone_windows.rs"]
-mod zone;
-use zone::local_zone;
+#[path = "i18n/windows.rs"]
+mod platform;
+use platform::local_zone;
 
 fn date_of(lang: Lang, t: OffsetDateTime) -> String {
     match lang {

@@ -338,8 +338,14 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), BankError
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut f = with_mode(fs::OpenOptions::new().write(true).create(true).truncate(true), mode)
-            .open(&tmp)?;
+        let mut f = with_mode(
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true),
+            mode,
+        )
+        .open(&tmp)?;
         // `mode` only applies to a new file; a leftover temp file keeps its own.
         #[cfg(unix)]
         {

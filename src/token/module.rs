@@ -417,8 +417,21 @@ pub(super) fn resolve(spec: &str, drivers: &Drivers) -> Result<(PathBuf, Option<
                 .join(", "),
         })?;
     let candidates = profile.paths_for_this_os();
-    match candidates.iter().find(|p| Path::new(p).exists()) {
-        Some(p) => Ok((PathBuf::from(p), Some(profile.clone()))),
+    // A bare file name is a library shipped beside the program (a Windows
+    // application's directory, where an installer puts its DLLs).
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf));
+    let located = |p: &String| -> Option<PathBuf> {
+        let path = Path::new(p);
+        if path.components().count() == 1 && !path.has_root() {
+            beside.as_ref().map(|d| d.join(path))
+        } else {
+            Some(path.to_path_buf())
+        }
+    };
+    match candidates.iter().filter_map(located).find(|p| p.exists()) {
+        Some(p) => Ok((p, Some(profile.clone()))),
         None => Err(TokenError::ModuleMissing {
             profile: profile.name.clone(),
             tried: if candidates.is_empty() {

@@ -10,12 +10,9 @@ impl Token {
             if let Some(known) = lock(&self.module.mechanisms).get(&key) {
                 return known.clone();
             }
-            let listed = match self
-                .module
-                .raw
-                .as_ref()
-                .and_then(|r| r.mechanisms(cryptoki_sys::CK_SLOT_ID::try_from(self.slot.id()).ok()?))
-            {
+            let listed = match self.module.raw.as_ref().and_then(|r| {
+                r.mechanisms(cryptoki_sys::CK_SLOT_ID::try_from(self.slot.id()).ok()?)
+            }) {
                 Some(r) => r.map(|l| {
                     l.into_iter()
                         .filter_map(|m| MechanismType::try_from(m).ok())

@@ -380,16 +380,19 @@ fn kill_self() -> ! {
 }
 
 /// End the process at once, as Task Manager's "End task" would
-/// (`TerminateProcess`: no destructor, no flush, exit code 1).
+/// (`TerminateProcess`: no destructor, no flush), with an exit code a test
+/// tells from any exit of the program's own: 137, as a shell reports a
+/// SIGKILL.
 #[cfg(windows)]
 fn kill_self() -> ! {
+    const KILLED: u32 = 137;
     unsafe extern "system" {
         fn GetCurrentProcess() -> *mut std::ffi::c_void;
         fn TerminateProcess(process: *mut std::ffi::c_void, code: u32) -> i32;
     }
     // SAFETY: the pseudo-handle of this process, always valid.
     unsafe {
-        TerminateProcess(GetCurrentProcess(), 1);
+        TerminateProcess(GetCurrentProcess(), KILLED);
     }
     std::process::abort();
 }

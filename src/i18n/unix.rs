@@ -1,4 +1,5 @@
-//! The local time zone on Unix: the C library's time zone database.
+//! The user's language and local time zone on Unix: the locale variables
+//! and the C library's time zone database.
 
 use time::{OffsetDateTime, UtcOffset};
 
@@ -31,3 +32,11 @@ pub(super) fn local_zone(t: OffsetDateTime) -> (UtcOffset, String) {
     }
 }
 
+/// The locale the user asked for: the first of `LC_ALL`, `LC_MESSAGES`,
+/// `LANG` that is set and not empty.
+pub(super) fn user_language() -> Option<String> {
+    ["LC_ALL", "LC_MESSAGES", "LANG"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|v| !v.is_empty())
+}

@@ -1,0 +1,485 @@
+//! certagent for Windows under Wine: the programs `scripts/windows.sh build`
+//! cross-builds into target/windows/ (`certagent.exe`, the soft token DLL
+//! `softhsm2-x64.dll`, the forwarding fault module), run by Debian's Wine
+//! against the reference bank on loopback.
+//!
+//! The token is SoftHSM built for Windows. Its files have one format on
+//! Linux and Windows, so each token is made on Linux with pkcs11-tool (a
+//! bank certificate on it) and every outcome is judged on Linux by
+//! pkcs11-tool and openssl (`common::faults`): what certagent.exe did is
+//! seen through tools that are not certagent.
+//!
+//! Run by `scripts/windows.sh test` (the `windows` nextest profile, one
+//! test at a time: they share one Wine prefix, and with it one
+//! `%LOCALAPPDATA%`); the main run leaves this binary to it. Missing
+//! programs or Wine fail the tests, saying what to run.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use certagent_bank::ServeOptions;
+use common::agent::ANA;
+use common::faults::{self, Mode};
+use common::{LABEL, PIN, SoftHsm, bank_cert_on_token, text};
+
+/// What `scripts/windows.sh build` puts in target/windows/.
+const BUILT: [&str; 5] = [
+    "certagent.exe",
+    "certagent-bank.exe",
+    "softhsm2-x64.dll",
+    "certagent_fault_pkcs11.dll",
+    "bcryptprimitives.dll",
+];
+const WINE: &str = "/usr/lib/wine/wine64";
+
+/// The Windows programs and the Wine prefix the tests share.
+fn windows_dir() -> PathBuf {
+    let dir = std::env::var_os("CERTAGENT_WINDOWS_DIR")
+        .map_or_else(|| common::repo_root().join("target/windows"), PathBuf::from);
+    for f in BUILT {
+        assert!(
+            dir.join(f).is_file(),
+            "{} is missing: run scripts/windows.sh build (or scripts/windows.sh test)",
+            dir.join(f).display()
+        );
+    }
+    assert!(
+        Path::new(WINE).is_file(),
+        "Wine is missing: apt-get install wine wine64 (scripts/windows.sh build installs it)"
+    );
+    dir
+}
+
+fn prefix() -> PathBuf {
+    windows_dir().join("prefix-tests")
+}
+
+/// A Linux path as Windows programs under Wine name it (drive Z: is /).
+fn z(p: &Path) -> String {
+    format!("Z:{}", p.display()).replace('/', "\\")
+}
+
+/// `%LOCALAPPDATA%\certagent` of the shared prefix, seen from Linux.
+fn local_state() -> Option<PathBuf> {
+    let users = prefix().join("drive_c/users");
+    std::fs::read_dir(users)
+        .ok()?
+        .flatten()
+        .filter(|u| u.file_name() != "Public")
+        .map(|u| u.path().join("AppData/Local/certagent"))
+        .next()
+}
+
+/// The renewal journals in `%LOCALAPPDATA%\certagent`.
+fn journals() -> Vec<PathBuf> {
+    local_state()
+        .and_then(|d| std::fs::read_dir(d).ok())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("renewal-"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A token made on Linux with Ana's bank certificate, the bank on loopback
+/// (Linux), and configurations for both sides: certagent.exe names every
+/// file by its Windows path.
+struct Env {
+    hsm: SoftHsm,
+    ca: PathBuf,
+    otp: String,
+    /// certagent.exe's configuration (module `softhsm2`: the DLL beside it).
+    config: PathBuf,
+    /// The same through the fault module in front of that DLL.
+    fault_config: PathBuf,
+    /// Linux certagent's configuration, for the same token and bank.
+    linux_config: PathBuf,
+    /// SoftHSM's configuration for the Windows DLL (Windows paths).
+    win_conf: PathBuf,
+    _rt: tokio::runtime::Runtime,
+    _bank: certagent_bank::RunningBank,
+}
+
+impl Env {
+    fn new(days_left: i64) -> Env {
+        let dir = windows_dir();
+        // One test at a time shares the prefix: a state directory of the
+        // last test's is not this one's.
+        if let Some(state) = local_state() {
+            let _ = std::fs::remove_dir_all(state);
+        }
+        let hsm = SoftHsm::new();
+        let bank_dir = hsm.path().join("bank");
+        certagent_bank::init(&bank_dir).expect("bank");
+        let otp = certagent_bank::add_user(&bank_dir, "ana", ANA).expect("user");
+        bank_cert_on_token(&hsm, &bank_dir, "01", "rsa:2048", ANA, days_left);
+        let policy = certagent::policy::Policy {
+            renew_window_days: 400,
+            ..Default::default()
+        };
+        let (rt, bank) = common::serve_bank(
+            &bank_dir,
+            ServeOptions {
+                policy,
+                ..ServeOptions::default()
+            },
+        );
+        let win_conf = hsm.path().join("softhsm2-windows.conf");
+        std::fs::write(
+            &win_conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                z(&hsm.path().join("tokens"))
+            ),
+        )
+        .expect("SoftHSM configuration for Windows");
+        let bank_part = |roots: String, ca: String| {
+            format!(
+                "[policy]\nrenew_window_days = 400\n[bank]\nest_url = \"https://{}/.well-known/est\"\nserver_roots = '{roots}'\nca_certs = '{ca}'\n",
+                bank.addr()
+            )
+        };
+        let (roots, ca) = (bank_dir.join("tls-roots.pem"), bank_dir.join("ca.pem"));
+        let write = |name: &str, module: &str, bank: String| {
+            let path = hsm.path().join(name);
+            std::fs::write(
+                &path,
+                format!("[token]\nmodule = '{module}'\nlabel = \"{LABEL}\"\n{bank}"),
+            )
+            .expect("config");
+            path
+        };
+        let config = write("windows.toml", "softhsm2", bank_part(z(&roots), z(&ca)));
+        let fault_config = write(
+            "windows-faults.toml",
+            &z(&dir.join("certagent_fault_pkcs11.dll")),
+            bank_part(z(&roots), z(&ca)),
+        );
+        let linux_config = write(
+            "linux.toml",
+            "softhsm2",
+            bank_part(roots.display().to_string(), ca.display().to_string()),
+        );
+        Env {
+            hsm,
+            ca,
+            otp,
+            config,
+            fault_config,
+            linux_config,
+            win_conf,
+            _rt: rt,
+            _bank: bank,
+        }
+    }
+
+    /// certagent.exe under Wine, in English, in UTC, with nothing of this
+    /// process's certagent settings.
+    fn exe(&self, config: &Path) -> Command {
+        let dir = windows_dir();
+        let mut cmd = Command::new(common::repo_root().join("scripts/windows/wine-run.sh"));
+        cmd.arg(dir.join("certagent.exe"))
+            .arg("--config")
+            .arg(z(config))
+            .env("WINEPREFIX", prefix())
+            .env("SOFTHSM2_CONF", z(&self.win_conf))
+            .env("LANG", "en_US.UTF-8")
+            .env("TZ", "UTC")
+            .env_remove("LC_ALL")
+            .env_remove("LC_MESSAGES")
+            .env_remove("CERTAGENT_CONFIG")
+            .env_remove("CERTAGENT_PIN")
+            .env_remove("CERTAGENT_OTP")
+            .env_remove("CERTAGENT_TEST_CRASH_AT")
+            .env_remove("FAULT_PKCS11_AT");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.exe(&self.config)
+            .args(args)
+            .env("CERTAGENT_PIN", PIN)
+            .env("CERTAGENT_OTP", &self.otp)
+            .output()
+            .expect("wine runs")
+    }
+
+    /// Linux certagent on the same token and bank.
+    fn linux(&self, args: &[&str]) -> Output {
+        self.hsm.certagent(&self.linux_config, args, Some(PIN))
+    }
+
+    /// certagent.exe through the fault module, a fault at call `n`.
+    fn faulted(&self, args: &[&str], fault: Option<(u64, Mode)>, log: Option<&Path>) -> Output {
+        let dir = windows_dir();
+        let mut cmd = self.exe(&self.fault_config);
+        cmd.args(args)
+            .env("CERTAGENT_PIN", PIN)
+            .env("FAULT_PKCS11_MODULE", z(&dir.join("softhsm2-x64.dll")));
+        if let Some((n, mode)) = fault {
+            let _ = std::fs::remove_file(self.fired());
+            cmd.env("FAULT_PKCS11_AT", n.to_string())
+                .env("FAULT_PKCS11_MODE", mode.env())
+                .env("FAULT_PKCS11_FIRED", z(&self.fired()));
+        }
+        if let Some(l) = log {
+            cmd.env("FAULT_PKCS11_LOG", z(l));
+        }
+        cmd.output().expect("wine runs")
+    }
+
+    fn fired(&self) -> PathBuf {
+        self.hsm.path().join("fired.log")
+    }
+}
+
+fn ok(o: &Output, what: &str) -> String {
+    assert!(o.status.success(), "{what}: {}", text(o));
+    common::stdout(o)
+}
+
+#[test]
+fn status_under_wine_reports_what_linux_reports_for_the_same_token() {
+    let env = Env::new(20);
+    let windows: serde_json::Value =
+        serde_json::from_str(&ok(&env.run(&["status", "--json"]), "status.exe"))
+            .expect("status --json from certagent.exe");
+    let linux = common::json(&env.linux(&["status", "--json"]));
+    println!("certagent.exe status --json:\n{windows:#}");
+    assert_eq!(windows["certificates"], linux["certificates"]);
+    assert_eq!(windows["certificates"].as_array().map(Vec::len), Some(1));
+    assert_eq!(windows["certificates"][0]["state"], "renewal-due");
+    // The token as both see it (its slot number aside, which is the
+    // module's own on each platform).
+    let (mut wt, mut lt) = (windows["token"].clone(), linux["token"].clone());
+    for t in [&mut wt, &mut lt] {
+        if let Some(o) = t.as_object_mut() {
+            o.remove("slot");
+        }
+    }
+    assert_eq!(wt, lt);
+}
+
+/// CK_ULONG is 4 bytes on Windows: a class, a key type or a key size read
+/// as 8 would be dropped, and no key or certificate would be found. The
+/// certificate is found (CKA_CLASS), its key is an RSA key (CKA_KEY_TYPE)
+/// that signs (doctor), and a key generated on Windows is 2048 bits
+/// (CKA_MODULUS_BITS), as pkcs11-tool on Linux reads it.
+#[test]
+fn ulong_attributes_are_read_and_written_at_the_windows_size() {
+    let env = Env::new(20);
+    let show = ok(&env.run(&["show", "--id", "01"]), "show");
+    assert!(show.contains("RSA 2048 bits"), "{show}");
+    let doctor = env.run(&["doctor"]);
+    let said = text(&doctor);
+    assert!(doctor.status.success(), "{said}");
+    assert!(
+        said.contains("signs") || said.contains("OK") || said.contains("ok"),
+        "{said}"
+    );
+    ok(&env.run(&["renew", "--yes"]), "renew");
+    let keys = env.hsm.pkcs11_tool(&[
+        "--login",
+        "--pin",
+        PIN,
+        "--list-objects",
+        "--type",
+        "pubkey",
+    ]);
+    let listed = common::stdout(&keys);
+    assert!(listed.contains("RSA 2048 bits"), "{listed}");
+    faults::assert_one_pair(&env.hsm, Some(&env.ca), "after the renewal on Windows");
+}
+
+/// A renewal over mutual TLS against the reference bank, killed after the
+/// bank issued: the journal is in %LOCALAPPDATA%\certagent, the next run
+/// resumes it, and the token ends with one working pair chained to the
+/// bank's CA (pkcs11-tool and openssl on Linux).
+#[test]
+fn a_renewal_under_wine_resumes_from_its_journal_in_localappdata() {
+    let env = Env::new(20);
+    assert!(journals().is_empty());
+    let crashed = env
+        .exe(&env.config)
+        .args(["renew", "--yes"])
+        .env("CERTAGENT_PIN", PIN)
+        .env("CERTAGENT_TEST_CRASH_AT", "issued")
+        .output()
+        .expect("wine runs");
+    assert!(!crashed.status.success(), "{}", text(&crashed));
+    assert!(
+        String::from_utf8_lossy(&crashed.stderr).contains("test crash at issued"),
+        "{}",
+        text(&crashed)
+    );
+    let left = journals();
+    assert_eq!(left.len(), 1, "one journal in %LOCALAPPDATA%\\certagent");
+    let journal: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&left[0]).expect("journal")).expect("json");
+    assert_eq!(journal["step"], "issued", "{journal}");
+    faults::assert_usable(&env.hsm, Some(&env.ca), "after the crash");
+    let resumed = ok(&env.run(&["renew", "--yes"]), "the resumed renewal");
+    let said = format!(
+        "{resumed}{}",
+        String::from_utf8_lossy(&env.run(&["status"]).stderr)
+    );
+    println!("{said}");
+    assert!(journals().is_empty(), "the journal is removed when done");
+    faults::assert_one_pair(&env.hsm, Some(&env.ca), "after the resumed renewal");
+}
+
+#[test]
+fn an_enrolment_after_expiry_under_wine_ends_with_one_valid_pair() {
+    let env = Env::new(-5);
+    let out = env.run(&["enroll", "--user", "ana", "--yes"]);
+    ok(&out, "enroll");
+    faults::assert_one_pair(&env.hsm, Some(&env.ca), "after the enrolment on Windows");
+    // A new year's certificate (the tests' renewal window is 400 days wide,
+    // so "renewal-due" is its state here).
+    let status = common::json(&env.linux(&["status", "--json"]));
+    assert!(
+        status["certificates"][0]["days_left"].as_i64() >= Some(364),
+        "{status}"
+    );
+}
+
+/// Japanese where the Windows display language is Japanese, and dates in
+/// the Windows time zone, named as Windows names it.
+#[test]
+fn japanese_and_the_windows_time_zone() {
+    let have = Command::new("locale")
+        .arg("-a")
+        .output()
+        .expect("locale -a");
+    assert!(
+        String::from_utf8_lossy(&have.stdout).contains("ja_JP.utf8"),
+        "Wine shows Japanese only with the ja_JP.UTF-8 locale: run scripts/windows.sh build (it generates it)"
+    );
+    let env = Env::new(20);
+    let ja = env
+        .exe(&env.config)
+        .arg("status")
+        .env("LANG", "ja_JP.UTF-8")
+        .env("TZ", "Asia/Tokyo")
+        .output()
+        .expect("wine runs");
+    let ja = ok(&ja, "status in Japanese");
+    println!("{ja}");
+    assert!(ja.contains("有効期間"), "{ja}");
+    assert!(ja.contains("(UTC+09:00)"), "{ja}");
+    let en = env
+        .exe(&env.config)
+        .arg("status")
+        .env("TZ", "Europe/Ljubljana")
+        .output()
+        .expect("wine runs");
+    let en = ok(&en, "status in English");
+    assert!(en.contains("valid "), "{en}");
+    // Ljubljana: UTC+01:00 in winter, UTC+02:00 in summer.
+    assert!(en.contains("UTC+01:00") || en.contains("UTC+02:00"), "{en}");
+    assert!(!en.contains("有効期間"), "{en}");
+}
+
+/// `scripts/windows.sh demo`'s story, in both languages, in a prefix of
+/// its own.
+#[test]
+fn the_demo_runs_under_wine_in_english_and_japanese() {
+    let dir = windows_dir();
+    for (lang, done) in [("en_US.UTF-8", "Done;"), ("ja_JP.UTF-8", "完了")] {
+        let out = Command::new(common::repo_root().join("scripts/windows/wine-run.sh"))
+            .arg(dir.join("certagent.exe"))
+            .arg("demo")
+            .env("WINEPREFIX", prefix())
+            .env("LANG", lang)
+            .env_remove("LC_ALL")
+            .env_remove("LC_MESSAGES")
+            .env_remove("SOFTHSM2_CONF")
+            .env_remove("CERTAGENT_CONFIG")
+            .output()
+            .expect("wine runs");
+        let said = text(&out);
+        assert!(out.status.success(), "demo in {lang}: {said}");
+        assert!(said.contains(done), "demo in {lang}: {said}");
+        assert!(said.contains("[done]"), "demo in {lang}: {said}");
+    }
+}
+
+/// How many PKCS#11 calls the unfaulted run makes (the forwarding module's
+/// log, a line a call).
+fn calls(log: &Path) -> u64 {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .count() as u64
+}
+
+/// A faulted certagent.exe ended as the fault says: killed (the fault
+/// module ends the process with `TerminateProcess` and code 137, as Task
+/// Manager would end it), or on its own with a one-line reason, never a
+/// panic (101) or an abort.
+fn assert_ended(out: &Output, mode: Mode, what: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{what}: a panic\n{err}");
+    match mode {
+        Mode::Killed => assert_eq!(out.status.code(), Some(137), "{what}: {}", text(out)),
+        Mode::Pulled => {
+            assert!(
+                matches!(out.status.code(), Some(0 | 1)),
+                "{what}: {}",
+                text(out)
+            );
+            if !out.status.success() {
+                let last = err.lines().last().unwrap_or("");
+                assert!(
+                    last.starts_with("certagent: "),
+                    "{what}: not a one-line reason: {last:?}"
+                );
+            }
+        }
+    }
+}
+
+/// A fault at every PKCS#11 call of a renewal on Windows: the token pulled
+/// there, or the process killed. Each time the token still has a usable
+/// bank certificate, and the next run ends with exactly one pair and no
+/// journal, judged on Linux.
+#[test]
+fn a_fault_at_every_pkcs11_call_of_a_renewal_under_wine_recovers() {
+    let env = Env::new(20);
+    let log = env.hsm.path().join("count.log");
+    let counted = env.faulted(&["renew", "--yes"], None, Some(&log));
+    ok(&counted, "the unfaulted renewal");
+    let total = calls(&log);
+    assert!(total > 10, "a renewal makes {total} calls");
+    let mut table = Vec::new();
+    for mode in [Mode::Pulled, Mode::Killed] {
+        let mut recovered = 0;
+        for n in 1..=total {
+            let what = format!("renewal {mode:?} at call {n}");
+            let out = env.faulted(&["renew", "--yes"], Some((n, mode)), None);
+            faults::assert_fired(&env.fired(), n, mode, &what);
+            assert_ended(&out, mode, &what);
+            faults::assert_usable(&env.hsm, Some(&env.ca), &what);
+            let again = env.faulted(&["renew", "--yes"], None, None);
+            assert!(
+                again.status.success(),
+                "{what}: the next run: {}",
+                text(&again)
+            );
+            faults::assert_one_pair(&env.hsm, Some(&env.ca), &what);
+            assert!(journals().is_empty(), "{what}: a journal is left");
+            recovered += 1;
+        }
+        table.push(format!(
+            "Windows renewal {mode:?}: {recovered}/{total} recovered ({total} calls)"
+        ));
+    }
+    println!("{}", table.join("\n"));
+}
