@@ -111,6 +111,9 @@ demo() {
 
 test_() {
     build
+    # The lints hold for Windows too.
+    cargo clippy --locked --target "$triple" -p certagent -p certagent-bank -p certagent-fault-pkcs11 \
+        --lib --bins -- -D warnings
     if ! cargo nextest --version >/dev/null 2>&1; then
         cargo install --locked cargo-nextest
     fi

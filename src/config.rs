@@ -208,12 +208,7 @@ pub fn state_dir() -> std::io::Result<PathBuf> {
 pub fn ensure_state_dir(dir: &Path) -> std::io::Result<()> {
     let mut b = std::fs::DirBuilder::new();
     b.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        b.mode(0o700);
-    }
-    b.create(dir)
+    crate::platform::private_dir(&mut b).create(dir)
 }
 
 /// toml's message on one line, with the line number and the offending line

@@ -34,6 +34,7 @@ pub mod est;
 pub mod holdings;
 pub mod i18n;
 pub mod pkcs7;
+pub mod platform;
 pub mod policy;
 pub mod prompt;
 pub mod rawcert;

@@ -21,7 +21,6 @@ pub enum Mode {
 }
 
 impl Mode {
-    #[cfg(unix)]
     fn bits(self) -> u32 {
         match self {
             Mode::Private => 0o600,
@@ -43,14 +42,7 @@ fn temporary(path: &Path) -> PathBuf {
 fn open_exclusive(tmp: &Path, mode: Mode) -> std::io::Result<std::fs::File> {
     let mut o = std::fs::OpenOptions::new();
     o.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(mode.bits()).custom_flags(libc::O_NOFOLLOW);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    o.open(tmp)
+    crate::platform::no_follow(&mut o, mode.bits()).open(tmp)
 }
 
 /// Write `bytes` to `path` whole (see the module's documentation).
@@ -68,11 +60,7 @@ pub fn write(path: &Path, bytes: &[u8], mode: Mode) -> std::io::Result<()> {
         f.write_all(bytes)?;
         f.sync_all()?;
         // The mode given at creation is narrowed by the umask; set it exactly.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            f.set_permissions(std::fs::Permissions::from_mode(mode.bits()))?;
-        }
+        crate::platform::set_mode(&f, mode.bits())?;
         drop(f);
         std::fs::rename(&tmp, path)
     })();

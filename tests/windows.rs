@@ -277,13 +277,31 @@ fn ulong_attributes_are_read_and_written_at_the_windows_size() {
     let env = Env::new(20);
     let show = ok(&env.run(&["show", "--id", "01"]), "show");
     assert!(show.contains("RSA 2048 bits"), "{show}");
+    // Doctor finds the key by class and id, reads its key type, and signs
+    // with each scheme the token offers (PSS and PKCS#1 on SoftHSM).
     let doctor = env.run(&["doctor"]);
     let said = text(&doctor);
     assert!(doctor.status.success(), "{said}");
     assert!(
-        said.contains("signs") || said.contains("OK") || said.contains("ok"),
+        said.contains("ok    cert 01      key signs and matches the certificate (RS256, PS256)"),
         "{said}"
     );
+    // The same module, slots and tokens as Linux's SoftHSM shows; only
+    // the library's path is the platform's own.
+    let mut tokens: serde_json::Value =
+        serde_json::from_str(&ok(&env.run(&["tokens", "--json"]), "tokens --json"))
+            .expect("tokens --json from certagent.exe");
+    let mut linux = common::json(&env.linux(&["tokens", "--json"]));
+    assert_eq!(
+        tokens["module"]["path"],
+        z(&windows_dir().join("softhsm2-x64.dll"))
+    );
+    for t in [&mut tokens, &mut linux] {
+        if let Some(m) = t["module"].as_object_mut() {
+            m.remove("path");
+        }
+    }
+    assert_eq!(tokens, linux, "tokens --json under Wine and on Linux");
     ok(&env.run(&["renew", "--yes"]), "renew");
     let keys = env.hsm.pkcs11_tool(&[
         "--login",

@@ -226,11 +226,7 @@ fn p11_kit_fix(lang: Lang) -> String {
                 .count()
         })
         .unwrap_or(0);
-    #[cfg(unix)]
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    #[cfg(not(unix))]
-    let root = false;
+    let root = crate::platform::is_root();
     match (root, user_dir) {
         (true, Some(dir)) if user_modules > 0 => {
             let dir = dir.display().to_string();

@@ -85,17 +85,10 @@ pub(super) fn unb64(s: &Option<String>, what: &str) -> Result<Vec<u8>, RenewalEr
         .map_err(|_| RenewalError::Other(format!("the journal's {what} is corrupt")))
 }
 
-#[cfg(unix)]
 fn open_options() -> std::fs::OpenOptions {
-    use std::os::unix::fs::OpenOptionsExt;
     let mut o = std::fs::OpenOptions::new();
-    o.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    crate::platform::no_follow(&mut o, 0o600);
     o
-}
-
-#[cfg(not(unix))]
-fn open_options() -> std::fs::OpenOptions {
-    std::fs::OpenOptions::new()
 }
 
 impl Journal {

@@ -80,15 +80,8 @@ pub fn user_name(uid: u32) -> String {
 }
 
 /// The agent's own user.
-#[cfg(unix)]
 pub fn me() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
-#[cfg(not(unix))]
-pub fn me() -> u32 {
-    0
+    crate::platform::user_id()
 }
 
 #[cfg(test)]
