@@ -4,7 +4,8 @@
 #   scripts/windows.sh build   install the cross toolchain and Wine, build into target/windows/:
 #                              certagent.exe, certagent-bank.exe, the soft token DLL
 #                              (softhsm2-x64.dll), the fault module the tests put in
-#                              front of it, and Wine's stand-in bcryptprimitives.dll
+#                              front of it, a test client of the local API, and Wine's
+#                              stand-in bcryptprimitives.dll
 #   scripts/windows.sh demo    certagent.exe demo under Wine, in a fresh Wine prefix
 #                              (CERTAGENT_LANG=ja for Japanese)
 #   scripts/windows.sh test    the Windows tests (tests/windows.rs) under Wine
@@ -86,9 +87,11 @@ build() {
     x86_64-w64-mingw32-gcc -O2 -shared -s -o "$out/bcryptprimitives.dll" \
         scripts/windows/bcryptprimitives.c -ladvapi32
     softhsm_dll
-    cargo build --locked --target "$triple" -p certagent -p certagent-bank -p certagent-fault-pkcs11
+    cargo build --locked --target "$triple" -p certagent -p certagent-bank -p certagent-fault-pkcs11 \
+        -p certagent-win-client
     local built="${CARGO_TARGET_DIR:-$root/target}/$triple/debug"
-    cp "$built/certagent.exe" "$built/certagent-bank.exe" "$built/certagent_fault_pkcs11.dll" "$out/"
+    cp "$built/certagent.exe" "$built/certagent-bank.exe" "$built/certagent_fault_pkcs11.dll" \
+        "$built/certagent-win-client.exe" "$out/"
     echo "built into $out:" >&2
     ls -l "$out"/*.exe "$out"/*.dll >&2
 }
@@ -112,7 +115,7 @@ demo() {
 test_() {
     build
     # The lints hold for Windows too.
-    cargo clippy --locked --target "$triple" -p certagent -p certagent-bank -p certagent-fault-pkcs11 \
+    cargo clippy --locked --target "$triple" -p certagent -p certagent-bank -p certagent-fault-pkcs11 -p certagent-win-client \
         --lib --bins -- -D warnings
     if ! cargo nextest --version >/dev/null 2>&1; then
         cargo install --locked cargo-nextest

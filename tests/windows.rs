@@ -20,16 +20,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use certagent_bank::ServeOptions;
-use common::agent::ANA;
+use common::agent::{ANA, ORIGIN};
 use common::faults::{self, Mode};
 use common::{LABEL, PIN, SoftHsm, bank_cert_on_token, text};
 
 /// What `scripts/windows.sh build` puts in target/windows/.
-const BUILT: [&str; 5] = [
+const BUILT: [&str; 6] = [
     "certagent.exe",
     "certagent-bank.exe",
     "softhsm2-x64.dll",
     "certagent_fault_pkcs11.dll",
+    "certagent-win-client.exe",
     "bcryptprimitives.dll",
 ];
 const WINE: &str = "/usr/lib/wine/wine64";
@@ -500,4 +501,76 @@ fn a_fault_at_every_pkcs11_call_of_a_renewal_under_wine_recovers() {
         ));
     }
     println!("{}", table.join("\n"));
+}
+
+/// `certagent.exe run` serves the local API only to its own user's
+/// Windows programs: the owner of the client's socket (the TCP table) and
+/// that process's user SID. A Windows program of the user gets the bank's
+/// certificate; a Linux program, which no Windows process owns, gets 403.
+#[test]
+fn the_agent_under_wine_serves_its_users_windows_programs_and_refuses_others() {
+    use std::io::{BufRead, Read, Write};
+    let env = Env::new(20);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let config = env.hsm.path().join("agent.toml");
+    let base = std::fs::read_to_string(&env.config).expect("config");
+    std::fs::write(
+        &config,
+        format!("{base}origins = [\"{ORIGIN}\"]\n[agent]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .expect("agent config");
+    let mut agent = env
+        .exe(&config)
+        .args(["run", "--no-tray"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("wine runs");
+    let stdout = agent.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l == "certagent: ready");
+    std::thread::spawn(move || lines.for_each(drop));
+    let outcome = std::panic::catch_unwind(|| {
+        assert!(ready, "certagent.exe run never said it was ready");
+        // The user's Windows program.
+        let client = Command::new(common::repo_root().join("scripts/windows/wine-run.sh"))
+            .arg(windows_dir().join("certagent-win-client.exe"))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(ORIGIN)
+            .arg("/v1/status")
+            .env("WINEPREFIX", prefix())
+            .output()
+            .expect("wine runs");
+        let said = ok(&client, "the Windows client");
+        let (status, body) = said.split_once('\n').unwrap_or_default();
+        assert!(status.starts_with("HTTP/1.1 200"), "{said}");
+        let body: serde_json::Value = serde_json::from_str(body.trim()).expect("status JSON");
+        assert_eq!(
+            body["certificates"].as_array().map(Vec::len),
+            Some(1),
+            "{body}"
+        );
+        // A Linux program on the same machine: no Windows process owns it.
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        write!(
+            s,
+            "GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {ORIGIN}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("request");
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).expect("answer");
+        assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+        assert!(answer.contains("\"error\":\"user\""), "{answer}");
+    });
+    let _ = agent.kill();
+    let _ = agent.wait();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
 }

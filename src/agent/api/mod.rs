@@ -159,7 +159,7 @@ pub async fn serve(agent: Arc<Agent>) -> Result<RunningApi, ApiError> {
                     quiet.warn(|| match who {
                         peer::Peer::Other(uid) => format!(
                             "refused a connection from {from}: {}'s program",
-                            peer::user_name(uid)
+                            peer::this_platform().user_name(uid)
                         ),
                         _ => format!("refused a connection from {from}: {who:?}"),
                     });

@@ -29,15 +29,18 @@ use std::net::SocketAddr;
 pub mod diag;
 #[cfg(target_os = "linux")]
 mod linux;
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", windows)))]
 mod none;
+#[cfg(windows)]
+mod windows;
 
 /// Who is connecting, as far as this platform can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peer {
     /// A socket of the agent's own OS user, by its inode.
     Own { inode: u64 },
-    /// A socket of another OS user.
+    /// A socket of another OS user: its user id (Unix), the process id
+    /// (Windows; see [`Callers::user_name`]).
     Other(u32),
     /// Not known, so refused: why.
     Unknown(&'static str),
@@ -54,13 +57,19 @@ pub trait Callers: Sync {
     /// where one is found (it may have exited). One pass over this user's
     /// processes, however many inodes are asked for.
     fn processes_of(&self, inodes: &[u64]) -> HashMap<u64, u32>;
+    /// How a refusal names the other user of [`Peer::Other`].
+    fn user_name(&self, other: u32) -> String {
+        user_name(other)
+    }
 }
 
 /// This platform's caller check.
 pub fn this_platform() -> &'static dyn Callers {
     #[cfg(target_os = "linux")]
     return &linux::Linux;
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(windows)]
+    return &windows::Windows;
+    #[cfg(not(any(target_os = "linux", windows)))]
     return &none::Refuse;
 }
 
