@@ -69,9 +69,15 @@ pub struct AgentConfig {
     pub pinentry: Option<PathBuf>,
 }
 
-/// The module used when none is configured: p11-kit's proxy loads every
-/// module registered with p11-kit, which is how Linux desktops share tokens.
-pub const DEFAULT_MODULE: &str = "p11-kit-proxy";
+/// The module used when none is configured: on Linux p11-kit's proxy,
+/// which loads every module registered with p11-kit (how Linux desktops
+/// share tokens); on Windows, where there is no p11-kit, OpenSC, the
+/// smart-card middleware most tokens' makers point to there.
+pub const DEFAULT_MODULE: &str = if cfg!(windows) {
+    "opensc"
+} else {
+    "p11-kit-proxy"
+};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:31270";
 
 // The file as written. `deny_unknown_fields` makes a typo an error that

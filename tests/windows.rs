@@ -574,3 +574,27 @@ fn the_agent_under_wine_serves_its_users_windows_programs_and_refuses_others() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// Without a configuration, certagent on Windows looks for OpenSC (there is
+/// no p11-kit on Windows) and says where it looked and what to install.
+#[test]
+fn without_a_configuration_windows_looks_for_opensc() {
+    let out = Command::new(common::repo_root().join("scripts/windows/wine-run.sh"))
+        .arg(windows_dir().join("certagent.exe"))
+        .arg("tokens")
+        .env("WINEPREFIX", prefix())
+        .env("LANG", "en_US.UTF-8")
+        .env_remove("CERTAGENT_CONFIG")
+        .env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .output()
+        .expect("wine runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        err.contains("the opensc PKCS#11 module is not installed")
+            && err.contains(r"C:\Program Files\OpenSC Project\OpenSC\pkcs11\opensc-pkcs11.dll"),
+        "{err}"
+    );
+    assert!(!err.contains("p11-kit"), "{err}");
+}
