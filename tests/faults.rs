@@ -127,7 +127,7 @@ impl Env {
         let _ = std::fs::remove_file(&log);
         let out = self.certagent(args, None, Some(&log));
         assert!(out.status.success(), "{}", text(&out));
-        calls(&log)
+        faults::calls(&log)
     }
 
     /// Where the forwarding module reports the fault it injected.
@@ -143,13 +143,6 @@ impl Env {
             })
             .unwrap_or(false)
     }
-}
-
-fn calls(log: &Path) -> u64 {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .count() as u64
 }
 
 /// What a faulted run must leave behind, and what it may print: the fault
@@ -313,10 +306,10 @@ fn a_fault_at_every_pkcs11_call_of_a_logon_recovers() {
     let _ = std::fs::remove_file(&log);
     let (start, total) = {
         let agent = start_agent(&env, port, None, Some(&log));
-        let start = calls(&log);
+        let start = faults::calls(&log);
         let (status, body) = logon(agent.port);
         assert_eq!(status, 200, "{body}");
-        (start, calls(&log))
+        (start, faults::calls(&log))
     };
     assert!(total > start, "a logon makes PKCS#11 calls");
     let mut table = Vec::new();

@@ -344,12 +344,7 @@ fn a_renewal_under_wine_resumes_from_its_journal_in_localappdata() {
         serde_json::from_slice(&std::fs::read(&left[0]).expect("journal")).expect("json");
     assert_eq!(journal["step"], "issued", "{journal}");
     faults::assert_usable(&env.hsm, Some(&env.ca), "after the crash");
-    let resumed = ok(&env.run(&["renew", "--yes"]), "the resumed renewal");
-    let said = format!(
-        "{resumed}{}",
-        String::from_utf8_lossy(&env.run(&["status"]).stderr)
-    );
-    println!("{said}");
+    ok(&env.run(&["renew", "--yes"]), "the resumed renewal");
     assert!(journals().is_empty(), "the journal is removed when done");
     faults::assert_one_pair(&env.hsm, Some(&env.ca), "after the resumed renewal");
 }
@@ -430,15 +425,6 @@ fn the_demo_runs_under_wine_in_english_and_japanese() {
     }
 }
 
-/// How many PKCS#11 calls the unfaulted run makes (the forwarding module's
-/// log, a line a call).
-fn calls(log: &Path) -> u64 {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .count() as u64
-}
-
 /// A faulted certagent.exe ended as the fault says: killed (the fault
 /// module ends the process with `TerminateProcess` and code 137, as Task
 /// Manager would end it), or on its own with a one-line reason, never a
@@ -475,7 +461,7 @@ fn a_fault_at_every_pkcs11_call_of_a_renewal_under_wine_recovers() {
     let log = env.hsm.path().join("count.log");
     let counted = env.faulted(&["renew", "--yes"], None, Some(&log));
     ok(&counted, "the unfaulted renewal");
-    let total = calls(&log);
+    let total = faults::calls(&log);
     assert!(total > 10, "a renewal makes {total} calls");
     let mut table = Vec::new();
     for mode in [Mode::Pulled, Mode::Killed] {

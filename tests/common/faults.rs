@@ -36,6 +36,15 @@ pub fn arm(cmd: &mut Command, n: u64, mode: Mode, fired: &Path) {
         .env("FAULT_PKCS11_FIRED", fired);
 }
 
+/// How many PKCS#11 calls a run made: the forwarding module's log
+/// (`FAULT_PKCS11_LOG`) has a line a call.
+pub fn calls(log: &Path) -> u64 {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .count() as u64
+}
+
 /// The injections the forwarding module reported: (call number, function,
 /// what it did).
 pub fn injections(fired: &Path) -> Vec<(u64, String, String)> {
