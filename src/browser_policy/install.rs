@@ -1,8 +1,9 @@
 //! The seam every platform's browser-policy installer fits: [`Installer`]
 //! installs the policies for the bank's origins and removes them again,
 //! and [`installer`] picks this platform's. On Unix that is the `/etc`
-//! files of `install/linux.rs` (`Root`); elsewhere, until a platform has
-//! its own, [`Unavailable`] refuses with an error, never a silent success.
+//! files of `install/linux.rs` (`Root`); on Windows the `HKLM` policy keys
+//! of `install/registry.rs`, written by `install/windows.rs` (`Machine`);
+//! elsewhere [`Unavailable`] refuses with an error, never a silent success.
 
 use std::path::PathBuf;
 
@@ -12,7 +13,12 @@ use super::{Origins, PolicyError};
 
 #[cfg(unix)]
 mod linux;
+// Windows's installer logic; elsewhere only its unit tests use it.
+#[cfg_attr(not(windows), allow(dead_code))]
+mod registry;
 mod unavailable;
+#[cfg(windows)]
+mod windows;
 
 #[cfg(unix)]
 pub use linux::{Root, install, remove};
@@ -27,13 +33,18 @@ pub trait Installer {
 }
 
 /// This platform's installer: on Unix the `/etc` files under
-/// `Root::from_env`; on other platforms [`Unavailable`].
+/// `Root::from_env`; on Windows the machine's registry; on other
+/// platforms [`Unavailable`].
 pub fn installer() -> Box<dyn Installer> {
     #[cfg(unix)]
     {
         Box::new(Root::from_env())
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    {
+        Box::new(windows::Machine)
+    }
+    #[cfg(not(any(unix, windows)))]
     {
         Box::new(Unavailable)
     }

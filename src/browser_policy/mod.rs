@@ -72,6 +72,10 @@ pub enum PolicyError {
     BadOrigin { origin: String, reason: String },
     #[error("browser-policy --{0} writes under /etc and needs root: run it with sudo")]
     NeedsRoot(&'static str),
+    #[error(
+        "browser-policy --{0} writes under HKLM\\SOFTWARE\\Policies and needs administrator rights: run it from a prompt opened with \"Run as administrator\""
+    )]
+    NeedsAdmin(&'static str),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
