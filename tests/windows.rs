@@ -584,3 +584,120 @@ fn without_a_configuration_windows_looks_for_opensc() {
     );
     assert!(!err.contains("p11-kit"), "{err}");
 }
+
+/// `reg` under Wine in `prefix`: its output, and whether it succeeded.
+fn reg(prefix: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(common::repo_root().join("scripts/windows/wine-run.sh"))
+        .arg("reg")
+        .args(args)
+        .env("WINEPREFIX", prefix)
+        .output()
+        .expect("wine runs reg");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n"),
+    )
+}
+
+/// `browser-policy --install` as administrator writes the list policies
+/// under HKLM\SOFTWARE\Policies for Chrome, Chromium, Edge and Firefox,
+/// keeping what IT listed already; `--remove` takes away exactly what it
+/// added. Judged by Wine's own `reg query`, in a prefix of its own.
+#[test]
+fn browser_policies_go_into_the_registry_and_come_out_again() {
+    let dir = windows_dir();
+    let prefix = dir.join("prefix-policy");
+    let _ = std::fs::remove_dir_all(&prefix);
+    std::fs::create_dir_all(&prefix).expect("prefix");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = tmp.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[token]\nmodule = \"softhsm2\"\nlabel = \"bank-token\"\n[bank]\n\
+         est_url = \"https://127.0.0.1:8443/.well-known/est\"\nserver_roots = \"roots.pem\"\n\
+         origins = [\"https://ib.bank.example\", \"http://127.0.0.1:8080\"]\n",
+    )
+    .expect("config");
+    let policy = |action: &str| {
+        let out = Command::new(common::repo_root().join("scripts/windows/wine-run.sh"))
+            .arg(dir.join("certagent.exe"))
+            .args(["--config", &z(&config), "browser-policy", action])
+            .env("WINEPREFIX", &prefix)
+            .env("LANG", "en_US.UTF-8")
+            .env_remove("LC_ALL")
+            .env_remove("LC_MESSAGES")
+            .output()
+            .expect("wine runs");
+        ok(&out, &format!("browser-policy {action}"))
+    };
+    const EDGE: &str = r"HKLM\SOFTWARE\Policies\Microsoft\Edge\LocalNetworkAccessAllowedForUrls";
+    // IT's own entry, which must survive both.
+    let (added, _) = reg(
+        &prefix,
+        &[
+            "add",
+            EDGE,
+            "/v",
+            "1",
+            "/d",
+            "https://intranet.example",
+            "/f",
+        ],
+    );
+    assert!(added, "reg add");
+    let policies = || reg(&prefix, &["query", r"HKLM\SOFTWARE\Policies", "/s"]).1;
+    let before = policies();
+    assert!(before.contains("https://intranet.example"), "{before}");
+
+    let out = policy("--install");
+    assert!(
+        out.contains(r"HKLM\SOFTWARE\certagent\BrowserPolicy"),
+        "{out}"
+    );
+    let query = |key: &str| {
+        let (found, text) = reg(&prefix, &["query", key]);
+        assert!(found, "{key} is missing");
+        text.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() == 3 && f[1] == "REG_SZ").then(|| format!("{}={}", f[0], f[2]))
+            })
+            .collect::<Vec<_>>()
+    };
+    let ours = ["1=https://ib.bank.example", "2=http://127.0.0.1:8080"];
+    for vendor in [r"Google\Chrome", "Chromium"] {
+        let key = format!(r"HKLM\SOFTWARE\Policies\{vendor}\LocalNetworkAccessAllowedForUrls");
+        assert_eq!(query(&key), ours, "{key}");
+    }
+    assert_eq!(
+        query(EDGE),
+        [
+            "1=https://intranet.example",
+            "2=https://ib.bank.example",
+            "3=http://127.0.0.1:8080"
+        ]
+    );
+    assert_eq!(
+        query(r"HKLM\SOFTWARE\Policies\Mozilla\Firefox\LocalNetworkAccess\SkipDomains"),
+        ["1=ib.bank.example"],
+        "Firefox lists hosts, and never a loopback one"
+    );
+    // The control: the comparison below sees an install.
+    assert_ne!(policies(), before);
+
+    let out = policy("--remove");
+    assert!(out.contains("removed"), "{out}");
+    assert_eq!(
+        policies(),
+        before,
+        "--remove leaves the policies as IT had them"
+    );
+    let (found, text) = reg(&prefix, &["query", r"HKLM\SOFTWARE\certagent"]);
+    assert!(!found, "the record is gone: {text}");
+    let out = policy("--remove");
+    assert!(
+        out.contains("nothing"),
+        "a second --remove finds nothing: {out}"
+    );
+    let _ = std::fs::remove_dir_all(&prefix);
+}

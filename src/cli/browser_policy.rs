@@ -165,7 +165,12 @@ fn install(origins: &Origins, json: bool) -> Result<(), Error> {
         println!("  {}{}", status_word(f.status), f.path.display());
     }
     for d in &report.dirs_created {
-        println!("  {}{}/", status_word(FileStatus::Created), d.display());
+        println!(
+            "  {}{}{}",
+            status_word(FileStatus::Created),
+            d.display(),
+            std::path::MAIN_SEPARATOR
+        );
     }
     let record = report.record.display().to_string();
     println!(
@@ -189,10 +194,10 @@ fn remove(json: bool) -> Result<(), Error> {
         println!("{removed} {}", f.display());
     }
     for d in &report.removed_dirs {
-        println!("{removed} {}/", d.display());
+        println!("{removed} {}{}", d.display(), std::path::MAIN_SEPARATOR);
     }
     for d in &report.kept_dirs {
-        let dir = format!("{}/", d.display());
+        let dir = format!("{}{}", d.display(), std::path::MAIN_SEPARATOR);
         println!("{}", tr("policy-kept", &[("dir", Arg::Str(&dir))]));
     }
     Ok(())
