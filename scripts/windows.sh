@@ -30,7 +30,7 @@ sudo_() {
 
 setup() {
     local want=(gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 wine wine64 msitools cmake make perl patch
-        softhsm2 opensc openssl locales)
+        softhsm2 opensc openssl locales xvfb xdotool imagemagick fonts-ipafont-gothic)
     local missing=()
     for p in "${want[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

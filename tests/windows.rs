@@ -701,3 +701,230 @@ fn browser_policies_go_into_the_registry_and_come_out_again() {
     );
     let _ = std::fs::remove_dir_all(&prefix);
 }
+
+/// Where the Windows screenshots go.
+fn shots() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+}
+
+/// `certagent.exe run` on the virtual display, in `lang`, serving the bank's
+/// origin on a port of its own; returns once it says it is ready.
+fn agent_on_display(
+    env: &Env,
+    x: &common::xvfb::Xvfb,
+    lang: &str,
+    tray: bool,
+) -> (std::process::Child, u16) {
+    use std::io::BufRead;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let config = env.hsm.path().join(format!("agent-{lang}.toml"));
+    let base = std::fs::read_to_string(&env.config).expect("config");
+    std::fs::write(
+        &config,
+        format!("{base}origins = [\"{ORIGIN}\"]\n[agent]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .expect("agent config");
+    let mut cmd = env.exe(&config);
+    cmd.arg("run");
+    if !tray {
+        cmd.arg("--no-tray");
+    }
+    let mut agent = cmd
+        .env("DISPLAY", &x.display)
+        .env("LANG", lang)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("wine runs");
+    let stdout = agent.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l == "certagent: ready");
+    std::thread::spawn(move || lines.for_each(drop));
+    if !ready {
+        let _ = agent.kill();
+        panic!("certagent.exe run never said it was ready");
+    }
+    (agent, port)
+}
+
+/// A Windows program of the user posts a logon to the agent, in the
+/// background: its status line and body.
+fn logon_from_windows(
+    port: u16,
+    challenge: &[u8],
+) -> std::thread::JoinHandle<(String, serde_json::Value)> {
+    use base64::Engine;
+    let body = format!(
+        "{{\"challenge\":\"{}\"}}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(challenge)
+    );
+    std::thread::spawn(move || {
+        let out = Command::new(common::repo_root().join("scripts/windows/wine-run.sh"))
+            .arg(windows_dir().join("certagent-win-client.exe"))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(ORIGIN)
+            .arg("/v1/logon")
+            .arg(body)
+            .env("WINEPREFIX", prefix())
+            .output()
+            .expect("wine runs");
+        let said = ok(&out, "the Windows client");
+        let (status, body) = said.split_once('\n').unwrap_or_default();
+        let body = serde_json::from_str(body.trim()).unwrap_or(serde_json::Value::Null);
+        (status.to_string(), body)
+    })
+}
+
+/// The logon token verifies in openssl for `origin` and `challenge`.
+fn token_verifies(dir: &Path, token: &serde_json::Value, origin: &str, challenge: &[u8]) -> bool {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use sha2::{Digest, Sha256};
+    let cert = STANDARD
+        .decode(token["certificate"].as_str().unwrap_or_default())
+        .expect("certificate base64");
+    std::fs::write(dir.join("logon-cert.der"), &cert).expect("write");
+    let pubkey = common::openssl()
+        .args(["x509", "-inform", "DER", "-in"])
+        .arg(dir.join("logon-cert.der"))
+        .args(["-pubkey", "-noout", "-out"])
+        .arg(dir.join("logon-pub.pem"))
+        .status()
+        .expect("openssl");
+    assert!(pubkey.success(), "openssl x509 -pubkey");
+    let mut msg = Sha256::digest(origin.as_bytes()).to_vec();
+    msg.extend_from_slice(&Sha256::digest(challenge));
+    std::fs::write(dir.join("msg"), &msg).expect("msg");
+    std::fs::write(
+        dir.join("sig"),
+        STANDARD
+            .decode(token["signature"].as_str().unwrap_or_default())
+            .expect("signature base64"),
+    )
+    .expect("sig");
+    let mut cmd = common::openssl();
+    cmd.args(["dgst", "-sha256"]);
+    if token["algorithm"] == "PS256" {
+        cmd.args([
+            "-sigopt",
+            "rsa_padding_mode:pss",
+            "-sigopt",
+            "rsa_pss_saltlen:32",
+        ]);
+    }
+    cmd.arg("-verify")
+        .arg(dir.join("logon-pub.pem"))
+        .arg("-signature")
+        .arg(dir.join("sig"))
+        .arg(dir.join("msg"))
+        .output()
+        .expect("openssl")
+        .status
+        .success()
+}
+
+/// Wine's Japanese dialog font ("MS UI Gothic", which Windows has) taken
+/// from Debian's IPA fonts, as a Wine user sets it: without it Wine draws
+/// Japanese as boxes. Windows itself needs nothing of the kind.
+fn japanese_fonts() {
+    let (done, _) = reg(
+        &prefix(),
+        &[
+            "add",
+            r"HKCU\Software\Wine\Fonts\Replacements",
+            "/v",
+            "MS UI Gothic",
+            "/d",
+            "IPAPGothic",
+            "/f",
+        ],
+    );
+    assert!(done, "reg add the font replacement");
+    assert!(
+        Path::new("/usr/share/fonts/opentype/ipafont-gothic/ipagp.ttf").is_file(),
+        "the IPA fonts are missing: apt-get install fonts-ipafont-gothic (scripts/windows.sh build installs it)"
+    );
+}
+
+/// A logon through certagent's own Windows dialogs, driven by key presses
+/// on a virtual display: consent (Allow), then the PIN typed into the
+/// password field; the token verifies in openssl for the page's origin
+/// and not for another. Then Deny (Esc): no PIN dialog, 403 `declined`.
+/// In English and Japanese, a screenshot of each dialog.
+#[test]
+fn a_logon_through_the_native_windows_dialogs() {
+    let env = Env::new(200);
+    japanese_fonts();
+    let x = common::xvfb::Xvfb::start();
+    let blank = shots().join("windows-blank.png");
+    x.screenshot(&blank);
+    assert_eq!(
+        common::xvfb::Xvfb::colours(&blank),
+        1,
+        "the control: an empty screen has one colour"
+    );
+    for (lang, tag) in [("en_US.UTF-8", "en"), ("ja_JP.UTF-8", "ja")] {
+        let (mut agent, port) = agent_on_display(&env, &x, lang, false);
+        let outcome = std::panic::catch_unwind(|| {
+            let challenge: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(13)).collect();
+            // Generous: Wine's first window in a prefix builds its font cache.
+            let wait = std::time::Duration::from_secs(120);
+            let logon = logon_from_windows(port, &challenge);
+            let consent = x
+                .wait_window("certagent", &[], wait)
+                .expect("the consent dialog appears");
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let shot = shots().join(format!("windows-consent-{tag}.png"));
+            x.screenshot(&shot);
+            assert!(common::xvfb::Xvfb::colours(&shot) > 2, "{}", shot.display());
+            x.keys(&consent, &["Return"]);
+            assert!(x.wait_gone("certagent", &consent, wait), "Allow closes it");
+            let pin = x
+                .wait_window("certagent", std::slice::from_ref(&consent), wait)
+                .expect("the PIN dialog appears");
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            x.type_text(&pin, PIN);
+            let shot = shots().join(format!("windows-pin-{tag}.png"));
+            x.screenshot(&shot);
+            x.keys(&pin, &["Return"]);
+            let (status, token) = logon.join().expect("the client thread");
+            assert!(status.starts_with("HTTP/1.1 200"), "{status} {token}");
+            assert_eq!(token["format"], "certagent-auth:1");
+            assert_eq!(token["origin"], ORIGIN);
+            assert!(
+                token_verifies(env.hsm.path(), &token, ORIGIN, &challenge),
+                "openssl verifies the token for the page's origin"
+            );
+            assert!(
+                !token_verifies(env.hsm.path(), &token, "https://evil.example", &challenge),
+                "and not for another"
+            );
+
+            // Deny: Esc on the consent dialog; no PIN dialog follows.
+            let logon = logon_from_windows(port, &challenge);
+            let consent = x
+                .wait_window("certagent", &[], wait)
+                .expect("the consent dialog appears again");
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            x.keys(&consent, &["Escape"]);
+            let (status, body) = logon.join().expect("the client thread");
+            assert!(status.starts_with("HTTP/1.1 403"), "{status} {body}");
+            assert_eq!(body["error"], "declined", "{body}");
+            assert!(
+                x.windows("certagent").is_empty(),
+                "no PIN dialog after Deny"
+            );
+        });
+        let _ = agent.kill();
+        let _ = agent.wait();
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e);
+        }
+    }
+}

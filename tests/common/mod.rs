@@ -17,6 +17,7 @@ pub mod firefox;
 pub mod openpgp;
 pub mod renewal;
 pub mod webdriver;
+pub mod xvfb;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,7 +1,8 @@
 //! Asking the person: PINs and confirmations.
 //!
 //! Every user-facing flow talks to the [`Prompt`] trait; the terminal,
-//! the desktop (pinentry) and tests each implement it. A PIN lives in a
+//! the desktop (pinentry; on Windows the agent's own dialog in
+//! `prompt/windows.rs`) and tests each implement it. A PIN lives in a
 //! zeroizing secret from the moment it is read and is never logged.
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -10,6 +11,9 @@ use cryptoki::types::AuthPin;
 use secrecy::SecretString;
 
 use crate::token::TokenInfo;
+
+#[cfg(windows)]
+pub mod windows;
 
 /// Environment variable with the user PIN, for unattended tests only.
 pub const PIN_ENV: &str = "CERTAGENT_PIN";
@@ -481,8 +485,17 @@ pub fn desktop_prompt(
     configured: Option<&std::path::Path>,
     unattended: bool,
 ) -> std::sync::Arc<dyn Prompt> {
-    let inner: std::sync::Arc<dyn Prompt> = match PinentryPrompt::find(configured) {
-        Ok(p) => std::sync::Arc::new(p),
+    // On Windows the agent asks in a window of its own, unless a pinentry
+    // program (Gpg4win's) is configured.
+    #[cfg(windows)]
+    let found = match configured {
+        Some(_) => PinentryPrompt::find(configured).map(|p| std::sync::Arc::new(p) as _),
+        None => Ok(std::sync::Arc::new(windows::WindowsPrompt) as std::sync::Arc<dyn Prompt>),
+    };
+    #[cfg(not(windows))]
+    let found = PinentryPrompt::find(configured).map(|p| std::sync::Arc::new(p) as _);
+    let inner: std::sync::Arc<dyn Prompt> = match found {
+        Ok(p) => p,
         Err(e) if std::io::stdin().is_terminal() => {
             log::warn!("{e}; asking on the terminal instead");
             std::sync::Arc::new(TerminalPrompt { unattended: false })
