@@ -714,7 +714,7 @@ fn agent_on_display(
     x: &common::xvfb::Xvfb,
     lang: &str,
     tray: bool,
-) -> (std::process::Child, u16) {
+) -> (std::process::Child, u16, Said) {
     use std::io::BufRead;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -736,21 +736,113 @@ fn agent_on_display(
         .env("DISPLAY", &x.display)
         .env("LANG", lang)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(
+            std::fs::File::create(env.hsm.path().join(format!("agent-{lang}.err")))
+                .expect("stderr file"),
+        )
         .spawn()
         .expect("wine runs");
     let stdout = agent.stdout.take().expect("stdout");
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let ready = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|l| l == "certagent: ready");
-    std::thread::spawn(move || lines.for_each(drop));
-    if !ready {
-        let _ = agent.kill();
-        panic!("certagent.exe run never said it was ready");
+    let said: Said = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let said = said.clone();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                said.lock().unwrap_or_else(|e| e.into_inner()).push(l);
+            }
+        });
     }
-    (agent, port)
+    if !wait_said(
+        &said,
+        "certagent: ready",
+        std::time::Duration::from_secs(60),
+    ) {
+        let _ = agent.kill();
+        panic!(
+            "certagent.exe run never said it was ready: {:?}",
+            self::said(&said)
+        );
+    }
+    (agent, port, said)
+}
+
+/// Wine's virtual desktop (a taskbar with a notification area, as Windows
+/// has) for every program of the shared prefix while this lives; Wine's
+/// X11 windows again after.
+struct VirtualDesktop;
+
+impl VirtualDesktop {
+    fn on() -> VirtualDesktop {
+        for args in [
+            &[
+                "add",
+                r"HKCU\Software\Wine\Explorer",
+                "/v",
+                "Desktop",
+                "/d",
+                "certagent",
+                "/f",
+            ][..],
+            &[
+                "add",
+                r"HKCU\Software\Wine\Explorer\Desktops",
+                "/v",
+                "certagent",
+                "/d",
+                "1024x768",
+                "/f",
+            ][..],
+        ] {
+            assert!(reg(&prefix(), args).0, "reg {args:?}");
+        }
+        VirtualDesktop
+    }
+}
+
+impl Drop for VirtualDesktop {
+    fn drop(&mut self) {
+        let _ = reg(
+            &prefix(),
+            &[
+                "delete",
+                r"HKCU\Software\Wine\Explorer",
+                "/v",
+                "Desktop",
+                "/f",
+            ],
+        );
+    }
+}
+
+/// Every Windows process of the shared prefix ended (a program started
+/// on Wine's desktop outlives the Linux process that started it).
+fn end_wine() {
+    let _ = Command::new("/usr/lib/wine/wineserver")
+        .arg("-k")
+        .env("WINEPREFIX", prefix())
+        .status();
+}
+
+/// Wait (up to `within`) for a line of the agent's that starts with `start`.
+fn wait_said(lines: &Said, start: &str, within: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if said(lines).iter().any(|l| l.starts_with(start)) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
+/// What the agent has said on stdout so far.
+type Said = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+fn said(lines: &Said) -> Vec<String> {
+    lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// A Windows program of the user posts a logon to the agent, in the
@@ -870,7 +962,7 @@ fn a_logon_through_the_native_windows_dialogs() {
         "the control: an empty screen has one colour"
     );
     for (lang, tag) in [("en_US.UTF-8", "en"), ("ja_JP.UTF-8", "ja")] {
-        let (mut agent, port) = agent_on_display(&env, &x, lang, false);
+        let (mut agent, port, _) = agent_on_display(&env, &x, lang, false);
         let outcome = std::panic::catch_unwind(|| {
             let challenge: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(13)).collect();
             // Generous: Wine's first window in a prefix builds its font cache.
@@ -927,4 +1019,114 @@ fn a_logon_through_the_native_windows_dialogs() {
             std::panic::resume_unwind(e);
         }
     }
+}
+
+/// The tray icon by the clock and a notice, under Wine's desktop on a
+/// virtual display: at 20 days left the 30-day notice shows as a balloon
+/// from the icon, once: a restart does not show it again (the ledger in
+/// %LOCALAPPDATA%). The icon's menu opens with a right click and its last
+/// item, Quit, ends the agent. Screenshots of the notice and the menu in
+/// English and Japanese.
+#[test]
+fn the_tray_icon_its_menu_and_a_notice_under_wine() {
+    let env = Env::new(20);
+    japanese_fonts();
+    let x = common::xvfb::Xvfb::start();
+    let _desktop = VirtualDesktop::on();
+    let wait = std::time::Duration::from_secs(60);
+    for (lang, tag, summary) in [
+        (
+            "en_US.UTF-8",
+            "en",
+            "certagent: notice: Your bank certificate expires in 20 days",
+        ),
+        ("ja_JP.UTF-8", "ja", "certagent: notice: "),
+    ] {
+        // A fresh ledger for each language.
+        if let Some(state) = local_state() {
+            let _ = std::fs::remove_file(state.join("notices.json"));
+        }
+        let (mut agent, _port, lines) = agent_on_display(&env, &x, lang, true);
+        let outcome = std::panic::catch_unwind(|| {
+            assert!(
+                wait_said(&lines, "certagent: tray icon registered", wait),
+                "{:?}",
+                said(&lines)
+            );
+            assert!(wait_said(&lines, summary, wait), "{:?}", said(&lines));
+            // The balloon rises above the taskbar, where a bare desktop has
+            // one colour; wait for it there (it fades in).
+            let shot = shots().join(format!("windows-tray-notice-{tag}.png"));
+            let above = shots().join(format!("windows-tray-notice-{tag}-above-bar.png"));
+            let shown = (0..40).any(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                x.screenshot(&shot);
+                let cropped = Command::new("convert")
+                    .arg(&shot)
+                    .args(["-crop", "500x90+524+655", "+repage"])
+                    .arg(&above)
+                    .status()
+                    .expect("convert runs");
+                assert!(cropped.success());
+                common::xvfb::Xvfb::colours(&above) > 1
+            });
+            assert!(shown, "no balloon in {}", shot.display());
+        });
+        let _ = agent.kill();
+        let _ = agent.wait();
+        end_wine();
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e);
+        }
+    }
+
+    // Again, in English: the notice was shown; it is not shown twice.
+    let (mut agent, _port, lines) = agent_on_display(&env, &x, "en_US.UTF-8", true);
+    let outcome = std::panic::catch_unwind(|| {
+        assert!(wait_said(&lines, "certagent: tray icon registered", wait));
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        let notices: Vec<String> = said(&lines)
+            .into_iter()
+            .filter(|l| l.starts_with("certagent: notice:"))
+            .collect();
+        assert!(notices.is_empty(), "shown again: {notices:?}");
+        // The menu: a right click on the icon at the bar's right end.
+        let xdo = |args: &[&str]| {
+            let ok = Command::new("xdotool")
+                .args(args)
+                .env("DISPLAY", &x.display)
+                .status()
+                .expect("xdotool runs")
+                .success();
+            assert!(ok, "xdotool {args:?}");
+        };
+        xdo(&["mousemove", "1013", "758"]);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        xdo(&["click", "3"]);
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let shot = shots().join("windows-tray-menu-en.png");
+        x.screenshot(&shot);
+        // Quit is the menu's last item, just above the pointer (the menu
+        // opens upwards from it and keeps to the screen's right edge).
+        xdo(&["mousemove", "924", "749"]);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        xdo(&["click", "1"]);
+    });
+    let ended = (0..100).find_map(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        agent.try_wait().ok().flatten()
+    });
+    if ended.is_none() {
+        let _ = agent.kill();
+        let _ = agent.wait();
+    }
+    end_wine();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
+    assert!(
+        ended.is_some_and(|s| s.success()),
+        "Quit in the tray's menu ends the agent: {ended:?} {:?}",
+        said(&lines)
+    );
 }

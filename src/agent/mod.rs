@@ -91,7 +91,13 @@ pub fn run(config: Config, drivers: Drivers, no_tray: bool, unattended: bool) ->
         // Without a desktop the agent still serves the pages and sends what
         // notices it can; the reason is logged, not fatal.
         match desk.desktop.start_tray(first) {
-            Ok(()) => say!("certagent: tray icon registered"),
+            Ok(()) => {
+                say!("certagent: tray icon registered");
+                // Where notices come from the tray icon (Windows), the
+                // first look's could not go out: they do now.
+                let view = desk.check();
+                desk.desktop.show(view);
+            }
             Err(e) => eprintln!("certagent: {e}"),
         }
     }

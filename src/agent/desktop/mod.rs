@@ -1,7 +1,8 @@
 //! The desktop, behind one small trait: the tray icon and its menu,
 //! notices, opening a page. One implementation per platform:
 //! [`freedesktop`] (Linux and the BSDs: StatusNotifierItem and
-//! org.freedesktop.Notifications over D-Bus, `xdg-open`), and for any
+//! org.freedesktop.Notifications over D-Bus, `xdg-open`), [`windows`]
+//! (the notification area, its balloons, `ShellExecuteW`), and for any
 //! other platform [`none`], which says there is no desktop instead of
 //! pretending. The desk ([`super::desk`]) sees the desktop only through
 //! [`Desktop`]; what it shows is a [`View`].
@@ -12,8 +13,10 @@ use super::icons::Badge;
 
 #[cfg(all(unix, not(target_os = "macos")))]
 mod freedesktop;
-#[cfg(not(all(unix, not(target_os = "macos"))))]
+#[cfg(not(any(windows, all(unix, not(target_os = "macos")))))]
 mod none;
+#[cfg(windows)]
+mod windows;
 
 /// The tray's content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +64,9 @@ pub trait Desktop {
 pub fn this_platform(actions: Sender<Action>) -> Box<dyn Desktop> {
     #[cfg(all(unix, not(target_os = "macos")))]
     return Box::new(freedesktop::FreeDesktop::new(actions));
-    #[cfg(not(all(unix, not(target_os = "macos"))))]
+    #[cfg(windows)]
+    return Box::new(windows::WindowsDesktop::new(actions));
+    #[cfg(not(any(windows, all(unix, not(target_os = "macos")))))]
     return Box::new(none::NoDesktop::new(actions));
 }
 
