@@ -121,7 +121,7 @@ test_() {
     if ! cargo nextest --version >/dev/null 2>&1; then
         cargo install --locked cargo-nextest
     fi
-    CERTAGENT_WINDOWS_DIR="$out" cargo nextest run --locked --profile windows --test windows
+    CERTAGENT_WINDOWS_DIR="$out" cargo nextest run --locked --profile windows --test windows --test windows_msi
 }
 
 case "${1:-}" in
