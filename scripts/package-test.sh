@@ -549,23 +549,27 @@ check "lintian: no errors or warnings beyond packaging/lintian-overrides" lintia
 wix_ok() {
     local rc=0 f
     xmllint --noout packaging/windows/certagent.wxs || return 1
-    grep -q 'Scope="perUser"' packaging/windows/certagent.wxs || {
-        echo "not Scope=\"perUser\""
+    grep -q 'InstallScope="perMachine"' packaging/windows/certagent.wxs || {
+        echo "not InstallScope=\"perMachine\""
         rc=1
     }
-    grep -q 'Key="Software\\Microsoft\\Windows\\CurrentVersion\\Run"' packaging/windows/certagent.wxs || {
-        echo "no HKCU Run value"
+    grep -q 'Root="HKLM" Key="SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Run"' packaging/windows/certagent.wxs || {
+        echo "no HKLM Run value"
+        rc=1
+    }
+    grep -q 'bcryptprimitives' packaging/windows/certagent.wxs && {
+        echo "the MSI must not ship Wine's stand-in bcryptprimitives.dll"
         rc=1
     }
     for f in drivers/*.toml; do
-        grep -qF "drivers\\$(basename "$f")\"" packaging/windows/certagent.wxs || {
+        grep -qF "Source=\"$f\"" packaging/windows/certagent.wxs || {
             echo "packaging/windows/certagent.wxs does not install $f"
             rc=1
         }
     done
     return $rc
 }
-check "WiX definition: well-formed, per-user, Run key, every driver profile" wix_ok
+check "WiX definition (wixl): well-formed, per-machine, HKLM Run key, every driver profile" wix_ok
 
 plist_ok() {
     local f

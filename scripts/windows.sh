@@ -29,7 +29,7 @@ sudo_() {
 }
 
 setup() {
-    local want=(gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 wine wine64 msitools cmake make perl patch
+    local want=(gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 wine wine64 msitools wixl cmake make perl patch
         softhsm2 opensc openssl locales xvfb xdotool imagemagick fonts-ipafont-gothic)
     local missing=()
     for p in "${want[@]}"; do
@@ -92,6 +92,7 @@ build() {
     local built="${CARGO_TARGET_DIR:-$root/target}/$triple/debug"
     cp "$built/certagent.exe" "$built/certagent-bank.exe" "$built/certagent_fault_pkcs11.dll" \
         "$built/certagent-win-client.exe" "$out/"
+    scripts/windows/msi.sh "$out"
     echo "built into $out:" >&2
     ls -l "$out"/*.exe "$out"/*.dll >&2
 }
@@ -120,7 +121,7 @@ test_() {
     if ! cargo nextest --version >/dev/null 2>&1; then
         cargo install --locked cargo-nextest
     fi
-    CERTAGENT_WINDOWS_DIR="$out" cargo nextest run --locked --profile windows --test windows
+    CERTAGENT_WINDOWS_DIR="$out" cargo nextest run --locked --profile windows --test windows --test windows_msi
 }
 
 case "${1:-}" in
