@@ -16,7 +16,7 @@ certagent_demo_packages=(softhsm2 ca-certificates)
 certagent_test_packages=(opensc opensc-pkcs11 gnutls-bin openssl faketime
     strongswan-pki libstrongswan-extra-plugins chromium chromium-driver firefox-esr
     libnss3-tools dbus-daemon curl util-linux python3 p11-kit-modules libssl-dev libclang-dev
-    libsqlite3-dev fonts-ipafont-gothic pcscd vsmartcard-vpcd)
+    libsqlite3-dev fonts-ipafont-gothic pcscd vsmartcard-vpcd imagemagick)
 
 certagent_setup() {
     local wanted=("${certagent_demo_packages[@]}")

@@ -111,3 +111,71 @@ fn packaged_icons_are_the_rendered_ones_and_a_strip_shows_them() {
         "the packaged icons were written, not checked: run the test again without CERTAGENT_WRITE_ICONS"
     );
 }
+
+/// The Windows icon (`packaging/windows/certagent.ico`, the installer's
+/// and the Start-menu entry's): the "valid" glyph at 16, 24, 32, 48 and 64
+/// pixels, each a PNG inside the .ico (as Windows Vista and later read
+/// them). Written and checked as the PNGs are.
+#[test]
+fn the_windows_icon_holds_the_glyph_at_16_to_64_pixels() {
+    use certagent::agent::icons::Badge;
+    let sizes = [16u32, 24, 32, 48, 64];
+    let pngs: Vec<Vec<u8>> = sizes
+        .iter()
+        .map(|&size| {
+            let mut out = Vec::new();
+            let mut enc = png::Encoder::new(&mut out, size, size);
+            enc.set_color(png::ColorType::Rgba);
+            enc.set_depth(png::BitDepth::Eight);
+            let mut w = enc.write_header().expect("png header");
+            w.write_image_data(&render(Badge::Valid, size))
+                .expect("png data");
+            w.finish().expect("png end");
+            out
+        })
+        .collect();
+    // ICONDIR, one ICONDIRENTRY per size, then the images.
+    let mut ico = vec![0, 0, 1, 0];
+    ico.extend_from_slice(&(sizes.len() as u16).to_le_bytes());
+    let mut offset = 6 + 16 * sizes.len();
+    for (size, png) in sizes.iter().zip(&pngs) {
+        ico.extend_from_slice(&[*size as u8, *size as u8, 0, 0]);
+        ico.extend_from_slice(&1u16.to_le_bytes()); // planes
+        ico.extend_from_slice(&32u16.to_le_bytes()); // bits per pixel
+        ico.extend_from_slice(&(png.len() as u32).to_le_bytes());
+        ico.extend_from_slice(&(offset as u32).to_le_bytes());
+        offset += png.len();
+    }
+    for png in &pngs {
+        ico.extend_from_slice(png);
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/windows/certagent.ico");
+    let write = std::env::var_os("CERTAGENT_WRITE_ICONS").is_some();
+    if write {
+        std::fs::write(&path, &ico).expect("write the .ico");
+    }
+    let packaged = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; write the icons with CERTAGENT_WRITE_ICONS=1",
+            path.display()
+        )
+    });
+    assert!(
+        packaged == ico,
+        "{} differs from the drawing; write it again with CERTAGENT_WRITE_ICONS=1",
+        path.display()
+    );
+    // An independent reader sees the five sizes.
+    let out = std::process::Command::new("identify")
+        .arg(&path)
+        .output()
+        .expect("identify runs: apt-get install imagemagick (scripts/setup.sh installs it)");
+    let seen = String::from_utf8_lossy(&out.stdout);
+    for size in sizes {
+        assert!(seen.contains(&format!(" {size}x{size} ")), "{seen}");
+    }
+    assert!(
+        !write,
+        "the .ico was written, not checked: run again without CERTAGENT_WRITE_ICONS"
+    );
+}
