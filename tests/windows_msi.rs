@@ -534,6 +534,12 @@ fn msiexec_installs_for_the_machine_and_uninstall_leaves_nothing() {
     );
     prefix.settle();
 
+    // The agent as the Run key starts it (no --config: the user's
+    // %APPDATA%\certagent\config.toml): a Windows program of the user gets
+    // 200 from /v1/status with the bank's origin, a Linux program 403.
+    agent_serves_its_users_windows_programs(&prefix, installed, &work, &softhsm_conf);
+    prefix.settle();
+
     // --- uninstall ---
     let out = prefix.msiexec("/x", &msi);
     assert!(
@@ -648,4 +654,95 @@ fn msiexec_installs_for_the_machine_and_uninstall_leaves_nothing() {
         removed.is_empty(),
         "the install or uninstall removed from HKEY_CURRENT_USER: {removed:#?}"
     );
+}
+
+/// The installed `certagent.exe run --no-tray` with the user's own
+/// configuration file, asked by the test client under Wine (200) and by
+/// a Linux socket (403). The configuration and the agent's state are the
+/// user's, which an uninstall leaves alone: they are removed here, as the
+/// user would, before the uninstall is judged.
+fn agent_serves_its_users_windows_programs(
+    prefix: &Prefix,
+    installed: &str,
+    work: &tempfile::TempDir,
+    softhsm_conf: &Path,
+) {
+    use std::io::{BufRead, Read, Write};
+    const ORIGIN: &str = "https://ib.bank.example";
+    let users = prefix.path().join("drive_c/users");
+    let user = std::fs::read_dir(&users)
+        .expect("users folder")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n != "Public"))
+        .expect("the Wine user's folder");
+    let roaming = user.join("AppData/Roaming/certagent");
+    let local = user.join("AppData/Local/certagent");
+    std::fs::create_dir_all(&roaming).expect("%APPDATA%\\certagent");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    std::fs::write(
+        roaming.join("config.toml"),
+        format!(
+            "[token]\nmodule = \"softhsm2\"\nlabel = \"bank-token\"\n[bank]\n\
+             est_url = \"https://127.0.0.1:8443/.well-known/est\"\n\
+             server_roots = \"bank-tls-roots.pem\"\norigins = [\"{ORIGIN}\"]\n\
+             [agent]\nlisten = \"127.0.0.1:{port}\"\n"
+        ),
+    )
+    .expect("the user's configuration");
+    let mut agent = prefix
+        .wine(installed)
+        .args(["run", "--no-tray"])
+        .env("SOFTHSM2_CONF", z(softhsm_conf))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("wine runs");
+    let stdout = agent.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l == "certagent: ready");
+    std::thread::spawn(move || lines.for_each(drop));
+    let outcome = std::panic::catch_unwind(|| {
+        assert!(
+            ready,
+            "the installed certagent.exe run never said it was ready"
+        );
+        // The test client, from outside the prefix (not part of the MSI).
+        let client = work.path().join("certagent-win-client.exe");
+        std::fs::copy(windows_dir().join("certagent-win-client.exe"), &client)
+            .expect("copy the test client");
+        let out = prefix
+            .wine(&z(&client))
+            .args([&format!("127.0.0.1:{port}"), ORIGIN, "/v1/status"])
+            .output()
+            .expect("wine runs");
+        assert!(out.status.success(), "the Windows client: {}", text(&out));
+        let said = common::stdout(&out);
+        assert!(said.starts_with("HTTP/1.1 200"), "{said}");
+        assert!(said.contains("\"token_present\""), "{said}");
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        write!(
+            s,
+            "GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {ORIGIN}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("request");
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).expect("answer");
+        assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    });
+    let _ = agent.kill();
+    let _ = agent.wait();
+    prefix.settle();
+    for d in [&roaming, &local] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
 }
