@@ -33,6 +33,7 @@ pub mod error;
 pub mod est;
 pub mod holdings;
 pub mod i18n;
+pub mod native_messaging;
 pub mod pkcs7;
 pub mod platform;
 pub mod policy;

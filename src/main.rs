@@ -5,6 +5,18 @@ use clap::FromArgMatches;
 fn main() -> ExitCode {
     // SAFETY: first thing, while this is the only thread.
     unsafe { certagent::prompt::take_env_secrets() };
+    // Started by a browser as its native messaging host: the browser's
+    // arguments, not a command line (see certagent::native_messaging).
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if certagent::native_messaging::invoked_as_host(&args) {
+        return match certagent::cli::native_host() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("certagent native-host: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // Help texts in the user's language.
     let lang = certagent::i18n::Lang::current();
     let cli = match certagent::cli::command(lang)

@@ -77,6 +77,27 @@ pub fn run(config: Config, drivers: Drivers, no_tray: bool, unattended: bool) ->
         );
         None
     };
+    // The browser extension's door (native messaging), beside the API.
+    let channel = match (&api, api::channel::socket_path()) {
+        (Some(_), Ok(path)) => match rt.block_on(api::channel::serve(agent.clone(), path)) {
+            Ok(c) => {
+                say!(
+                    "certagent: browser extension channel on {}",
+                    c.path().display()
+                );
+                Some(c)
+            }
+            Err(e) => {
+                eprintln!("certagent: no channel for the browser extension: {e}");
+                None
+            }
+        },
+        (Some(_), Err(e)) => {
+            eprintln!("certagent: no channel for the browser extension: {e}");
+            None
+        }
+        (None, _) => None,
+    };
     {
         let quit = actions.clone();
         rt.spawn(async move {
@@ -123,6 +144,9 @@ pub fn run(config: Config, drivers: Drivers, no_tray: bool, unattended: bool) ->
     drop(desk);
     if let Some(api) = api {
         rt.block_on(api.shutdown());
+    }
+    if let Some(channel) = channel {
+        rt.block_on(channel.shutdown());
     }
     Ok(())
 }

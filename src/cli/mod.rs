@@ -3,6 +3,7 @@
 mod browser_policy;
 mod demo;
 mod doctor;
+mod native_messaging;
 mod renew;
 mod status;
 mod tokens;
@@ -76,6 +77,15 @@ pub enum Command {
         #[arg(long)]
         remove: bool,
     },
+    #[command(name = "native-messaging")]
+    NativeMessaging {
+        #[arg(long, conflicts_with = "remove")]
+        install: bool,
+        #[arg(long)]
+        remove: bool,
+    },
+    #[command(name = "native-host")]
+    NativeHost,
 }
 
 /// The command line with every help text in `lang`: the command's, each
@@ -135,6 +145,12 @@ pub(crate) struct App {
     pub prompt: Box<dyn Prompt>,
 }
 
+/// The native messaging host, as the browser starts it (with its own
+/// arguments, no subcommand): see [`crate::native_messaging`].
+pub fn native_host() -> Result<(), Error> {
+    native_messaging::host()
+}
+
 pub fn run(cli: Cli) -> Result<(), Error> {
     if let Command::Demo = cli.command {
         // The demo brings its own token and bank; no configuration is read.
@@ -149,6 +165,18 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             _ => browser_policy::Action::Print,
         };
         return browser_policy::run(cli.config.as_deref(), cli.json, action);
+    }
+    if let Command::NativeMessaging { install, remove } = cli.command {
+        let action = match (install, remove) {
+            (true, _) => native_messaging::Action::Install,
+            (_, true) => native_messaging::Action::Remove,
+            _ => native_messaging::Action::Print,
+        };
+        return native_messaging::run(cli.json, action);
+    }
+    if let Command::NativeHost = cli.command {
+        // The agent reads the configuration; the host only forwards.
+        return native_messaging::host();
     }
     let config = Config::discover(cli.config.as_deref())?;
     let drivers = Drivers::load(&Drivers::user_dirs(config.dir()))?;
@@ -168,9 +196,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Renew { id, yes } => renew::renew(&app, id.as_deref(), yes),
         Command::Enroll { user, id, yes } => renew::enroll(&app, &user, id.as_deref(), yes),
         Command::Demo => demo::run(cli.json),
-        Command::BrowserPolicy { .. } => Err(Error::Usage(
-            "browser-policy is handled before the configuration is loaded".into(),
-        )),
+        Command::BrowserPolicy { .. } | Command::NativeMessaging { .. } | Command::NativeHost => {
+            Err(Error::Usage(
+                "this command is handled before the configuration is loaded".into(),
+            ))
+        }
         Command::Run {
             no_tray,
             unattended,

@@ -358,3 +358,8 @@ policy-print-firefox = Firefox elsewhere (Mozilla's own builds, Windows, macOS):
     machine; the policy sets network.lna.skip-domains, which takes host names,
     not origins. Loopback hosts are left out: the preference also matches the
     address a request goes to, so they would lift the prompt for every page.
+help-native-messaging = Print, install or remove the native messaging host manifests for the certagent browser extension (per user; system-wide as root)
+help-native-messaging-install = Write the manifests for Chromium, Chrome, Edge and Firefox
+help-native-messaging-remove = Remove certagent's manifests
+help-native-host = The native messaging host the browser starts for the certagent extension (reads the browser's messages on stdin)
+native-agent-not-running = certagent is not running on this computer: start it (certagent run, or log on again), then try again

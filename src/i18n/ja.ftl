@@ -349,3 +349,8 @@ policy-print-firefox = そのほかの Firefox（Mozilla 配布版、Windows、m
     公開ページからこのパソコンへの接続前に確認します。このポリシーは network.lna.skip-domains を
     設定し、これはオリジンではなくホスト名を取ります。ループバックのホストは含めません：この設定は
     接続先のアドレスにも一致するため、すべてのページで確認がなくなってしまいます。
+help-native-messaging = certagent ブラウザー拡張機能のためのネイティブメッセージングホストのマニフェストを表示、インストール、削除します（ユーザーごと。root ではシステム全体）
+help-native-messaging-install = Chromium、Chrome、Edge、Firefox のマニフェストを書き込みます
+help-native-messaging-remove = certagent のマニフェストを削除します
+help-native-host = certagent 拡張機能のためにブラウザーが起動するネイティブメッセージングホスト（標準入力からブラウザーのメッセージを読みます）
+native-agent-not-running = このコンピューターで certagent が動いていません。certagent を起動して（certagent run、またはログオンし直して）から、もう一度お試しください

@@ -309,6 +309,22 @@ impl Agent {
         }
     }
 
+    /// End `certagent run` as a logout does (SIGTERM), and wait for it.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// `certagent` on the command line, with the agent's configuration,
     /// token store and state directory (as the same user would run it).
     pub fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {

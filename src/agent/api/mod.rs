@@ -11,10 +11,12 @@
 //! time, and a rejected PIN is never retried.
 
 mod admit;
+pub mod channel;
 mod gate;
 mod logon;
 pub mod peer;
 pub mod renewals;
+mod route;
 mod status;
 
 use std::convert::Infallible;
@@ -26,7 +28,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};
@@ -227,36 +229,15 @@ async fn handle(
     }
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    let result = match (method.clone(), path.as_str()) {
-        (Method::GET, "/v1/status") => status::status(&agent)
-            .await
-            .map(|b| json_response(StatusCode::OK, &b, o)),
-        (Method::POST, "/v1/logon") => match gate::read_json(req).await {
-            Ok(r) => logon::logon(&agent, &origin, r)
-                .await
-                .map(|b| json_response(StatusCode::OK, &b, o)),
-            Err(f) => Err(f),
-        },
-        (Method::POST, "/v1/renewals") => match gate::read_json(req).await {
-            Ok(r) => renewals::from_page(&agent, &origin, r)
-                .await
-                .map(|b| json_response(StatusCode::ACCEPTED, &b, o)),
-            Err(f) => Err(f),
-        },
-        (Method::GET, p) if p.starts_with("/v1/renewals/") => {
-            let id = &p["/v1/renewals/".len()..];
-            agent
-                .renewal(id)
-                .map(|s| json_response(StatusCode::OK, &s, o))
-                .ok_or_else(|| Failure::new(404, "not-found", "no such renewal"))
-        }
-        (_, "/v1/status" | "/v1/logon" | "/v1/renewals") => Err(Failure::new(
-            405,
-            "method",
-            format!("{method} is not allowed here"),
-        )),
-        _ => Err(Failure::new(404, "not-found", "no such endpoint")),
-    };
+    let result = route::route(
+        &agent,
+        &origin,
+        &method,
+        &path,
+        route::Payload::Http(Box::new(req)),
+    )
+    .await
+    .map(|a| json_response(a.status, &a.body, o));
     result.unwrap_or_else(|f| failure(f, o))
 }
 

@@ -1,0 +1,120 @@
+//! The browser extension's door to the agent. The browser starts
+//! `certagent native-host` for the extension (native messaging); the host
+//! hands each request, with the origin the *browser* reported for the
+//! sending page, to the running agent over a local channel only this user
+//! can open ([`unix`]: a socket in the private state directory, its peer's
+//! uid checked). Here the agent answers it as the HTTP API does: the
+//! origin must be one of `[bank] origins`, then the same [`route`]
+//! (consent and PIN in the agent's own dialog, the same logon token).
+//!
+//! On the channel: one JSON line each way, [`ChannelRequest`] then
+//! [`ChannelReply`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hyper::Method;
+use serde::{Deserialize, Serialize};
+
+use super::gate::Failure;
+use super::route::{self, Payload};
+use crate::agent::shared::Agent;
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+pub use unix::{AskError, RunningChannel, ask, serve};
+
+#[cfg(not(unix))]
+mod none;
+#[cfg(not(unix))]
+pub use none::{AskError, RunningChannel, ask, serve};
+
+/// The largest request the host takes from the browser and the agent from
+/// the host (Web eID's limit: a logon request is a few hundred bytes).
+pub const MAX_REQUEST: usize = 8 * 1024;
+/// The largest answer (a status with certificates, a logon token).
+pub const MAX_REPLY: usize = 256 * 1024;
+
+/// A page's request as the extension sends it through the host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelRequest {
+    /// The sending page's origin, as the browser reports it.
+    pub origin: String,
+    pub method: String,
+    pub path: String,
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
+}
+
+/// The answer: what the API would answer, status and JSON body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelReply {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+impl ChannelReply {
+    pub fn error(status: u16, code: &str, message: &str) -> ChannelReply {
+        ChannelReply {
+            status,
+            body: serde_json::json!({ "error": code, "message": message }),
+        }
+    }
+}
+
+impl From<Failure> for ChannelReply {
+    fn from(f: Failure) -> ChannelReply {
+        ChannelReply::error(f.status.as_u16(), f.code, &f.message)
+    }
+}
+
+/// Where the agent listens for the host: in the private state directory.
+pub fn socket_path() -> std::io::Result<PathBuf> {
+    Ok(crate::config::state_dir()?.join("agent.sock"))
+}
+
+/// The agent's answer to one request line.
+pub(super) async fn reply(agent: &Arc<Agent>, line: &[u8]) -> ChannelReply {
+    let req: ChannelRequest = match serde_json::from_slice(line) {
+        Ok(r) => r,
+        Err(e) => {
+            return ChannelReply::error(400, "json", &format!("malformed request: {e}"));
+        }
+    };
+    let allowed = agent
+        .config
+        .bank
+        .as_ref()
+        .is_some_and(|b| b.origins.contains(&req.origin));
+    if !allowed {
+        return Failure::new(
+            403,
+            "origin",
+            "this web page is not allowed to use the agent",
+        )
+        .into();
+    }
+    let method = match req.method.as_str() {
+        "GET" => Method::GET,
+        "POST" => Method::POST,
+        _ => return ChannelReply::error(405, "method", "only GET and POST are served"),
+    };
+    match route::route(
+        agent,
+        &req.origin,
+        &method,
+        &req.path,
+        Payload::Json(req.body),
+    )
+    .await
+    {
+        Ok(a) => ChannelReply {
+            status: a.status.as_u16(),
+            body: a.body,
+        },
+        Err(f) => f.into(),
+    }
+}

@@ -1,0 +1,152 @@
+//! The channel on Unix: a stream socket in the private state directory
+//! (0700), the socket itself 0600, and every connection's peer uid (from
+//! the kernel, `SO_PEERCRED`) equal to the agent's, else closed unread.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+use tokio::sync::{Semaphore, oneshot};
+
+use super::{ChannelReply, MAX_REPLY, MAX_REQUEST};
+use crate::agent::shared::Agent;
+
+/// Requests served at once (each may wait minutes for the user).
+const CONCURRENT: usize = 16;
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The channel, serving until shut down; its socket is removed then.
+pub struct RunningChannel {
+    path: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningChannel {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.task).await;
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Listen at `path` for this user's native hosts.
+pub async fn serve(agent: Arc<Agent>, path: PathBuf) -> std::io::Result<RunningChannel> {
+    if let Some(dir) = path.parent() {
+        crate::config::ensure_state_dir(dir)?;
+    }
+    // A socket left by an agent that ended without removing it is taken
+    // over; one that answers belongs to an agent that runs.
+    if std::fs::symlink_metadata(&path).is_ok() {
+        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!(
+                    "{} answers: another certagent of yours is running",
+                    path.display()
+                ),
+            ));
+        }
+        std::fs::remove_file(&path)?;
+    }
+    let listener = UnixListener::bind(&path)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    let (stop, mut stopped) = oneshot::channel();
+    let slots = Arc::new(Semaphore::new(CONCURRENT));
+    let me = crate::platform::user_id();
+    let task = tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                _ = &mut stopped => return,
+                a = listener.accept() => match a {
+                    Ok((s, _)) => s,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+            };
+            match stream.peer_cred() {
+                Ok(c) if c.uid() == me => {}
+                _ => continue,
+            }
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                continue;
+            };
+            let agent = agent.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let (read, mut write) = stream.into_split();
+                let mut line = Vec::new();
+                let mut limited = BufReader::new(read).take(MAX_REQUEST as u64 + 1);
+                let read = tokio::time::timeout(READ_TIMEOUT, limited.read_until(b'\n', &mut line));
+                let reply = match read.await {
+                    Ok(Ok(_)) if line.len() > MAX_REQUEST => ChannelReply::error(
+                        413,
+                        "too-large",
+                        &format!("the request is larger than {} KiB", MAX_REQUEST / 1024),
+                    ),
+                    Ok(Ok(_)) => super::reply(&agent, &line).await,
+                    _ => return,
+                };
+                let mut out = serde_json::to_vec(&reply).unwrap_or_default();
+                out.push(b'\n');
+                let _ = write.write_all(&out).await;
+                let _ = write.shutdown().await;
+            });
+        }
+    });
+    Ok(RunningChannel {
+        path,
+        stop: Some(stop),
+        task,
+    })
+}
+
+/// Why the agent could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    #[error("certagent is not running")]
+    NotRunning,
+    #[error("the agent's channel failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the agent's answer is larger than {} KiB", MAX_REPLY / 1024)]
+    TooLarge,
+}
+
+/// The host's side: one request line to the agent at `path`, its answer.
+pub fn ask(path: &Path, request: &[u8]) -> Result<Vec<u8>, AskError> {
+    let mut s = match std::os::unix::net::UnixStream::connect(path) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(AskError::NotRunning);
+        }
+        Err(e) => return Err(AskError::Io(e)),
+    };
+    s.write_all(request)?;
+    s.write_all(b"\n")?;
+    s.shutdown(std::net::Shutdown::Write)?;
+    let mut answer = Vec::new();
+    s.take(MAX_REPLY as u64 + 1).read_to_end(&mut answer)?;
+    if answer.len() > MAX_REPLY {
+        return Err(AskError::TooLarge);
+    }
+    Ok(answer)
+}

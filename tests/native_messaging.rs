@@ -1,0 +1,305 @@
+//! The browser extension's door, below the browser: `certagent
+//! native-host` as a browser starts it (the browser's framing on stdin and
+//! stdout), the running agent behind it (`certagent run`, its channel in
+//! the private state directory), consent and PIN in the agent's own
+//! (scripted) pinentry. The browser end (the extension in Chromium and
+//! Firefox) is in tests/extension.rs.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use common::agent::{Agent, ORIGIN};
+use common::openssl;
+use sha2::{Digest, Sha256};
+
+fn frame(json: &serde_json::Value) -> Vec<u8> {
+    let body = serde_json::to_vec(json).expect("JSON");
+    let mut v = (body.len() as u32).to_ne_bytes().to_vec();
+    v.extend_from_slice(&body);
+    v
+}
+
+fn unframe(mut out: &[u8]) -> Vec<serde_json::Value> {
+    let mut all = Vec::new();
+    while out.len() >= 4 {
+        let len = u32::from_ne_bytes([out[0], out[1], out[2], out[3]]) as usize;
+        assert!(out.len() >= 4 + len, "a cut reply: {out:?}");
+        all.push(serde_json::from_slice(&out[4..4 + len]).expect("reply JSON"));
+        out = &out[4 + len..];
+    }
+    assert!(out.is_empty(), "bytes after the last reply: {out:?}");
+    all
+}
+
+/// The agent's channel exists (the agent prints its API line first).
+fn wait_channel(agent: &Agent) {
+    let sock = agent.hsm.path().join("state/certagent/agent.sock");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            sock.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The host with `args` (as Chromium, Firefox or by name), fed `input`;
+/// its replies and its exit status.
+fn host(
+    agent: &Agent,
+    args: &[&str],
+    input: &[u8],
+    wrap: &[&str],
+) -> (Vec<serde_json::Value>, std::process::ExitStatus) {
+    let exe = env!("CARGO_BIN_EXE_certagent");
+    let mut cmd = match wrap {
+        [] => Command::new(exe),
+        [first, rest @ ..] => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(exe);
+            c
+        }
+    };
+    let mut child = cmd
+        .args(args)
+        .env("XDG_STATE_HOME", agent.hsm.path().join("state"))
+        .env("LANG", "C.UTF-8")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("certagent native-host");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write to the host");
+    let out = child.wait_with_output().expect("host output");
+    (unframe(&out.stdout), out.status)
+}
+
+fn logon_request(origin: &str, challenge: &[u8]) -> serde_json::Value {
+    serde_json::json!({
+        "origin": origin,
+        "method": "POST",
+        "path": "/v1/logon",
+        "body": { "challenge": URL_SAFE_NO_PAD.encode(challenge) },
+    })
+}
+
+/// openssl verifies the token's signature over SHA-256(origin) ||
+/// SHA-256(challenge) with the certificate's key.
+fn verifies(dir: &Path, token: &serde_json::Value, origin: &str, challenge: &[u8]) -> bool {
+    let cert = STANDARD
+        .decode(token["certificate"].as_str().expect("certificate"))
+        .expect("base64");
+    std::fs::write(dir.join("nm-cert.der"), cert).expect("write");
+    let ok = openssl()
+        .args(["x509", "-inform", "DER", "-in"])
+        .arg(dir.join("nm-cert.der"))
+        .args(["-pubkey", "-noout", "-out"])
+        .arg(dir.join("nm-pub.pem"))
+        .status()
+        .expect("openssl");
+    assert!(ok.success());
+    let mut msg = Sha256::digest(origin.as_bytes()).to_vec();
+    msg.extend_from_slice(&Sha256::digest(challenge));
+    std::fs::write(dir.join("nm-msg"), msg).expect("msg");
+    std::fs::write(
+        dir.join("nm-sig"),
+        STANDARD
+            .decode(token["signature"].as_str().expect("signature"))
+            .expect("base64"),
+    )
+    .expect("sig");
+    let mut cmd = openssl();
+    cmd.args(["dgst", "-sha256"]);
+    if token["algorithm"] == "PS256" {
+        cmd.args([
+            "-sigopt",
+            "rsa_padding_mode:pss",
+            "-sigopt",
+            "rsa_pss_saltlen:32",
+        ]);
+    }
+    cmd.arg("-verify")
+        .arg(dir.join("nm-pub.pem"))
+        .arg("-signature")
+        .arg(dir.join("nm-sig"))
+        .arg(dir.join("nm-msg"))
+        .output()
+        .expect("openssl")
+        .status
+        .success()
+}
+
+#[test]
+fn a_logon_through_the_host_as_chromium_and_firefox_start_it() {
+    let agent = Agent::start(200);
+    wait_channel(&agent);
+    let challenge: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(29)).collect();
+    let chromium = format!(
+        "chrome-extension://{}/",
+        certagent::native_messaging::CHROMIUM_EXTENSION_ID
+    );
+    let firefox = [
+        "/usr/lib/mozilla/native-messaging-hosts/certagent.json",
+        certagent::native_messaging::FIREFOX_ADDON_ID,
+    ];
+    for (args, logins) in [(vec![chromium.as_str()], 1), (firefox.to_vec(), 2)] {
+        let mut input = frame(&serde_json::json!({
+            "origin": ORIGIN, "method": "GET", "path": "/v1/status"
+        }));
+        input.extend(frame(&logon_request(ORIGIN, &challenge)));
+        let (replies, status) = host(&agent, &args, &input, &[]);
+        assert!(status.success(), "{args:?}");
+        assert_eq!(replies.len(), 2, "{replies:?}");
+        assert_eq!(replies[0]["status"], 200, "{replies:?}");
+        assert_eq!(replies[0]["body"]["token_present"], true);
+        assert_eq!(replies[1]["status"], 200, "{replies:?}");
+        let token = &replies[1]["body"];
+        assert_eq!(token["format"], "certagent-auth:1");
+        assert_eq!(token["origin"], ORIGIN);
+        assert!(verifies(agent.hsm.path(), token, ORIGIN, &challenge));
+        assert!(
+            !verifies(agent.hsm.path(), token, "https://evil.example", &challenge),
+            "worthless at another origin"
+        );
+        assert_eq!(agent.logins(), logins);
+    }
+    assert_eq!(agent.prompts(), ["CONFIRM", "GETPIN", "CONFIRM", "GETPIN"]);
+}
+
+#[test]
+fn an_origin_not_allowed_and_bad_messages_reach_no_dialog() {
+    let agent = Agent::start(200);
+    wait_channel(&agent);
+    let challenge = [7u8; 32];
+    let mut input = frame(&logon_request("https://evil.example", &challenge));
+    // http is for loopback testers only; this is the bank's host over http.
+    input.extend(frame(&logon_request("http://ib.bank.example", &challenge)));
+    input.extend(frame(&serde_json::json!({
+        "origin": ORIGIN, "method": "DELETE", "path": "/v1/logon"
+    })));
+    input.extend(frame(&serde_json::json!({
+        "origin": ORIGIN, "method": "POST", "path": "/v1/logon", "body": {"challenge": "AA"}
+    })));
+    input.extend(frame(&serde_json::json!({"origin": ORIGIN})));
+    let (replies, status) = host(&agent, &["native-host"], &input, &[]);
+    assert!(status.success());
+    let codes: Vec<(u64, String)> = replies
+        .iter()
+        .map(|r| {
+            (
+                r["status"].as_u64().unwrap_or(0),
+                r["body"]["error"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            (403, "origin".to_string()),
+            (403, "origin".to_string()),
+            (405, "method".to_string()),
+            (400, "challenge".to_string()),
+            (400, "json".to_string()),
+        ]
+    );
+    // Larger than 8 KiB: answered 413, and the host ends.
+    let mut big = ((9 * 1024) as u32).to_ne_bytes().to_vec();
+    big.extend(vec![b' '; 9 * 1024]);
+    let (replies, status) = host(&agent, &["native-host"], &big, &[]);
+    assert!(!status.success());
+    assert_eq!(replies[0]["status"], 413);
+    assert!(agent.prompts().is_empty(), "{:?}", agent.prompts());
+    assert_eq!(agent.logins(), 0);
+}
+
+#[test]
+fn without_the_agent_the_page_is_told_to_start_it() {
+    let agent = Agent::start(200);
+    wait_channel(&agent);
+    let input = frame(&serde_json::json!({
+        "origin": ORIGIN, "method": "GET", "path": "/v1/status"
+    }));
+    // The control: with the agent running, an answer.
+    let (replies, _) = host(&agent, &["native-host"], &input, &[]);
+    assert_eq!(replies[0]["status"], 200);
+    let sock = agent.hsm.path().join("state/certagent/agent.sock");
+    drop(agent_process_only(agent, &sock, |agent| {
+        let (replies, status) = host(agent, &["native-host"], &input, &[]);
+        assert!(status.success());
+        assert_eq!(replies[0]["status"], 503, "{replies:?}");
+        assert_eq!(replies[0]["body"]["error"], "agent-not-running");
+        assert!(
+            replies[0]["body"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("certagent run")),
+            "{replies:?}"
+        );
+    }));
+}
+
+/// Stop the agent's process (its socket goes with it), then run `check`
+/// with the rest of the test agent (token, state) still there.
+fn agent_process_only(mut agent: Agent, sock: &Path, check: impl FnOnce(&Agent)) -> Agent {
+    agent.stop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sock.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    check(&agent);
+    agent
+}
+
+#[test]
+fn another_user_gets_nothing_from_the_agent() {
+    let agent = Agent::start(200);
+    wait_channel(&agent);
+    let input = frame(&logon_request(ORIGIN, &[9u8; 32]));
+    // The control: the same request as the agent's user is served.
+    let (replies, _) = host(
+        &agent,
+        &["native-host"],
+        &frame(&serde_json::json!({"origin": ORIGIN, "method": "GET", "path": "/v1/status"})),
+        &[],
+    );
+    assert_eq!(replies[0]["status"], 200);
+    // As nobody (the state directory is the agent user's alone).
+    assert!(
+        std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n")),
+        "this test runs a program as another user and needs root (CI runs as root)"
+    );
+    assert!(
+        Path::new("/usr/bin/setpriv").is_file(),
+        "setpriv is missing: apt-get install util-linux"
+    );
+    let (replies, _) = host(
+        &agent,
+        &["native-host"],
+        &input,
+        &[
+            "/usr/bin/setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ],
+    );
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_ne!(replies[0]["status"], 200, "{replies:?}");
+    assert!(agent.prompts().is_empty(), "{:?}", agent.prompts());
+    assert_eq!(agent.logins(), 0);
+}
