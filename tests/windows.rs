@@ -1080,53 +1080,57 @@ fn the_tray_icon_its_menu_and_a_notice_under_wine() {
         }
     }
 
-    // Again, in English: the notice was shown; it is not shown twice.
-    let (mut agent, _port, lines) = agent_on_display(&env, &x, "en_US.UTF-8", true);
-    let outcome = std::panic::catch_unwind(|| {
-        assert!(wait_said(&lines, "certagent: tray icon registered", wait));
-        std::thread::sleep(std::time::Duration::from_secs(3));
-        let notices: Vec<String> = said(&lines)
-            .into_iter()
-            .filter(|l| l.starts_with("certagent: notice:"))
-            .collect();
-        assert!(notices.is_empty(), "shown again: {notices:?}");
-        // The menu: a right click on the icon at the bar's right end.
-        let xdo = |args: &[&str]| {
-            let ok = Command::new("xdotool")
-                .args(args)
-                .env("DISPLAY", &x.display)
-                .status()
-                .expect("xdotool runs")
-                .success();
-            assert!(ok, "xdotool {args:?}");
-        };
-        xdo(&["mousemove", "1013", "758"]);
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        xdo(&["click", "3"]);
-        std::thread::sleep(std::time::Duration::from_millis(1500));
-        let shot = shots().join("windows-tray-menu-en.png");
-        x.screenshot(&shot);
-        // Quit is the menu's last item, just above the pointer (the menu
-        // opens upwards from it and keeps to the screen's right edge).
-        xdo(&["mousemove", "924", "749"]);
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        xdo(&["click", "1"]);
-    });
-    let ended = (0..100).find_map(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        agent.try_wait().ok().flatten()
-    });
-    if ended.is_none() {
-        let _ = agent.kill();
-        let _ = agent.wait();
+    // Again, in each language: the notice was shown; it is not shown
+    // twice. The menu opens with a right click; Quit ends the agent.
+    for (lang, tag) in [("en_US.UTF-8", "en"), ("ja_JP.UTF-8", "ja")] {
+        let (mut agent, _port, lines) = agent_on_display(&env, &x, lang, true);
+        let outcome = std::panic::catch_unwind(|| {
+            assert!(wait_said(&lines, "certagent: tray icon registered", wait));
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            let notices: Vec<String> = said(&lines)
+                .into_iter()
+                .filter(|l| l.starts_with("certagent: notice:"))
+                .collect();
+            assert!(notices.is_empty(), "shown again: {notices:?}");
+            let xdo = |args: &[&str]| {
+                let ok = Command::new("xdotool")
+                    .args(args)
+                    .env("DISPLAY", &x.display)
+                    .status()
+                    .expect("xdotool runs")
+                    .success();
+                assert!(ok, "xdotool {args:?}");
+            };
+            // The icon is at the bar's right end.
+            xdo(&["mousemove", "1013", "758"]);
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            xdo(&["click", "3"]);
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            let shot = shots().join(format!("windows-tray-menu-{tag}.png"));
+            x.screenshot(&shot);
+            // Quit is the menu's last item, just above the pointer (the
+            // menu opens upwards from it and keeps to the screen's right
+            // edge).
+            xdo(&["mousemove", "924", "749"]);
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            xdo(&["click", "1"]);
+        });
+        let ended = (0..100).find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            agent.try_wait().ok().flatten()
+        });
+        if ended.is_none() {
+            let _ = agent.kill();
+            let _ = agent.wait();
+        }
+        end_wine();
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e);
+        }
+        assert!(
+            ended.is_some_and(|s| s.success()),
+            "Quit in the tray's menu ends the agent: {ended:?} {:?}",
+            said(&lines)
+        );
     }
-    end_wine();
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e);
-    }
-    assert!(
-        ended.is_some_and(|s| s.success()),
-        "Quit in the tray's menu ends the agent: {ended:?} {:?}",
-        said(&lines)
-    );
 }

@@ -393,6 +393,11 @@ unsafe fn read_secret(edit: HWND) -> Zeroizing<String> {
         let mut buf = Zeroizing::new(vec![0u16; len + 1]);
         let got = GetWindowTextW(edit, buf.as_mut_ptr(), (len + 1) as i32).max(0) as usize;
         let text = Zeroizing::new(String::from_utf16_lossy(buf.get(..got).unwrap_or(&[])));
+        // The control's own copy: written over in place with as many
+        // characters, then emptied.
+        let mut filler = vec![u16::from(b'x'); got];
+        filler.push(0);
+        SetWindowTextW(edit, filler.as_ptr());
         SetWindowTextW(edit, [0u16].as_ptr());
         text
     }
