@@ -22,7 +22,7 @@ use crate::agent::api::channel::{self, AskError, ChannelReply, ChannelRequest, M
 pub const HOST_NAME: &str = "certagent";
 /// The extension's fixed id in Chromium, Chrome and Edge (from the public
 /// key in `packaging/extension/manifest.json`).
-pub const CHROMIUM_EXTENSION_ID: &str = "CHROMIUM_ID_PLACEHOLDER";
+pub const CHROMIUM_EXTENSION_ID: &str = "mdaemdpfcalaalgohgilpkokolaekbkh";
 /// The add-on's fixed id in Firefox.
 pub const FIREFOX_ADDON_ID: &str = "certagent@certagent";
 

@@ -303,3 +303,68 @@ fn another_user_gets_nothing_from_the_agent() {
     assert!(agent.prompts().is_empty(), "{:?}", agent.prompts());
     assert_eq!(agent.logins(), 0);
 }
+
+/// The ids the host manifests allow are the extension's: Chromium's is
+/// made from the public key in the extension's manifest (the first 32 hex
+/// digits of its SHA-256, 0-f written a-p), Firefox's is in the manifest;
+/// `packaging/extension/ids.json` says the same. And the manifests the
+/// .deb installs are what `certagent native-messaging` makes for
+/// /usr/bin/certagent.
+#[test]
+fn the_manifests_name_the_extensions_own_ids() {
+    let root = common::repo_root();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("packaging/extension/manifest.json")).expect("manifest"),
+    )
+    .expect("manifest JSON");
+    let key = STANDARD
+        .decode(manifest["key"].as_str().expect("key"))
+        .expect("base64 key");
+    let id: String = Sha256::digest(&key)
+        .iter()
+        .take(16)
+        .flat_map(|b| [b >> 4, b & 0xf])
+        .map(|n| (b'a' + n) as char)
+        .collect();
+    assert_eq!(id, certagent::native_messaging::CHROMIUM_EXTENSION_ID);
+    assert_eq!(
+        manifest["browser_specific_settings"]["gecko"]["id"],
+        certagent::native_messaging::FIREFOX_ADDON_ID
+    );
+    let ids: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("packaging/extension/ids.json")).expect("ids.json"),
+    )
+    .expect("ids JSON");
+    assert_eq!(ids["chromium"], id);
+    assert_eq!(
+        ids["firefox"],
+        certagent::native_messaging::FIREFOX_ADDON_ID
+    );
+
+    let write = std::env::var_os("CERTAGENT_WRITE_MANIFESTS").is_some();
+    for (file, text) in [
+        (
+            "chromium.json",
+            certagent::native_messaging::chromium_manifest("/usr/bin/certagent"),
+        ),
+        (
+            "firefox.json",
+            certagent::native_messaging::firefox_manifest("/usr/bin/certagent"),
+        ),
+    ] {
+        let path = root.join("packaging/native-messaging").join(file);
+        if write {
+            std::fs::write(&path, &text).expect("write");
+        }
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap_or_default(),
+            text,
+            "{}: write it again with CERTAGENT_WRITE_MANIFESTS=1",
+            path.display()
+        );
+    }
+    assert!(
+        !write,
+        "written, not checked: run again without CERTAGENT_WRITE_MANIFESTS"
+    );
+}
