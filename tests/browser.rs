@@ -6,49 +6,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use base64::Engine;
 use certagent_bank::ServeOptions;
 use common::agent::{ANA, Agent};
-use common::webdriver::Browser;
-use sha2::{Digest, Sha256};
+use common::webdriver::{Browser, public_bank, trust_banks};
 
 fn shots() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
-}
-
-/// Trust exactly these banks' TLS server keys in this browser profile (the
-/// banks' CAs are not in the system store), not "any certificate".
-fn trust_banks(dirs: &[&Path]) -> Vec<String> {
-    let pins: Vec<String> = dirs
-        .iter()
-        .map(|d| {
-            let pem = std::fs::read(d.join("tls-server.pem")).expect("tls-server.pem");
-            let (_, der) = der::pem::decode_vec(&pem).expect("pem");
-            let cert = certagent::cert::Cert::from_der(&der).expect("cert");
-            base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&cert.spki_der))
-        })
-        .collect();
-    vec![format!(
-        "--ignore-certificate-errors-spki-list={}",
-        pins.join(",")
-    )]
-}
-
-/// Chromium's flag that treats the bank's address as a public one: the
-/// bank is then "a public HTTPS site" for Local Network Access, as a real
-/// bank's site is, while it still runs on this machine.
-fn public_bank(agent: &Agent) -> String {
-    let port: u16 = agent
-        .bank
-        .origin()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("the bank's origin has a port");
-    format!("--ip-address-space-overrides=127.0.0.1:{port}=public")
 }
 
 /// The logon page's result once it settled, its `data-reason` and a

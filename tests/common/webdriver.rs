@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 const INSTALL: &str = "apt-get install chromium chromium-driver";
 
@@ -78,6 +79,17 @@ impl Browser {
     /// Headless Chromium. `args` are added to the usual flags for this
     /// closed network.
     pub fn start(args: &[String]) -> Browser {
+        Browser::start_with(args, &[], |_| {})
+    }
+
+    /// Headless Chromium with `env` for chromedriver (and so for what
+    /// Chromium starts, such as a native messaging host), and `prepare`
+    /// run on the fresh profile directory before Chromium opens it.
+    pub fn start_with(
+        args: &[String],
+        env: &[(&str, &Path)],
+        prepare: impl FnOnce(&Path),
+    ) -> Browser {
         for (tool, path) in [
             ("chromium", "/usr/bin/chromium"),
             ("chromedriver", "/usr/bin/chromedriver"),
@@ -93,6 +105,7 @@ impl Browser {
             .expect("port");
         let driver = Command::new("/usr/bin/chromedriver")
             .arg(format!("--port={port}"))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -103,6 +116,7 @@ impl Browser {
             std::thread::sleep(Duration::from_millis(100));
         }
         let profile = tempfile::tempdir().expect("profile");
+        prepare(profile.path());
         let mut flags = vec![
             "--headless=new".to_string(),
             "--no-sandbox".into(),
@@ -203,6 +217,16 @@ impl Browser {
         poll_text(|| self.text(css), any, timeout)
     }
 
+    /// Run `script` in the page as an async function body (its last
+    /// argument is the callback); what it passes back.
+    pub fn execute_async(&self, script: &str, args: Value) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/async",
+            Some(json!({"script": script, "args": args})),
+        )
+    }
+
     pub fn screenshot(&self, path: &Path) {
         let b64 = self.cmd("GET", "/screenshot", None);
         save_png(b64.as_str().unwrap_or_default(), path);
@@ -234,15 +258,34 @@ pub fn save_png(b64: &str, path: &Path) {
     std::fs::write(path, png).expect("screenshot");
 }
 
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = http(
-            self.port,
-            "DELETE",
-            &format!("/session/{}", self.session),
-            None,
-        );
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
+/// Trust exactly these banks' TLS server keys in this browser profile (the
+/// banks' CAs are not in the system store), not "any certificate".
+pub fn trust_banks(dirs: &[&Path]) -> Vec<String> {
+    let pins: Vec<String> = dirs
+        .iter()
+        .map(|d| {
+            let pem = std::fs::read(d.join("tls-server.pem")).expect("tls-server.pem");
+            let (_, der) = der::pem::decode_vec(&pem).expect("pem");
+            let cert = certagent::cert::Cert::from_der(&der).expect("cert");
+            base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&cert.spki_der))
+        })
+        .collect();
+    vec![format!(
+        "--ignore-certificate-errors-spki-list={}",
+        pins.join(",")
+    )]
+}
+
+/// Chromium's flag that treats the bank's address as a public one: the
+/// bank is then "a public HTTPS site" for Local Network Access, as a real
+/// bank's site is, while it still runs on this machine.
+pub fn public_bank(agent: &super::agent::Agent) -> String {
+    let port: u16 = agent
+        .bank
+        .origin()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the bank's origin has a port");
+    format!("--ip-address-space-overrides=127.0.0.1:{port}=public")
 }
