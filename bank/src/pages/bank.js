@@ -1,6 +1,9 @@
 // The reference bank's pages: logon with the token, and the important
 // notices with renewal. Talks to the bank (same origin, with its cookies)
-// and to the certagent agent on this computer (CORS, without cookies).
+// and to the certagent agent on this computer: through the certagent
+// browser extension when it is there (window.postMessage to its content
+// script; the browser tells the agent this page's origin), else through the
+// agent's local API (CORS, without cookies).
 // No external code; the agent's URL comes from <meta name="certagent-agent">.
 'use strict';
 
@@ -54,6 +57,9 @@
       renewalFailed: 'the renewal failed',
       renewing: 'Renewing…',
       startingRenewal: 'Starting the renewal: confirm it in the certagent window…',
+      noAnswer: 'certagent did not answer in time. Try again.',
+      viaExtension: 'Channel: via the certagent browser extension',
+      viaApi: 'Channel: via certagent on this computer (local API)',
       // The servers' own messages are English already.
       errors: {},
     },
@@ -94,6 +100,9 @@
       renewalFailed: '更新に失敗しました',
       renewing: '更新しています…',
       startingRenewal: '更新を開始します：certagent の画面で確認してください…',
+      noAnswer: 'certagent から時間内に応答がありませんでした。もう一度お試しください。',
+      viaExtension: '経路：certagent ブラウザー拡張機能経由',
+      viaApi: '経路：このコンピューターの certagent (ローカル API) 経由',
       // What the bank's and the agent's error codes mean; the server's
       // English message follows in brackets.
       errors: {
@@ -111,6 +120,7 @@
         token: 'トークンの問題です',
         prompt: 'certagent がPINを尋ねることができませんでした',
         renewal: '更新を開始できませんでした',
+        'host-failed': 'certagent ブラウザー拡張機能がこのパソコンの certagent と通信できませんでした',
         challenge_expired: 'チャレンジの有効期限が切れました。もう一度ログオンしてください',
         challenge_used: 'このチャレンジは使用済みです。もう一度ログオンしてください',
         challenge_replaced: '新しいログオンが始まりました。もう一度ログオンしてください',
@@ -132,18 +142,14 @@
   };
   const T = WORDS[lang];
 
-  // The JSON of an answer, or an Error with the server's own message.
-  async function answer(resp, who) {
-    let data = null;
-    try {
-      data = await resp.json();
-    } catch (_) {
-      data = null;
-    }
-    if (!resp.ok) {
+  // The JSON of an answer (`data`, null when there is none), or an Error
+  // with the server's own message. The same for an HTTP response and for
+  // the extension's {status, body}.
+  function settle(status, data, who) {
+    if (status < 200 || status > 299) {
       const message = data && typeof data.message === 'string' && data.message
         ? data.message
-        : T.answeredHttp(who, resp.status);
+        : T.answeredHttp(who, status);
       const code = data && typeof data.error === 'string' ? data.error : '';
       const words = Object.prototype.hasOwnProperty.call(T.errors, code) ? T.errors[code] : '';
       throw new Error(words ? `${words}（${message}）` : message);
@@ -152,6 +158,16 @@
       throw new Error(T.notJson(who));
     }
     return data;
+  }
+
+  async function answer(resp, who) {
+    let data = null;
+    try {
+      data = await resp.json();
+    } catch (_) {
+      data = null;
+    }
+    return settle(resp.status, data, who);
   }
 
   function init(method, body) {
@@ -234,13 +250,156 @@
     return new AgentError(T.notAllowed(location.origin), 'origin-not-allowed');
   }
 
+  // ------------------------------------------- the extension's channel
+  //
+  // The certagent extension's content script marks the page
+  // (<html data-certagent-extension="version">) and says
+  // {source: "certagent-extension", type: "ready"}; a request goes to it as
+  // {source: "certagent-page", id, method, path, body} and comes back as
+  // {source: "certagent-extension", id, status, body}. The page never
+  // names its origin: the browser tells the extension.
+
+  // How long a page without the extension waits for it after loading.
+  const EXTENSION_WAIT_MS = 300;
+  // A logon waits for the user's consent and PIN in certagent's window.
+  const EXTENSION_TIMEOUT_MS = 180 * 1000;
+  const marked = () => Boolean(document.documentElement.dataset.certagentExtension);
+  let extensionReady = marked();
+  // The extension is there but cannot reach certagent (its native host is
+  // not installed, or the extension went away): the API from now on.
+  let extensionGone = false;
+  let readyWaiters = [];
+  const pending = new Map();
+
+  window.addEventListener('message', (event) => {
+    if (event.source !== window || event.origin !== location.origin) {
+      return;
+    }
+    const data = event.data;
+    if (!data || typeof data !== 'object' || data.source !== 'certagent-extension') {
+      return;
+    }
+    if (data.type === 'ready') {
+      extensionReady = true;
+      const waiters = readyWaiters;
+      readyWaiters = [];
+      waiters.forEach((w) => w());
+      return;
+    }
+    const settleCall = typeof data.id === 'string' ? pending.get(data.id) : undefined;
+    if (settleCall) {
+      pending.delete(data.id);
+      settleCall(data);
+    }
+  });
+  // In case the content script announced itself before this script listened.
+  window.postMessage({ source: 'certagent-page', type: 'hello' }, location.origin);
+
+  let probe = null;
+  function extensionPresent() {
+    if (extensionGone) {
+      return Promise.resolve(false);
+    }
+    if (extensionReady || marked()) {
+      return Promise.resolve(true);
+    }
+    if (probe === null) {
+      probe = new Promise((resolve) => {
+        readyWaiters.push(() => resolve(true));
+        const wait = () => setTimeout(() => resolve(extensionReady || marked()), EXTENSION_WAIT_MS);
+        if (document.readyState === 'complete') {
+          wait();
+        } else {
+          window.addEventListener('load', wait, { once: true });
+        }
+      });
+    }
+    return probe;
+  }
+
+  function randomId() {
+    const bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  }
+
+  // One request through the extension: its {status, body}.
+  function extensionCall(method, path, body) {
+    return new Promise((resolve, reject) => {
+      const id = randomId();
+      const timer = setTimeout(() => {
+        pending.delete(id);
+        reject(new AgentError(T.noAnswer, 'agent-timeout'));
+      }, EXTENSION_TIMEOUT_MS);
+      pending.set(id, (data) => {
+        clearTimeout(timer);
+        resolve({
+          status: typeof data.status === 'number' ? data.status : 0,
+          body: data.body && typeof data.body === 'object' ? data.body : null,
+        });
+      });
+      const message = { source: 'certagent-page', id, method, path };
+      if (body !== undefined) {
+        message.body = body;
+      }
+      window.postMessage(message, location.origin);
+    });
+  }
+
+  // Which way the last call went: on <html data-channel> and in words.
+  function usedChannel(channel) {
+    document.documentElement.dataset.channel = channel;
+    const line = $('channel');
+    if (line) {
+      line.textContent = channel === 'extension' ? T.viaExtension : T.viaApi;
+      line.hidden = false;
+    }
+  }
+
   // While the browser has not yet been told whether this site may reach
   // this computer, it asks the user first (and holds the call meanwhile).
+  // Through the extension there is no such question.
   async function askingHint() {
+    if (await extensionPresent()) {
+      return '';
+    }
     return (await loopbackPermission()) === 'prompt' ? T.askingHint : '';
   }
 
   async function agentCall(method, path, body) {
+    if (await extensionPresent()) {
+      let reply;
+      try {
+        reply = await extensionCall(method, path, body);
+      } catch (e) {
+        usedChannel('extension');
+        throw e;
+      }
+      const code = reply.body && typeof reply.body.error === 'string' ? reply.body.error : '';
+      if (reply.status === 503 && (code === 'host-not-installed' || code === 'extension-unavailable')) {
+        // The extension cannot reach certagent: the local API can.
+        extensionGone = true;
+      } else {
+        usedChannel('extension');
+        if (reply.status === 503 && code === 'agent-not-running') {
+          throw new AgentError(T.notRunning(false), 'agent-not-running');
+        }
+        if (reply.status === 403 && code === 'origin') {
+          throw new AgentError(T.notAllowed(location.origin), 'origin-not-allowed');
+        }
+        return settle(reply.status, reply.body, T.theAgent);
+      }
+    }
+    try {
+      return await apiCall(method, path, body);
+    } finally {
+      usedChannel('api');
+    }
+  }
+
+  // ------------------------------------------------ the local API's channel
+
+  async function apiCall(method, path, body) {
     // Already refused by the browser: do not ask again, say what to do.
     if ((await loopbackPermission()) === 'denied') {
       throw localNetworkError();
