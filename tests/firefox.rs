@@ -351,3 +351,67 @@ fn firefox_esr_with_the_policy_lets_a_public_bank_log_on_and_after_remove_asks_a
     }
     assert_eq!(agent.prompts(), ["CONFIRM", "GETPIN"]);
 }
+
+/// With the certagent add-on (installed temporarily, as about:debugging
+/// does) and its native messaging host (`certagent`, named by a manifest
+/// under this test's `~/.mozilla/native-messaging-hosts`), the public
+/// bank's page logs on with no Local Network Access prompt and no policy:
+/// the page says it used the extension, and Firefox asked nothing.
+// In the nextest group `etc-browser-policy` (the name has "policy"): with
+// the policy in /etc the API path would work too, and prove less.
+#[test]
+fn firefox_esr_with_the_extension_logs_on_from_a_public_bank_without_prompt_or_policy() {
+    let (agent, origin, prefs) = public_bank();
+    let home = tempfile::tempdir().expect("home");
+    let hosts = home.path().join(".mozilla/native-messaging-hosts");
+    std::fs::create_dir_all(&hosts).expect("hosts dir");
+    std::fs::write(
+        hosts.join("certagent.json"),
+        certagent::native_messaging::firefox_manifest(env!("CARGO_BIN_EXE_certagent")),
+    )
+    .expect("host manifest");
+    let state = agent.hsm.path().join("state");
+    let browser = Browser::start_with(
+        &[&agent.bank_dir.join("tls-roots.pem")],
+        &prefs,
+        &[("HOME", home.path()), ("XDG_STATE_HOME", &state)],
+    );
+    browser.install_temporary_addon(&common::repo_root().join("packaging/extension"));
+    let (text, reason) = logon(&browser, &origin, "firefox-extension-logon.png");
+    assert!(
+        text.contains("Logged on as") && text.contains("Ana Novak"),
+        "{text} ({reason})\n{}",
+        browser.log()
+    );
+    assert_eq!(browser.attribute("html", "data-channel"), "extension");
+    assert!(
+        !browser
+            .prompts()
+            .iter()
+            .any(|(id, _)| id == "loopback-network"),
+        "Firefox asked: {:?}",
+        browser.prompts()
+    );
+    assert_eq!(agent.prompts(), ["CONFIRM", "GETPIN"]);
+
+    // A page that writes another origin into its request gets a token for
+    // its own.
+    let reply = browser.execute_async(
+        r#"
+        const [challenge, done] = arguments;
+        const id = 'test-' + Math.random().toString(36).slice(2);
+        window.addEventListener('message', (e) => {
+          if (e.source === window && e.data && e.data.source === 'certagent-extension'
+              && e.data.id === id) {
+            done({status: e.data.status, body: e.data.body});
+          }
+        });
+        window.postMessage({source: 'certagent-page', id, method: 'POST', path: '/v1/logon',
+                            origin: 'https://evil.example', body: {challenge}},
+                           location.origin);
+        "#,
+        json!(["AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA"]),
+    );
+    assert_eq!(reply["status"], 200, "{reply}");
+    assert_eq!(reply["body"]["origin"], origin.as_str(), "{reply}");
+}

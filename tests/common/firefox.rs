@@ -207,6 +207,12 @@ impl Browser {
     /// in the PEM files `roots` (and no other added CA), with `prefs` added
     /// to the profile's preferences.
     pub fn start(roots: &[&Path], prefs: &[(&str, Value)]) -> Browser {
+        Browser::start_with(roots, prefs, &[])
+    }
+
+    /// As [`Browser::start`], with `env` for Firefox (and what it starts,
+    /// such as a native messaging host).
+    pub fn start_with(roots: &[&Path], prefs: &[(&str, Value)], env: &[(&str, &Path)]) -> Browser {
         assert!(
             Path::new(FIREFOX).exists(),
             "firefox-esr is missing; install it: {INSTALL}"
@@ -235,6 +241,7 @@ impl Browser {
             .arg("--remote-allow-system-access")
             .arg("--profile")
             .arg(profile.path())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
             .env("MOZ_HEADLESS_WIDTH", "1000")
             .env("MOZ_HEADLESS_HEIGHT", "700")
             .stdin(Stdio::null())
@@ -285,6 +292,25 @@ impl Browser {
 
     pub fn goto(&self, url: &str) {
         self.cmd("WebDriver:Navigate", json!({"url": url}));
+    }
+
+    /// Install the add-on in the folder `dir` until Firefox ends, as
+    /// about:debugging's "Load Temporary Add-on" does.
+    pub fn install_temporary_addon(&self, dir: &Path) {
+        self.cmd(
+            "Addon:Install",
+            json!({"path": dir.display().to_string(), "temporary": true}),
+        );
+    }
+
+    /// Run `script` in the page as an async function body (its last
+    /// argument is the callback); what it passes back.
+    pub fn execute_async(&self, script: &str, args: Value) -> Value {
+        let v = self.cmd(
+            "WebDriver:ExecuteAsyncScript",
+            json!({"script": script, "args": args}),
+        );
+        v.get("value").cloned().unwrap_or(v)
     }
 
     fn element(&self, css: &str) -> String {
