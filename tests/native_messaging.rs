@@ -368,3 +368,119 @@ fn the_manifests_name_the_extensions_own_ids() {
         "written, not checked: run again without CERTAGENT_WRITE_MANIFESTS"
     );
 }
+
+/// `certagent native-messaging --install` as a user (not root) writes the
+/// four manifests under that user's home, naming this certagent and the
+/// extension's ids; `--remove` takes them away again.
+#[test]
+fn native_messaging_installs_per_user_and_removes_again() {
+    use std::os::unix::fs::chown;
+    assert!(
+        Path::new("/usr/bin/setpriv").is_file(),
+        "setpriv is missing: apt-get install util-linux"
+    );
+    // A tempdir is 0700 root's: nobody's home goes inside one opened to
+    // all, as /home is.
+    let parent = tempfile::tempdir().expect("parent");
+    let home_dir = parent.path().join("home");
+    std::fs::create_dir(&home_dir).expect("home dir");
+    chown(&home_dir, Some(65534), Some(65534)).expect("chown (this test needs root)");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(parent.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+    }
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_certagent")).expect("exe");
+    let run = |args: &[&str]| {
+        let out = Command::new("/usr/bin/setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&exe)
+            .args(args)
+            .env("HOME", &home_dir)
+            .env("LANG", "C.UTF-8")
+            .output()
+            .expect("certagent runs");
+        assert!(out.status.success(), "{args:?}: {}", common::text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let files = [
+        (
+            ".config/chromium/NativeMessagingHosts/certagent.json",
+            false,
+        ),
+        (
+            ".config/google-chrome/NativeMessagingHosts/certagent.json",
+            false,
+        ),
+        (
+            ".config/microsoft-edge/NativeMessagingHosts/certagent.json",
+            false,
+        ),
+        (".mozilla/native-messaging-hosts/certagent.json", true),
+    ];
+    // The control: nothing there before.
+    for (f, _) in files {
+        assert!(!home_dir.join(f).exists(), "{f} before the install");
+    }
+    let printed = run(&["native-messaging"]);
+    assert!(printed.contains("allowed_origins"), "{printed}");
+    for (f, _) in files {
+        assert!(!home_dir.join(f).exists(), "printing wrote {f}");
+    }
+    let said = run(&["native-messaging", "--install"]);
+    let exe = exe.to_str().expect("UTF-8 path");
+    for (f, firefox) in files {
+        let path = home_dir.join(f);
+        assert!(said.contains(&path.display().to_string()), "{said}");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{f}: {e}"));
+        let want = if firefox {
+            certagent::native_messaging::firefox_manifest(exe)
+        } else {
+            certagent::native_messaging::chromium_manifest(exe)
+        };
+        assert_eq!(text, want, "{f}");
+    }
+    run(&["native-messaging", "--remove"]);
+    for (f, _) in files {
+        assert!(!home_dir.join(f).exists(), "{f} after --remove");
+    }
+}
+
+/// `scripts/extension.sh` makes the .zip and the .xpi from
+/// `packaging/extension/` (the extension's files, not its README or ids),
+/// byte for byte the same on a second run; read back by Python's zipfile.
+#[test]
+fn the_extension_archives_hold_the_extension_and_are_reproducible() {
+    let root = common::repo_root();
+    let out = tempfile::tempdir().expect("out");
+    let build = || {
+        let o = Command::new(root.join("scripts/extension.sh"))
+            .env("CARGO_TARGET_DIR", out.path())
+            .output()
+            .expect("scripts/extension.sh runs");
+        assert!(o.status.success(), "{}", common::text(&o));
+        let dir = out.path().join("extension");
+        (
+            std::fs::read(dir.join("certagent-extension.zip")).expect("zip"),
+            std::fs::read(dir.join("certagent-extension.xpi")).expect("xpi"),
+        )
+    };
+    let (zip, xpi) = build();
+    let (zip2, xpi2) = build();
+    assert!(
+        zip == zip2 && xpi == xpi2,
+        "the archives differ between runs"
+    );
+    let listed = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; print('\\n'.join(sorted(zipfile.ZipFile(sys.argv[1]).namelist())))",
+        ])
+        .arg(out.path().join("extension/certagent-extension.xpi"))
+        .output()
+        .expect("python3 runs");
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).trim(),
+        "background.js\ncontent.js\nicons/icon-16.png\nicons/icon-32.png\nicons/icon-48.png\nicons/icon-64.png\nmanifest.json"
+    );
+}
