@@ -342,6 +342,8 @@ fn the_manifests_name_the_extensions_own_ids() {
     );
 
     let write = std::env::var_os("CERTAGENT_WRITE_MANIFESTS").is_some();
+    // On Windows the MSI puts them beside certagent.exe, which they name
+    // relative to themselves (as Chrome and Firefox allow there).
     for (file, text) in [
         (
             "chromium.json",
@@ -350,6 +352,14 @@ fn the_manifests_name_the_extensions_own_ids() {
         (
             "firefox.json",
             certagent::native_messaging::firefox_manifest("/usr/bin/certagent"),
+        ),
+        (
+            "windows-chromium.json",
+            certagent::native_messaging::chromium_manifest("certagent.exe"),
+        ),
+        (
+            "windows-firefox.json",
+            certagent::native_messaging::firefox_manifest("certagent.exe"),
         ),
     ] {
         let path = root.join("packaging/native-messaging").join(file);

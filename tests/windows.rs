@@ -1134,3 +1134,77 @@ fn the_tray_icon_its_menu_and_a_notice_under_wine() {
         );
     }
 }
+
+/// The browser extension's door on Windows: `certagent.exe native-host`
+/// (as a browser starts it, the browser's framing on stdin and stdout)
+/// reaches `certagent.exe run` through the user's named pipe, under Wine:
+/// the bank's origin is served, another origin refused by the agent.
+#[test]
+fn the_extension_channel_under_wine_reaches_the_agent_by_its_pipe() {
+    use std::io::Write;
+    let env = Env::new(20);
+    let x = common::xvfb::Xvfb::start();
+    let (mut agent, _port, lines) = agent_on_display(&env, &x, "en_US.UTF-8", false);
+    let outcome =
+        std::panic::catch_unwind(|| {
+            assert!(
+                said(&lines).iter().any(|l| l
+                    .starts_with(r"certagent: browser extension channel on \\.\pipe\certagent-")),
+                "{:?}",
+                said(&lines)
+            );
+            let frame = |v: serde_json::Value| {
+                let body = serde_json::to_vec(&v).expect("JSON");
+                let mut f = (body.len() as u32).to_le_bytes().to_vec();
+                f.extend(body);
+                f
+            };
+            let mut input = frame(serde_json::json!({
+                "origin": ORIGIN, "method": "GET", "path": "/v1/status"
+            }));
+            input.extend(frame(serde_json::json!({
+                "origin": "https://evil.example", "method": "GET", "path": "/v1/status"
+            })));
+            let mut host = Command::new(common::repo_root().join("scripts/windows/wine-run.sh"))
+                .arg(windows_dir().join("certagent.exe"))
+                .arg(format!(
+                    "chrome-extension://{}/",
+                    certagent::native_messaging::CHROMIUM_EXTENSION_ID
+                ))
+                .env("WINEPREFIX", prefix())
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("wine runs");
+            host.stdin
+                .take()
+                .expect("stdin")
+                .write_all(&input)
+                .expect("write");
+            let out = host.wait_with_output().expect("host output");
+            assert!(out.status.success(), "{}", text(&out));
+            let mut rest = out.stdout.as_slice();
+            let mut replies = Vec::new();
+            while rest.len() >= 4 {
+                let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+                replies.push(
+                    serde_json::from_slice::<serde_json::Value>(&rest[4..4 + len]).expect("reply"),
+                );
+                rest = &rest[4 + len..];
+            }
+            assert_eq!(replies.len(), 2, "{replies:?} {}", text(&out));
+            assert_eq!(replies[0]["status"], 200, "{replies:?}");
+            assert_eq!(
+                replies[0]["body"]["certificates"].as_array().map(Vec::len),
+                Some(1)
+            );
+            assert_eq!(replies[1]["status"], 403, "{replies:?}");
+            assert_eq!(replies[1]["body"]["error"], "origin");
+        });
+    let _ = agent.kill();
+    let _ = agent.wait();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
+}

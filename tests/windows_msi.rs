@@ -26,11 +26,13 @@ const BUILD: &str =
 
 /// What the MSI installs into `Program Files\certagent`, besides the
 /// driver profiles (`drivers\*.toml`, from the repository's drivers/).
-const PROGRAMS: [&str; 4] = [
+const PROGRAMS: [&str; 6] = [
     "certagent.exe",
     "certagent-bank.exe",
     "softhsm2-x64.dll",
     "config.example.toml",
+    "certagent-chromium.json",
+    "certagent-firefox.json",
 ];
 /// What sits beside the programs in target/windows/ for Wine and the tests
 /// only, and must never be in the MSI.
@@ -470,6 +472,38 @@ fn msiexec_installs_for_the_machine_and_uninstall_leaves_nothing() {
         "no Run value in what the install added to the registry:\n{reg_added:#?}"
     );
     assert!(reg_installed.has_key(r"HKEY_LOCAL_MACHINE\SOFTWARE\certagent"));
+    // The browser extension's native messaging host: each browser's key
+    // names the manifest beside certagent.exe, which names certagent.exe.
+    for (key, manifest) in [
+        (r"Google\Chrome", "certagent-chromium.json"),
+        ("Chromium", "certagent-chromium.json"),
+        (r"Microsoft\Edge", "certagent-chromium.json"),
+        ("Mozilla", "certagent-firefox.json"),
+    ] {
+        let key = format!(r"HKEY_LOCAL_MACHINE\SOFTWARE\{key}\NativeMessagingHosts\certagent");
+        let value = format!(r#"@="C:\\Program Files\\certagent\\{manifest}""#);
+        assert!(
+            reg_added.contains(&format!("{key}: {value}")),
+            "no {key} in what the install added:\n{reg_added:#?}"
+        );
+    }
+    let chromium: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            prefix
+                .path()
+                .join("drive_c/Program Files/certagent/certagent-chromium.json"),
+        )
+        .expect("the Chromium host manifest"),
+    )
+    .expect("JSON");
+    assert_eq!(chromium["path"], "certagent.exe");
+    assert_eq!(
+        chromium["allowed_origins"][0],
+        format!(
+            "chrome-extension://{}/",
+            certagent::native_messaging::CHROMIUM_EXTENSION_ID
+        )
+    );
     let query = prefix.reg_query(RUN_KEY, "certagent");
     assert!(
         query.status.success(),

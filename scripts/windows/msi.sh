@@ -63,6 +63,8 @@ for f in certagent.exe certagent-bank.exe softhsm2-x64.dll; do
     x86_64-w64-mingw32-strip -o "$stage/$f" "$outdir/$f"
 done
 cp packaging/config.example.toml packaging/windows/certagent.ico "$stage/"
+cp packaging/native-messaging/windows-chromium.json "$stage/certagent-chromium.json"
+cp packaging/native-messaging/windows-firefox.json "$stage/certagent-firefox.json"
 cp drivers/*.toml "$stage/drivers/"
 
 (cd "$stage" && wixl -a x64 -D Version="$version" -o "$outdir/certagent.msi.part" "$wxs")

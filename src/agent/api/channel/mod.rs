@@ -3,7 +3,8 @@
 //! hands each request, with the origin the *browser* reported for the
 //! sending page, to the running agent over a local channel only this user
 //! can open ([`unix`]: a socket in the private state directory, its peer's
-//! uid checked). Here the agent answers it as the HTTP API does: the
+//! uid checked; [`windows`]: a named pipe of the user's, its client's user
+//! SID checked). Here the agent answers it as the HTTP API does: the
 //! origin must be one of `[bank] origins`, then the same [`route`]
 //! (consent and PIN in the agent's own dialog, the same logon token).
 //!
@@ -25,9 +26,14 @@ mod unix;
 #[cfg(unix)]
 pub use unix::{AskError, RunningChannel, ask, serve};
 
-#[cfg(not(unix))]
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub use windows::{AskError, RunningChannel, ask, serve};
+
+#[cfg(not(any(unix, windows)))]
 mod none;
-#[cfg(not(unix))]
+#[cfg(not(any(unix, windows)))]
 pub use none::{AskError, RunningChannel, ask, serve};
 
 /// The largest request the host takes from the browser and the agent from
@@ -71,8 +77,12 @@ impl From<Failure> for ChannelReply {
     }
 }
 
-/// Where the agent listens for the host: in the private state directory.
+/// Where the agent listens for the host: a socket in the private state
+/// directory; on Windows this user's named pipe.
 pub fn socket_path() -> std::io::Result<PathBuf> {
+    #[cfg(windows)]
+    return windows::address();
+    #[cfg(not(windows))]
     Ok(crate::config::state_dir()?.join("agent.sock"))
 }
 

@@ -32,7 +32,7 @@ mod linux;
 #[cfg(not(any(target_os = "linux", windows)))]
 mod none;
 #[cfg(windows)]
-mod windows;
+pub(crate) mod windows;
 
 /// Who is connecting, as far as this platform can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -151,6 +151,17 @@ fn owner(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
         .map(|r| r.dwOwningPid)
 }
 
+/// This process's user SID.
+pub(crate) fn own_sid() -> Option<Vec<u8>> {
+    // SAFETY: the pseudo-handle of this process, always valid.
+    sid_of(unsafe { GetCurrentProcess() }, false)
+}
+
+/// The user SID of process `pid`, where it can be read.
+pub(crate) fn sid_of_process(pid: u32) -> Option<Vec<u8>> {
+    open_process(pid).and_then(|h| sid_of(h, true))
+}
+
 fn open_process(pid: u32) -> Option<HANDLE> {
     // SAFETY: plain call; a null handle means it failed.
     let h = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
