@@ -9,15 +9,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use certagent_bank::ServeOptions;
 use common::agent::Agent;
 use common::webdriver::{Browser, public_bank, trust_banks};
-use sha2::{Digest, Sha256};
 
 fn shots() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
@@ -70,52 +69,6 @@ fn through_extension(browser: &Browser, request: serde_json::Value) -> serde_jso
     )
 }
 
-fn verifies(dir: &Path, token: &serde_json::Value, origin: &str, challenge: &[u8]) -> bool {
-    let cert = STANDARD
-        .decode(token["certificate"].as_str().unwrap_or_default())
-        .expect("base64");
-    std::fs::write(dir.join("ext-cert.der"), cert).expect("write");
-    assert!(
-        common::openssl()
-            .args(["x509", "-inform", "DER", "-in"])
-            .arg(dir.join("ext-cert.der"))
-            .args(["-pubkey", "-noout", "-out"])
-            .arg(dir.join("ext-pub.pem"))
-            .status()
-            .expect("openssl")
-            .success()
-    );
-    let mut msg = Sha256::digest(origin.as_bytes()).to_vec();
-    msg.extend_from_slice(&Sha256::digest(challenge));
-    std::fs::write(dir.join("ext-msg"), msg).expect("msg");
-    std::fs::write(
-        dir.join("ext-sig"),
-        STANDARD
-            .decode(token["signature"].as_str().unwrap_or_default())
-            .expect("base64"),
-    )
-    .expect("sig");
-    let mut cmd = common::openssl();
-    cmd.args(["dgst", "-sha256"]);
-    if token["algorithm"] == "PS256" {
-        cmd.args([
-            "-sigopt",
-            "rsa_padding_mode:pss",
-            "-sigopt",
-            "rsa_pss_saltlen:32",
-        ]);
-    }
-    cmd.arg("-verify")
-        .arg(dir.join("ext-pub.pem"))
-        .arg("-signature")
-        .arg(dir.join("ext-sig"))
-        .arg(dir.join("ext-msg"))
-        .output()
-        .expect("openssl")
-        .status
-        .success()
-}
-
 #[test]
 fn with_the_extension_a_public_bank_page_logs_on_without_any_prompt_or_policy() {
     let agent = Agent::start_with(
@@ -158,8 +111,13 @@ fn with_the_extension_a_public_bank_page_logs_on_without_any_prompt_or_policy() 
     assert_eq!(reply["status"], 200, "{reply}");
     let token = &reply["body"];
     assert_eq!(token["origin"], origin.as_str(), "{token}");
-    assert!(verifies(agent.hsm.path(), token, &origin, &challenge));
-    assert!(!verifies(
+    assert!(common::logon_token_verifies(
+        agent.hsm.path(),
+        token,
+        &origin,
+        &challenge
+    ));
+    assert!(!common::logon_token_verifies(
         agent.hsm.path(),
         token,
         "https://evil.example",

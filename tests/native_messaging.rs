@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use common::agent::{Agent, ORIGIN};
-use common::openssl;
 use sha2::{Digest, Sha256};
 
 fn frame(json: &serde_json::Value) -> Vec<u8> {
@@ -96,52 +95,6 @@ fn logon_request(origin: &str, challenge: &[u8]) -> serde_json::Value {
     })
 }
 
-/// openssl verifies the token's signature over SHA-256(origin) ||
-/// SHA-256(challenge) with the certificate's key.
-fn verifies(dir: &Path, token: &serde_json::Value, origin: &str, challenge: &[u8]) -> bool {
-    let cert = STANDARD
-        .decode(token["certificate"].as_str().expect("certificate"))
-        .expect("base64");
-    std::fs::write(dir.join("nm-cert.der"), cert).expect("write");
-    let ok = openssl()
-        .args(["x509", "-inform", "DER", "-in"])
-        .arg(dir.join("nm-cert.der"))
-        .args(["-pubkey", "-noout", "-out"])
-        .arg(dir.join("nm-pub.pem"))
-        .status()
-        .expect("openssl");
-    assert!(ok.success());
-    let mut msg = Sha256::digest(origin.as_bytes()).to_vec();
-    msg.extend_from_slice(&Sha256::digest(challenge));
-    std::fs::write(dir.join("nm-msg"), msg).expect("msg");
-    std::fs::write(
-        dir.join("nm-sig"),
-        STANDARD
-            .decode(token["signature"].as_str().expect("signature"))
-            .expect("base64"),
-    )
-    .expect("sig");
-    let mut cmd = openssl();
-    cmd.args(["dgst", "-sha256"]);
-    if token["algorithm"] == "PS256" {
-        cmd.args([
-            "-sigopt",
-            "rsa_padding_mode:pss",
-            "-sigopt",
-            "rsa_pss_saltlen:32",
-        ]);
-    }
-    cmd.arg("-verify")
-        .arg(dir.join("nm-pub.pem"))
-        .arg("-signature")
-        .arg(dir.join("nm-sig"))
-        .arg(dir.join("nm-msg"))
-        .output()
-        .expect("openssl")
-        .status
-        .success()
-}
-
 #[test]
 fn a_logon_through_the_host_as_chromium_and_firefox_start_it() {
     let agent = Agent::start(200);
@@ -169,9 +122,19 @@ fn a_logon_through_the_host_as_chromium_and_firefox_start_it() {
         let token = &replies[1]["body"];
         assert_eq!(token["format"], "certagent-auth:1");
         assert_eq!(token["origin"], ORIGIN);
-        assert!(verifies(agent.hsm.path(), token, ORIGIN, &challenge));
+        assert!(common::logon_token_verifies(
+            agent.hsm.path(),
+            token,
+            ORIGIN,
+            &challenge
+        ));
         assert!(
-            !verifies(agent.hsm.path(), token, "https://evil.example", &challenge),
+            !common::logon_token_verifies(
+                agent.hsm.path(),
+                token,
+                "https://evil.example",
+                &challenge
+            ),
             "worthless at another origin"
         );
         assert_eq!(agent.logins(), logins);

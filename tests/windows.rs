@@ -873,54 +873,6 @@ fn logon_from_windows(
     })
 }
 
-/// The logon token verifies in openssl for `origin` and `challenge`.
-fn token_verifies(dir: &Path, token: &serde_json::Value, origin: &str, challenge: &[u8]) -> bool {
-    use base64::Engine;
-    use base64::engine::general_purpose::STANDARD;
-    use sha2::{Digest, Sha256};
-    let cert = STANDARD
-        .decode(token["certificate"].as_str().unwrap_or_default())
-        .expect("certificate base64");
-    std::fs::write(dir.join("logon-cert.der"), &cert).expect("write");
-    let pubkey = common::openssl()
-        .args(["x509", "-inform", "DER", "-in"])
-        .arg(dir.join("logon-cert.der"))
-        .args(["-pubkey", "-noout", "-out"])
-        .arg(dir.join("logon-pub.pem"))
-        .status()
-        .expect("openssl");
-    assert!(pubkey.success(), "openssl x509 -pubkey");
-    let mut msg = Sha256::digest(origin.as_bytes()).to_vec();
-    msg.extend_from_slice(&Sha256::digest(challenge));
-    std::fs::write(dir.join("msg"), &msg).expect("msg");
-    std::fs::write(
-        dir.join("sig"),
-        STANDARD
-            .decode(token["signature"].as_str().unwrap_or_default())
-            .expect("signature base64"),
-    )
-    .expect("sig");
-    let mut cmd = common::openssl();
-    cmd.args(["dgst", "-sha256"]);
-    if token["algorithm"] == "PS256" {
-        cmd.args([
-            "-sigopt",
-            "rsa_padding_mode:pss",
-            "-sigopt",
-            "rsa_pss_saltlen:32",
-        ]);
-    }
-    cmd.arg("-verify")
-        .arg(dir.join("logon-pub.pem"))
-        .arg("-signature")
-        .arg(dir.join("sig"))
-        .arg(dir.join("msg"))
-        .output()
-        .expect("openssl")
-        .status
-        .success()
-}
-
 /// Wine's Japanese dialog font ("MS UI Gothic", which Windows has) taken
 /// from Debian's IPA fonts, as a Wine user sets it: without it Wine draws
 /// Japanese as boxes. Windows itself needs nothing of the kind.
@@ -990,11 +942,16 @@ fn a_logon_through_the_native_windows_dialogs() {
             assert_eq!(token["format"], "certagent-auth:1");
             assert_eq!(token["origin"], ORIGIN);
             assert!(
-                token_verifies(env.hsm.path(), &token, ORIGIN, &challenge),
+                common::logon_token_verifies(env.hsm.path(), &token, ORIGIN, &challenge),
                 "openssl verifies the token for the page's origin"
             );
             assert!(
-                !token_verifies(env.hsm.path(), &token, "https://evil.example", &challenge),
+                !common::logon_token_verifies(
+                    env.hsm.path(),
+                    &token,
+                    "https://evil.example",
+                    &challenge
+                ),
                 "and not for another"
             );
 

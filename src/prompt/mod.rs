@@ -400,33 +400,67 @@ impl PinentryPrompt {
     }
 }
 
+/// What a dialog that asks for a secret says: what it asks for (in
+/// errors), why (the description) and the field's label. Every desktop
+/// prompt (pinentry, the Windows dialog) says the same.
+pub(crate) struct SecretText {
+    pub what: &'static str,
+    pub description: String,
+    pub prompt: String,
+}
+
+/// The user PIN's texts, with the counter's warning where there is one.
+pub(crate) fn pin_text(token: &TokenInfo, purpose: &str) -> SecretText {
+    use crate::i18n::{Arg, tr};
+    let label = short(&token.label, 32);
+    let mut description = tr(
+        "pin-description",
+        &[("token", Arg::Str(&label)), ("purpose", Arg::Str(purpose))],
+    );
+    if let Some(w) = pin_warning(token) {
+        description.push_str("\n\n");
+        description.push_str(&w);
+    }
+    SecretText {
+        what: "the PIN",
+        description,
+        prompt: tr("pin-prompt", &[]),
+    }
+}
+
+/// A card's admin PIN's texts.
+pub(crate) fn admin_pin_text(token: &TokenInfo, purpose: &str) -> SecretText {
+    use crate::i18n::{Arg, tr};
+    let label = short(&token.label, 32);
+    SecretText {
+        what: "the card's admin PIN",
+        description: tr(
+            "admin-pin-description",
+            &[("token", Arg::Str(&label)), ("purpose", Arg::Str(purpose))],
+        ),
+        prompt: tr("admin-pin-prompt", &[]),
+    }
+}
+
+/// The one-time password's texts.
+pub(crate) fn otp_text(user: &str) -> SecretText {
+    use crate::i18n::{Arg, tr};
+    SecretText {
+        what: "the one-time password",
+        description: tr("otp-description", &[("user", Arg::Str(user))]),
+        prompt: tr("otp-prompt", &[]),
+    }
+}
+
 impl Prompt for PinentryPrompt {
     fn pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
-        use crate::i18n::{Arg, tr};
-        let label = short(&token.label, 32);
-        let mut description = tr(
-            "pin-description",
-            &[("token", Arg::Str(&label)), ("purpose", Arg::Str(purpose))],
-        );
-        if let Some(w) = pin_warning(token) {
-            description.push_str("\n\n");
-            description.push_str(&w);
-        }
-        self.secret("the PIN", &description, &tr("pin-prompt", &[]))
+        let t = pin_text(token, purpose);
+        self.secret(t.what, &t.description, &t.prompt)
     }
 
     fn admin_pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
-        use crate::i18n::{Arg, tr};
-        let label = short(&token.label, 32);
-        let description = tr(
-            "admin-pin-description",
-            &[("token", Arg::Str(&label)), ("purpose", Arg::Str(purpose))],
-        );
-        self.secret(
-            "the card's admin PIN",
-            &description,
-            &tr("admin-pin-prompt", &[]),
-        )
+        let t = admin_pin_text(token, purpose);
+        self.secret(t.what, &t.description, &t.prompt)
     }
 
     fn confirm(&self, question: &str) -> Result<bool, PromptError> {
@@ -465,12 +499,8 @@ impl Prompt for PinentryPrompt {
     }
 
     fn otp(&self, user: &str) -> Result<SecretString, PromptError> {
-        use crate::i18n::{Arg, tr};
-        self.secret(
-            "the one-time password",
-            &tr("otp-description", &[("user", Arg::Str(user))]),
-            &tr("otp-prompt", &[]),
-        )
+        let t = otp_text(user);
+        self.secret(t.what, &t.description, &t.prompt)
     }
 }
 

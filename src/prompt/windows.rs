@@ -40,8 +40,8 @@ use windows_sys::Win32::UI::WindowsAndMessaging::{
 };
 use zeroize::Zeroizing;
 
-use super::{Prompt, PromptError, pin_warning, short};
-use crate::i18n::{Arg, tr};
+use super::{Prompt, PromptError, admin_pin_text, otp_text, pin_text};
+use crate::i18n::tr;
 use crate::token::TokenInfo;
 
 /// How long a dialog waits for the user (as pinentry's do).
@@ -432,29 +432,13 @@ fn relabel(e: PromptError, what: &'static str) -> PromptError {
 
 impl Prompt for WindowsPrompt {
     fn pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
-        let label = short(&token.label, 32);
-        let mut description = tr(
-            "pin-description",
-            &[("token", Arg::Str(&label)), ("purpose", Arg::Str(purpose))],
-        );
-        if let Some(w) = pin_warning(token) {
-            description.push_str("\n\n");
-            description.push_str(&w);
-        }
-        self.secret("the PIN", &description, &tr("pin-prompt", &[]))
+        let t = pin_text(token, purpose);
+        self.secret(t.what, &t.description, &t.prompt)
     }
 
     fn admin_pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
-        let label = short(&token.label, 32);
-        let description = tr(
-            "admin-pin-description",
-            &[("token", Arg::Str(&label)), ("purpose", Arg::Str(purpose))],
-        );
-        self.secret(
-            "the card's admin PIN",
-            &description,
-            &tr("admin-pin-prompt", &[]),
-        )
+        let t = admin_pin_text(token, purpose);
+        self.secret(t.what, &t.description, &t.prompt)
     }
 
     fn confirm(&self, question: &str) -> Result<bool, PromptError> {
@@ -483,10 +467,7 @@ impl Prompt for WindowsPrompt {
     }
 
     fn otp(&self, user: &str) -> Result<SecretString, PromptError> {
-        self.secret(
-            "the one-time password",
-            &tr("otp-description", &[("user", Arg::Str(user))]),
-            &tr("otp-prompt", &[]),
-        )
+        let t = otp_text(user);
+        self.secret(t.what, &t.description, &t.prompt)
     }
 }

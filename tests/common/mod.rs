@@ -725,3 +725,57 @@ pub fn start_agent_process_to(mut cmd: Command, stderr: Stdio) -> std::process::
     });
     child
 }
+
+/// openssl verifies a logon token (`certagent-auth:1`): its signature over
+/// SHA-256(origin) || SHA-256(challenge), with the key of the certificate
+/// it carries, in the scheme it names. Files go to `dir`.
+pub fn logon_token_verifies(
+    dir: &Path,
+    token: &serde_json::Value,
+    origin: &str,
+    challenge: &[u8],
+) -> bool {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use sha2::{Digest, Sha256};
+    let Ok(cert) = STANDARD.decode(token["certificate"].as_str().unwrap_or_default()) else {
+        return false;
+    };
+    std::fs::write(dir.join("token-cert.der"), cert).expect("write");
+    let pubkey = openssl()
+        .args(["x509", "-inform", "DER", "-in"])
+        .arg(dir.join("token-cert.der"))
+        .args(["-pubkey", "-noout", "-out"])
+        .arg(dir.join("token-pub.pem"))
+        .status()
+        .expect("openssl");
+    if !pubkey.success() {
+        return false;
+    }
+    let mut msg = Sha256::digest(origin.as_bytes()).to_vec();
+    msg.extend_from_slice(&Sha256::digest(challenge));
+    std::fs::write(dir.join("token-msg"), msg).expect("msg");
+    let Ok(sig) = STANDARD.decode(token["signature"].as_str().unwrap_or_default()) else {
+        return false;
+    };
+    std::fs::write(dir.join("token-sig"), sig).expect("sig");
+    let mut cmd = openssl();
+    cmd.args(["dgst", "-sha256"]);
+    if token["algorithm"] == "PS256" {
+        cmd.args([
+            "-sigopt",
+            "rsa_padding_mode:pss",
+            "-sigopt",
+            "rsa_pss_saltlen:32",
+        ]);
+    }
+    cmd.arg("-verify")
+        .arg(dir.join("token-pub.pem"))
+        .arg("-signature")
+        .arg(dir.join("token-sig"))
+        .arg(dir.join("token-msg"))
+        .output()
+        .expect("openssl")
+        .status
+        .success()
+}

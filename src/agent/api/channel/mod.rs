@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use hyper::Method;
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::gate::Failure;
 use super::route::{self, Payload};
@@ -41,6 +42,8 @@ pub use none::{AskError, RunningChannel, ask, serve};
 pub const MAX_REQUEST: usize = 8 * 1024;
 /// The largest answer (a status with certificates, a logon token).
 pub const MAX_REPLY: usize = 256 * 1024;
+/// How long a host may take to send its request line.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A page's request as the extension sends it through the host.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,4 +130,30 @@ pub(super) async fn reply(agent: &Arc<Agent>, line: &[u8]) -> ChannelReply {
         },
         Err(f) => f.into(),
     }
+}
+
+/// One connection of a host, on any platform's channel: its request line
+/// (at most [`MAX_REQUEST`], within [`READ_TIMEOUT`]), the answer, closed.
+async fn answer_one(
+    agent: &Arc<Agent>,
+    read: impl AsyncRead + Unpin,
+    mut write: impl AsyncWrite + Unpin,
+) {
+    let mut line = Vec::new();
+    let mut limited = BufReader::new(read).take(MAX_REQUEST as u64 + 1);
+    let read = tokio::time::timeout(READ_TIMEOUT, limited.read_until(b'\n', &mut line));
+    let reply = match read.await {
+        Ok(Ok(_)) if line.len() > MAX_REQUEST => ChannelReply::error(
+            413,
+            "too-large",
+            &format!("the request is larger than {} KiB", MAX_REQUEST / 1024),
+        ),
+        Ok(Ok(_)) => reply(agent, &line).await,
+        _ => return,
+    };
+    let mut out = serde_json::to_vec(&reply).unwrap_or_default();
+    out.push(b'\n');
+    let _ = write.write_all(&out).await;
+    let _ = write.flush().await;
+    let _ = write.shutdown().await;
 }

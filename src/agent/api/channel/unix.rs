@@ -7,16 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::sync::{Semaphore, oneshot};
 
-use super::{ChannelReply, MAX_REPLY, MAX_REQUEST};
+use super::MAX_REPLY;
 use crate::agent::shared::Agent;
 
 /// Requests served at once (each may wait minutes for the user).
 const CONCURRENT: usize = 16;
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The channel, serving until shut down; its socket is removed then.
 pub struct RunningChannel {
@@ -88,23 +86,8 @@ pub async fn serve(agent: Arc<Agent>, path: PathBuf) -> std::io::Result<RunningC
             let agent = agent.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                let (read, mut write) = stream.into_split();
-                let mut line = Vec::new();
-                let mut limited = BufReader::new(read).take(MAX_REQUEST as u64 + 1);
-                let read = tokio::time::timeout(READ_TIMEOUT, limited.read_until(b'\n', &mut line));
-                let reply = match read.await {
-                    Ok(Ok(_)) if line.len() > MAX_REQUEST => ChannelReply::error(
-                        413,
-                        "too-large",
-                        &format!("the request is larger than {} KiB", MAX_REQUEST / 1024),
-                    ),
-                    Ok(Ok(_)) => super::reply(&agent, &line).await,
-                    _ => return,
-                };
-                let mut out = serde_json::to_vec(&reply).unwrap_or_default();
-                out.push(b'\n');
-                let _ = write.write_all(&out).await;
-                let _ = write.shutdown().await;
+                let (read, write) = stream.into_split();
+                super::answer_one(&agent, read, write).await;
             });
         }
     });

@@ -11,17 +11,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::windows::named_pipe::{NamedPipeServer, ServerOptions};
 use tokio::sync::{Semaphore, oneshot};
 use windows_sys::Win32::System::Pipes::GetNamedPipeClientProcessId;
 
-use super::{ChannelReply, MAX_REPLY, MAX_REQUEST};
+use super::MAX_REPLY;
 use crate::agent::api::peer::windows::{own_sid, sid_of_process};
 use crate::agent::shared::Agent;
 
 const CONCURRENT: usize = 16;
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// This user's pipe name.
 pub fn address() -> std::io::Result<PathBuf> {
@@ -101,24 +99,8 @@ pub async fn serve(agent: Arc<Agent>, path: PathBuf) -> std::io::Result<RunningC
             let agent = agent.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                let (read, mut write) = tokio::io::split(pipe);
-                let mut line = Vec::new();
-                let mut limited = BufReader::new(read).take(MAX_REQUEST as u64 + 1);
-                let read = tokio::time::timeout(READ_TIMEOUT, limited.read_until(b'\n', &mut line));
-                let reply = match read.await {
-                    Ok(Ok(_)) if line.len() > MAX_REQUEST => ChannelReply::error(
-                        413,
-                        "too-large",
-                        &format!("the request is larger than {} KiB", MAX_REQUEST / 1024),
-                    ),
-                    Ok(Ok(_)) => super::reply(&agent, &line).await,
-                    _ => return,
-                };
-                let mut out = serde_json::to_vec(&reply).unwrap_or_default();
-                out.push(b'\n');
-                let _ = write.write_all(&out).await;
-                let _ = write.flush().await;
-                let _ = write.shutdown().await;
+                let (read, write) = tokio::io::split(pipe);
+                super::answer_one(&agent, read, write).await;
             });
         }
     });
