@@ -88,7 +88,13 @@ pub async fn serve(agent: Arc<Agent>, path: PathBuf) -> std::io::Result<RunningC
             let pipe = next;
             next = match instance(&name, false) {
                 Ok(p) => p,
-                Err(_) => return,
+                Err(e) => {
+                    log::warn!(
+                        "the browser extension's channel stops: {}: {e}",
+                        name.display()
+                    );
+                    return;
+                }
             };
             if !own_client(&pipe, &me) {
                 continue;
