@@ -132,8 +132,6 @@ expected_files=(
     /etc/xdg/autostart/certagent.desktop
     /usr/lib/systemd/user/certagent.service
     /etc/chromium/native-messaging-hosts/certagent.json
-    /etc/opt/chrome/native-messaging-hosts/certagent.json
-    /etc/opt/edge/native-messaging-hosts/certagent.json
     /usr/lib/mozilla/native-messaging-hosts/certagent.json
     /usr/share/icons/hicolor/scalable/apps/certagent.svg
     /usr/share/man/man1/certagent.1.gz
