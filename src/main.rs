@@ -7,7 +7,12 @@ fn main() -> ExitCode {
     unsafe { certagent::prompt::take_env_secrets() };
     // Started by a browser as its native messaging host: the browser's
     // arguments, not a command line (see certagent::native_messaging).
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // (args_os: an argument that is not UTF-8 must reach clap's own error,
+    // never a panic here.)
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     if certagent::native_messaging::invoked_as_host(&args) {
         return match certagent::cli::native_host() {
             Ok(()) => ExitCode::SUCCESS,

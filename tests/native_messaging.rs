@@ -457,3 +457,21 @@ fn the_extension_archives_hold_the_extension_and_are_reproducible() {
         "background.js\ncontent.js\nicons/icon-16.png\nicons/icon-32.png\nicons/icon-48.png\nicons/icon-64.png\nmanifest.json"
     );
 }
+
+/// Looking for a browser's arguments never trips over an argument that is
+/// not UTF-8: clap says what is wrong, nothing panics.
+#[test]
+fn an_argument_that_is_not_utf8_is_an_error_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"st\xffatus");
+    for args in [vec![bad], vec![std::ffi::OsStr::new("status"), bad]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_certagent"))
+            .args(&args)
+            .env("LANG", "C.UTF-8")
+            .output()
+            .expect("certagent runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
