@@ -640,10 +640,13 @@ sys.stdin.read()
     let status = agent.page("GET", "/v1/status", "");
     drop(child.stdin.take());
     let _ = child.wait();
-    assert_eq!(
-        line.trim(),
-        "8",
-        "connections the agent kept open for one process"
+    // At most the cap stays open. Fewer is no fault: on a loaded machine
+    // the agent may reach the last of the 300 only after its header
+    // timeout (10 s) has closed some it kept; none at all would be one.
+    let kept: usize = line.trim().parse().expect("the hog's count");
+    assert!(
+        (1..=8).contains(&kept),
+        "connections the agent kept open for one process: {kept}"
     );
     assert_eq!(status.status, 200, "{}", status.body);
 }
