@@ -25,17 +25,17 @@ use crate::agent::shared::Agent;
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
-pub use unix::{AskError, RunningChannel, ask, serve};
+pub use unix::{RunningChannel, ask, serve};
 
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
-pub use windows::{AskError, RunningChannel, ask, serve};
+pub use windows::{RunningChannel, ask, serve};
 
 #[cfg(not(any(unix, windows)))]
 mod none;
 #[cfg(not(any(unix, windows)))]
-pub use none::{AskError, RunningChannel, ask, serve};
+pub use none::{RunningChannel, ask, serve};
 
 /// The largest request the host takes from the browser and the agent from
 /// the host (Web eID's limit: a logon request is a few hundred bytes).
@@ -44,6 +44,17 @@ pub const MAX_REQUEST: usize = 8 * 1024;
 pub const MAX_REPLY: usize = 256 * 1024;
 /// How long a host may take to send its request line.
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Why the host could not ask the agent (every platform's channel).
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    #[error("certagent is not running")]
+    NotRunning,
+    #[error("the agent's channel failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the agent's answer is larger than {} KiB", MAX_REPLY / 1024)]
+    TooLarge,
+}
 
 /// A page's request as the extension sends it through the host.
 #[derive(Debug, Clone, Serialize, Deserialize)]

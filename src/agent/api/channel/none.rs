@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::AskError;
 use crate::agent::shared::Agent;
 
 pub struct RunningChannel(PathBuf);
@@ -21,16 +22,6 @@ const NONE: &str = "the browser extension's channel is not available on this pla
 
 pub async fn serve(_agent: Arc<Agent>, _path: PathBuf) -> std::io::Result<RunningChannel> {
     Err(std::io::Error::new(std::io::ErrorKind::Unsupported, NONE))
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AskError {
-    #[error("certagent is not running")]
-    NotRunning,
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("the agent's answer is too large")]
-    TooLarge,
 }
 
 pub fn ask(_path: &Path, _request: &[u8]) -> Result<Vec<u8>, AskError> {

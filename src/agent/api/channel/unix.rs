@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::UnixListener;
 use tokio::sync::{Semaphore, oneshot};
 
-use super::MAX_REPLY;
+use super::{AskError, MAX_REPLY};
 use crate::agent::shared::Agent;
 
 /// Requests served at once (each may wait minutes for the user).
@@ -96,17 +96,6 @@ pub async fn serve(agent: Arc<Agent>, path: PathBuf) -> std::io::Result<RunningC
         stop: Some(stop),
         task,
     })
-}
-
-/// Why the agent could not be asked.
-#[derive(Debug, thiserror::Error)]
-pub enum AskError {
-    #[error("certagent is not running")]
-    NotRunning,
-    #[error("the agent's channel failed: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("the agent's answer is larger than {} KiB", MAX_REPLY / 1024)]
-    TooLarge,
 }
 
 /// The host's side: one request line to the agent at `path`, its answer.

@@ -15,7 +15,7 @@ use tokio::net::windows::named_pipe::{NamedPipeServer, ServerOptions};
 use tokio::sync::{Semaphore, oneshot};
 use windows_sys::Win32::System::Pipes::GetNamedPipeClientProcessId;
 
-use super::MAX_REPLY;
+use super::{AskError, MAX_REPLY};
 use crate::agent::api::peer::windows::{own_sid, sid_of_process};
 use crate::agent::shared::Agent;
 
@@ -115,16 +115,6 @@ pub async fn serve(agent: Arc<Agent>, path: PathBuf) -> std::io::Result<RunningC
         stop: Some(stop),
         task,
     })
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AskError {
-    #[error("certagent is not running")]
-    NotRunning,
-    #[error("the agent's channel failed: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("the agent's answer is larger than {} KiB", MAX_REPLY / 1024)]
-    TooLarge,
 }
 
 /// The host's side: one request line to the agent's pipe, its answer (the
