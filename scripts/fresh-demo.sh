@@ -8,8 +8,11 @@
 # installs fails here, as it would for a new user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# A fresh clone has no target/ yet: the demo's log goes there.
+# A fresh clone has no target/ yet: the demo's log goes there. What an
+# earlier run built would help this one, so it starts from nothing, and it
+# removes its build on success (gigabytes the rest of the run may need).
 mkdir -p target
+rm -rf target/fresh-demo
 if [ "$(id -u)" -eq 0 ]; then
     ns=(unshare --mount --propagation private)
 else
@@ -32,4 +35,5 @@ exec "${ns[@]}" bash -euo pipefail -c '
         exit 1
     }
     tail -3 target/fresh-demo.log >&2
+    rm -rf target/fresh-demo
 '
