@@ -280,6 +280,9 @@ fn logon_token_verifies_in_openssl_over_the_origin_bound_message() {
     assert_eq!(t["origin"], ORIGIN);
     assert_eq!(t["algorithm"], "PS256");
     assert_eq!(agent.prompts(), ["CONFIRM", "GETPIN"]);
+    // Consent and PIN in one pinentry conversation: one process started
+    // (and ended: the next logon starts one again).
+    assert_eq!(agent.pinentry_starts(), 1, "one dialog process per logon");
     assert_eq!(agent.logins(), 1);
 
     let dir = agent.hsm.path();
@@ -368,6 +371,35 @@ fn declined_consent_and_wrong_pin_are_clear_and_never_retried() {
     assert_eq!(agent.prompts(), ["CONFIRM", "GETPIN"], "PIN asked once");
 }
 
+/// gpg-agent's way: one pinentry process for an exchange. Each logon's
+/// consent and PIN go to one process, which is told BYE when the logon
+/// ends; the next logon starts its own.
+#[test]
+fn consent_and_pin_share_one_pinentry_process_per_logon() {
+    let agent = Agent::start(200);
+    let body = format!("{{\"challenge\":\"{}\"}}", challenge(32));
+    let byes = || {
+        std::fs::read_to_string(agent.prompt_dir.join("log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| *l == "BYE")
+            .count()
+    };
+    for n in 1..=2 {
+        let r = agent.page("POST", "/v1/logon", &body);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(agent.prompts().len(), 2 * n, "{:?}", agent.prompts());
+        assert_eq!(agent.pinentry_starts(), n, "one process for logon {n}");
+        // BYE is sent as the logon goes on to sign; the script logs it on
+        // its own time.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while byes() < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(byes(), n, "logon {n}'s pinentry was told BYE");
+    }
+}
+
 #[test]
 fn only_one_logon_prompt_at_a_time() {
     let agent = Agent::start(200);
@@ -414,6 +446,7 @@ fn a_renewal_started_by_the_page_runs_to_the_end() {
         "{last}"
     );
     assert_eq!(agent.prompts(), ["CONFIRM", "GETPIN"]);
+    assert_eq!(agent.pinentry_starts(), 1, "one dialog process per renewal");
     let s = agent.page("GET", "/v1/status", "").json();
     assert_eq!(s["certificates"][0]["state"], "valid", "{s}");
     assert_eq!(agent.page("GET", "/v1/renewals/ffff", "").status, 404);

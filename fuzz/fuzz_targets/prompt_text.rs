@@ -1,15 +1,15 @@
 //! Hostile text on its way into a pinentry dialog (certificate subjects,
 //! token labels, web origins): `prompt::clean`, `short` and `fit_assuan`
-//! (src/prompt.rs). The output never holds a control character (but the
-//! line break `clean` and `fit_assuan` keep) nor a bidi or invisible
+//! (src/prompt/mod.rs). The output never holds a control character (but
+//! the line break `clean` and `fit_assuan` keep) nor a bidi or invisible
 //! formatting character, and its Assuan-escaped form, escaped exactly as
-//! the pinentry crate sends it, stays within the limit.
+//! the agent's pinentry conversation sends it, stays within the limit.
 #![no_main]
 
 use certagent::prompt::{ASSUAN_TEXT_MAX, clean, fit_assuan, short};
 use libfuzzer_sys::fuzz_target;
 
-/// What `shown` in src/prompt.rs refuses, written out again here.
+/// What `shown` in src/text.rs refuses, written out again here.
 fn hidden(c: char) -> bool {
     (c.is_control() && c != '\n')
         || matches!(
@@ -23,8 +23,8 @@ fn hidden(c: char) -> bool {
         )
 }
 
-/// The parameter's length on the wire: the pinentry crate escapes `\n`,
-/// `\r` and `%`, and a trailing backslash (pinentry 0.8, assuan.rs).
+/// The parameter's length on the wire: the conversation escapes `\n`,
+/// `\r` and `%`, and a trailing backslash (src/prompt/assuan.rs).
 fn assuan_len(text: &str) -> usize {
     let body: usize = text
         .chars()

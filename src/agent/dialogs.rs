@@ -63,11 +63,16 @@ impl Dialogs {
         }
     }
 
-    /// The one turn to ask the user, or [`Occupied`] at once.
+    /// The one turn to ask the user, or [`Occupied`] at once. The turn's
+    /// questions share one conversation (one pinentry process), which ends
+    /// with the turn.
     pub fn turn(&self) -> Result<Turn, Occupied> {
         let permit = self.one.clone().try_acquire_owned().map_err(|_| Occupied)?;
         Ok(Turn {
-            prompt: self.prompt.clone(),
+            prompt: self
+                .prompt
+                .conversation()
+                .unwrap_or_else(|| self.prompt.clone()),
             _permit: permit,
         })
     }
@@ -75,6 +80,8 @@ impl Dialogs {
 
 /// The right to show dialogs, held for one operation's questions.
 pub struct Turn {
+    // Dropped first (fields drop in order): the conversation's program has
+    // ended before the next turn can start one.
     prompt: Arc<dyn Prompt>,
     _permit: OwnedSemaphorePermit,
 }

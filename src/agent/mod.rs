@@ -111,7 +111,12 @@ pub fn run(config: Config, drivers: Drivers, no_tray: bool, unattended: bool) ->
     if !no_tray {
         // Without a desktop the agent still serves the pages and sends what
         // notices it can; the reason is logged, not fatal.
-        match desk.desktop.start_tray(first) {
+        // The tray's item is served by tasks of the agent's runtime.
+        let started = {
+            let _runtime = rt.enter();
+            desk.desktop.start_tray(first)
+        };
+        match started {
             Ok(()) => {
                 say!("certagent: tray icon registered");
                 // Where notices come from the tray icon (Windows), the

@@ -12,6 +12,7 @@ use secrecy::SecretString;
 
 use crate::token::TokenInfo;
 
+mod assuan;
 #[cfg(windows)]
 pub mod windows;
 
@@ -115,6 +116,13 @@ pub trait Prompt: Send + Sync {
     fn show(&self, text: &str) -> Result<(), PromptError> {
         println!("{text}");
         Ok(())
+    }
+    /// A prompt for the questions of one operation (a logon's consent and
+    /// PIN, a renewal's PIN and admin PIN) that asks them all in one
+    /// conversation: pinentry keeps one process for them, as gpg-agent
+    /// does for a whole exchange. `None`: each question is asked on its own.
+    fn conversation(&self) -> Option<std::sync::Arc<dyn Prompt>> {
+        None
     }
 }
 
@@ -275,6 +283,8 @@ impl Prompt for ScriptedPrompt {
 
 /// The desktop: an Assuan pinentry program (GETPIN for secrets, CONFIRM for
 /// consent), so the PIN is typed into a window of its own, never a web page.
+/// Each question on its own starts the program once; an operation's
+/// questions asked through [`Prompt::conversation`] share one process.
 #[derive(Debug, Clone)]
 pub struct PinentryPrompt {
     binary: std::path::PathBuf,
@@ -285,7 +295,7 @@ const PINENTRY_TIMEOUT: u16 = 120;
 
 /// The most bytes a pinentry text may take once Assuan-escaped. Assuan
 /// limits a line to 1000 bytes (the command word and the final newline
-/// included), and the `pinentry` crate panics beyond that.
+/// included).
 pub const ASSUAN_TEXT_MAX: usize = 900;
 
 /// Text made safe for a dialog: each line through [`crate::text::clean`]
@@ -341,62 +351,126 @@ pub fn fit_assuan(text: &str, max: usize) -> String {
 impl PinentryPrompt {
     /// The configured program, else `pinentry` from `PATH`.
     pub fn find(configured: Option<&std::path::Path>) -> Result<PinentryPrompt, PromptError> {
-        let name = configured.map_or(std::ffi::OsStr::new("pinentry"), |p| p.as_os_str());
-        let binary = pinentry::PassphraseInput::with_binary(name)
-            .map(|_| std::path::PathBuf::from(name))
-            .ok_or_else(|| PromptError::Unavailable {
-                what: "the PIN",
-                why: format!(
-                    "the pinentry program {} was not found",
-                    std::path::Path::new(name).display()
-                ),
-                hint: "[agent] pinentry, or install one: apt-get install pinentry-gnome3",
-            })?;
+        let name = configured.unwrap_or(std::path::Path::new("pinentry"));
+        let binary = locate(name).ok_or_else(|| PromptError::Unavailable {
+            what: "the PIN",
+            why: format!("the pinentry program {} was not found", name.display()),
+            hint: "[agent] pinentry, or install one: apt-get install pinentry-gnome3",
+        })?;
         Ok(PinentryPrompt { binary })
     }
+}
 
-    fn failed(what: &'static str, e: pinentry::Error) -> PromptError {
-        match e {
-            pinentry::Error::Cancelled | pinentry::Error::Timeout => PromptError::Cancelled,
-            other => PromptError::Unavailable {
-                what,
-                why: format!("pinentry failed: {other}"),
-                hint: "[agent] pinentry",
-            },
+/// `name` as a program to start: a path as it is, a bare name searched in
+/// `PATH` (with `.exe` on Windows). Only an existing file is taken.
+fn locate(name: &std::path::Path) -> Option<std::path::PathBuf> {
+    let is_program = |p: &std::path::Path| {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         }
+        #[cfg(not(unix))]
+        {
+            p.is_file()
+        }
+    };
+    if name.components().count() > 1 || name.is_absolute() {
+        return is_program(name).then(|| name.to_path_buf());
     }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).find_map(|dir| {
+        let candidate = dir.join(name);
+        if is_program(&candidate) {
+            return Some(candidate);
+        }
+        #[cfg(windows)]
+        {
+            let exe = candidate.with_extension("exe");
+            if is_program(&exe) {
+                return Some(exe);
+            }
+        }
+        None
+    })
+}
 
-    fn secret(
+/// One operation's questions to pinentry: the program is started at the
+/// first and kept for the rest (started again only if it ended), and told
+/// `BYE` when the operation's turn ends.
+struct PinentrySession {
+    binary: std::path::PathBuf,
+    conversation: std::sync::Mutex<Option<assuan::Conversation>>,
+}
+
+impl PinentrySession {
+    /// Run `ask` in the conversation. A conversation that broke is not
+    /// used again.
+    fn ask<T>(
         &self,
         what: &'static str,
-        description: &str,
-        prompt: &str,
-    ) -> Result<SecretString, PromptError> {
-        let mut input = pinentry::PassphraseInput::with_binary(&self.binary).ok_or_else(|| {
-            PromptError::Unavailable {
-                what,
-                why: format!("{} is gone", self.binary.display()),
-                hint: "[agent] pinentry",
+        ask: impl FnOnce(&mut assuan::Conversation) -> Result<T, assuan::Failure>,
+    ) -> Result<T, PromptError> {
+        let mut guard = self.conversation.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.as_mut().is_some_and(|c| c.ended()) {
+            *guard = None;
+        }
+        let conversation = match guard.as_mut() {
+            Some(c) => c,
+            None => {
+                guard.insert(assuan::Conversation::open(&self.binary).map_err(|e| failed(what, e))?)
             }
-        })?;
+        };
+        let result = ask(conversation);
+        if matches!(result, Err(assuan::Failure::Broken(_))) {
+            *guard = None;
+        }
+        result.map_err(|e| failed(what, e))
+    }
+
+    /// The dialog's texts: every one set again, so nothing of an earlier
+    /// question of the conversation shows in this one.
+    fn texts(
+        c: &mut assuan::Conversation,
+        description: &str,
+        prompt: Option<&str>,
+        ok: &str,
+        cancel: &str,
+    ) -> Result<(), assuan::Failure> {
+        c.command("SETTITLE", Some("certagent"))?;
+        c.command("SETDESC", Some(&fit_assuan(description, ASSUAN_TEXT_MAX)))?;
+        c.command("SETPROMPT", Some(&fit_assuan(prompt.unwrap_or(""), 200)))?;
+        c.command("SETOK", Some(&fit_assuan(ok, 100)))?;
+        c.command("SETCANCEL", Some(&fit_assuan(cancel, 100)))?;
+        c.command("SETTIMEOUT", Some(&PINENTRY_TIMEOUT.to_string()))?;
+        Ok(())
+    }
+
+    fn secret(&self, text: SecretText) -> Result<SecretString, PromptError> {
         let (ok, cancel) = (
             crate::i18n::tr("dialog-ok", &[]),
             crate::i18n::tr("dialog-cancel", &[]),
         );
-        let secret = input
-            .with_title("certagent")
-            .with_description(&fit_assuan(description, ASSUAN_TEXT_MAX))
-            .with_prompt(prompt)
-            .with_ok(&ok)
-            .with_cancel(&cancel)
-            .with_timeout(PINENTRY_TIMEOUT)
-            .interact()
-            .map_err(|e| PinentryPrompt::failed(what, e))?;
+        let secret = self.ask(text.what, |c| {
+            Self::texts(c, &text.description, Some(&text.prompt), &ok, &cancel)?;
+            c.command("GETPIN", None)
+        })?;
         use secrecy::ExposeSecret;
-        if secret.expose_secret().is_empty() {
-            return Err(PromptError::Cancelled);
+        match secret {
+            Some(s) if !s.expose_secret().is_empty() => Ok(s),
+            _ => Err(PromptError::Cancelled),
         }
-        Ok(secret)
+    }
+}
+
+fn failed(what: &'static str, e: assuan::Failure) -> PromptError {
+    match e {
+        assuan::Failure::Cancelled | assuan::Failure::Timeout => PromptError::Cancelled,
+        other => PromptError::Unavailable {
+            what,
+            why: format!("pinentry failed: {other}"),
+            hint: "[agent] pinentry",
+        },
     }
 }
 
@@ -452,55 +526,79 @@ pub(crate) fn otp_text(user: &str) -> SecretText {
     }
 }
 
+impl PinentryPrompt {
+    /// A conversation of its own for one question.
+    fn once(&self) -> PinentrySession {
+        PinentrySession {
+            binary: self.binary.clone(),
+            conversation: std::sync::Mutex::new(None),
+        }
+    }
+}
+
 impl Prompt for PinentryPrompt {
     fn pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
-        let t = pin_text(token, purpose);
-        self.secret(t.what, &t.description, &t.prompt)
+        self.once().pin(token, purpose)
     }
 
     fn admin_pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
-        let t = admin_pin_text(token, purpose);
-        self.secret(t.what, &t.description, &t.prompt)
+        self.once().admin_pin(token, purpose)
     }
 
     fn confirm(&self, question: &str) -> Result<bool, PromptError> {
-        let mut dialog =
-            pinentry::ConfirmationDialog::with_binary(&self.binary).ok_or_else(|| {
-                PromptError::Unavailable {
-                    what: "a confirmation",
-                    why: format!("{} is gone", self.binary.display()),
-                    hint: "[agent] pinentry",
-                }
-            })?;
-        dialog
-            .with_title("certagent")
-            .with_ok(&crate::i18n::tr("dialog-allow", &[]))
-            .with_cancel(&crate::i18n::tr("dialog-deny", &[]))
-            .with_timeout(PINENTRY_TIMEOUT)
-            .confirm(&fit_assuan(question, ASSUAN_TEXT_MAX))
-            .map_err(|e| PinentryPrompt::failed("a confirmation", e))
+        self.once().confirm(question)
     }
 
     fn show(&self, text: &str) -> Result<(), PromptError> {
-        let mut dialog = pinentry::MessageDialog::with_binary(&self.binary).ok_or_else(|| {
-            PromptError::Unavailable {
-                what: "a message",
-                why: format!("{} is gone", self.binary.display()),
-                hint: "[agent] pinentry",
-            }
-        })?;
-        let ok = crate::i18n::tr("dialog-ok", &[]);
-        dialog
-            .with_title("certagent")
-            .with_ok(&ok)
-            .with_timeout(PINENTRY_TIMEOUT)
-            .show_message(&fit_assuan(text, ASSUAN_TEXT_MAX))
-            .map_err(|e| PinentryPrompt::failed("a message", e))
+        self.once().show(text)
     }
 
     fn otp(&self, user: &str) -> Result<SecretString, PromptError> {
-        let t = otp_text(user);
-        self.secret(t.what, &t.description, &t.prompt)
+        self.once().otp(user)
+    }
+
+    fn conversation(&self) -> Option<std::sync::Arc<dyn Prompt>> {
+        Some(std::sync::Arc::new(self.once()))
+    }
+}
+
+impl Prompt for PinentrySession {
+    fn pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
+        self.secret(pin_text(token, purpose))
+    }
+
+    fn admin_pin(&self, token: &TokenInfo, purpose: &str) -> Result<AuthPin, PromptError> {
+        self.secret(admin_pin_text(token, purpose))
+    }
+
+    fn confirm(&self, question: &str) -> Result<bool, PromptError> {
+        let (allow, deny) = (
+            crate::i18n::tr("dialog-allow", &[]),
+            crate::i18n::tr("dialog-deny", &[]),
+        );
+        self.ask("a confirmation", |c| {
+            Self::texts(c, question, None, &allow, &deny)?;
+            match c.command("CONFIRM", None) {
+                Ok(_) => Ok(true),
+                Err(assuan::Failure::Cancelled | assuan::Failure::NotConfirmed) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn show(&self, text: &str) -> Result<(), PromptError> {
+        let (ok, cancel) = (
+            crate::i18n::tr("dialog-ok", &[]),
+            crate::i18n::tr("dialog-cancel", &[]),
+        );
+        self.ask("a message", |c| {
+            Self::texts(c, text, None, &ok, &cancel)?;
+            c.command("MESSAGE", None).map(|_| ())
+        })
+    }
+
+    fn otp(&self, user: &str) -> Result<SecretString, PromptError> {
+        self.secret(otp_text(user))
     }
 }
 
@@ -575,6 +673,11 @@ impl Prompt for EnvFirst {
     }
     fn show(&self, text: &str) -> Result<(), PromptError> {
         self.0.show(text)
+    }
+    fn conversation(&self) -> Option<std::sync::Arc<dyn Prompt>> {
+        self.0
+            .conversation()
+            .map(|c| std::sync::Arc::new(EnvFirst(c)) as std::sync::Arc<dyn Prompt>)
     }
 }
 

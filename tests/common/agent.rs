@@ -371,6 +371,11 @@ impl Agent {
         super::prompts_seen(&self.prompt_dir)
     }
 
+    /// How many pinentry processes the agent started.
+    pub fn pinentry_starts(&self) -> usize {
+        super::pinentry_starts(&self.prompt_dir)
+    }
+
     pub fn logins(&self) -> usize {
         std::fs::read_to_string(&self.spy_log)
             .unwrap_or_default()

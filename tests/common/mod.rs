@@ -582,9 +582,11 @@ fn p256_spki_from_listing(hsm: &TestToken, id: &str) -> Vec<u8> {
 /// $PINENTRY_TEST_DIR; with a file `slow` there, CONFIRM takes three
 /// seconds. Every command's verb is appended to `log`, and every line as
 /// received (Assuan-escaped) to `lines`. The names of any CERTAGENT_PIN
-/// or CERTAGENT_OTP it inherited go to `inherited`.
+/// or CERTAGENT_OTP it inherited go to `inherited`; every start of the
+/// program adds a line to `starts`.
 const PINENTRY: &str = r#"#!/bin/sh
 d="$PINENTRY_TEST_DIR"
+echo start >> "$d/starts"
 env | grep -E '^CERTAGENT_(PIN|OTP)=' | cut -d= -f1 >> "$d/inherited"
 echo "OK Pleased to meet you"
 while IFS= read -r line; do
@@ -623,6 +625,14 @@ pub fn scripted_pinentry(dir: &Path) -> (PathBuf, PathBuf) {
 /// The secrets' names the scripted pinentry found in its environment.
 pub fn pinentry_inherited(data: &Path) -> String {
     std::fs::read_to_string(data.join("inherited")).unwrap_or_default()
+}
+
+/// How many times the scripted pinentry was started.
+pub fn pinentry_starts(data: &Path) -> usize {
+    std::fs::read_to_string(data.join("starts"))
+        .unwrap_or_default()
+        .lines()
+        .count()
 }
 
 /// GETPIN and CONFIRM, in order, as the scripted pinentry saw them.

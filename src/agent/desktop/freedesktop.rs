@@ -3,14 +3,17 @@
 //! (org.freedesktop.Notifications), pages opened with `xdg-open`, and the
 //! state icons by name where the icon theme has them.
 //!
-//! tray-icon's menu objects are not `Send`, so the tray lives on a thread
-//! of its own and is driven through a channel; menu clicks come back as
+//! The tray is a ksni StatusNotifierItem served on the agent's tokio
+//! runtime (tray-icon's freedesktop backend runs ksni on async-io, whose
+//! zbus connects through the `blocking` crate's pool: that pool's idle
+//! thread wakes twice a second for as long as the process lives; on tokio
+//! an idle agent with its tray sleeps). Menu clicks come back as
 //! [`Action`]s on the channel the agent gave.
 
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::Sender;
+use std::time::Duration;
 
-use tray_icon::menu::{Menu, MenuEvent, MenuItem, PredefinedMenuItem};
-use tray_icon::{Icon, NativeIcon, TrayIconBuilder};
+use ksni::TrayMethods;
 
 use super::{Action, Desktop, TrayError, View, notice_text};
 use crate::agent::icons::{self, Badge};
@@ -55,25 +58,20 @@ impl Desktop for FreeDesktop {
     }
 }
 
-enum Command {
-    Show(View),
-    Menu(String),
-    Stop,
-}
+/// How long the agent waits for the session bus when the tray starts and
+/// when it is taken down.
+const BUS_WAIT: Duration = Duration::from_secs(10);
 
-/// Handle to the tray thread.
+/// The item on the bus, served by tasks of the agent's runtime.
 struct Tray {
-    commands: Sender<Command>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    runtime: tokio::runtime::Handle,
+    handle: ksni::Handle<Item>,
 }
-
-const MENU_RENEW: &str = "renew";
-const MENU_SHOW: &str = "show";
-const MENU_OPEN: &str = "open";
-const MENU_QUIT: &str = "quit";
 
 impl Tray {
-    /// Register the tray icon on the session bus.
+    /// Register the tray icon on the session bus. Runs in the agent's
+    /// runtime's context (the item's tasks are spawned there), outside
+    /// any of its tasks.
     fn start(first: View, actions: Sender<Action>) -> Result<Tray, TrayError> {
         if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none()
             && std::env::var_os("XDG_RUNTIME_DIR")
@@ -81,135 +79,148 @@ impl Tray {
         {
             return Err(TrayError("no D-Bus session bus".into()));
         }
-        let (commands, rx) = mpsc::channel();
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let menu_commands = commands.clone();
-        MenuEvent::set_event_handler(Some(move |e: MenuEvent| {
-            let _ = menu_commands.send(Command::Menu(e.id().0.clone()));
-        }));
-        let thread = std::thread::Builder::new()
-            .name("tray".into())
-            .spawn(move || tray_thread(first, rx, actions, ready_tx))
-            .map_err(|e| TrayError(e.to_string()))?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Tray {
-                commands,
-                thread: Some(thread),
-            }),
-            Ok(Err(e)) => Err(TrayError(e)),
-            Err(_) => Err(TrayError("the tray thread ended".into())),
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| TrayError(format!("no runtime for the tray: {e}")))?;
+        let item = Item {
+            themed: themed(),
+            view: first,
+            actions,
+        };
+        // No StatusNotifierWatcher yet (a panel that starts after the agent)
+        // is not an error: the item registers once one appears.
+        let spawned = runtime.block_on(async {
+            tokio::time::timeout(BUS_WAIT, item.assume_sni_available(true).spawn()).await
+        });
+        match spawned {
+            Ok(Ok(handle)) => Ok(Tray { runtime, handle }),
+            Ok(Err(e)) => Err(TrayError(e.to_string())),
+            Err(_) => Err(TrayError("the session bus did not answer".into())),
         }
     }
 
     fn show(&self, view: View) {
-        let _ = self.commands.send(Command::Show(view));
+        let handle = self.handle.clone();
+        // Waits only for the item's own task to take the change (never for
+        // the panel): the agent's loop may call this at any time.
+        self.runtime.block_on(async move {
+            let _ = tokio::time::timeout(
+                BUS_WAIT,
+                handle.update(move |item| {
+                    if item.view != view {
+                        item.view = view;
+                    }
+                }),
+            )
+            .await;
+        });
     }
 }
 
 impl Drop for Tray {
     fn drop(&mut self) {
-        let _ = self.commands.send(Command::Stop);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn tray_thread(
-    first: View,
-    rx: Receiver<Command>,
-    actions: Sender<Action>,
-    ready: Sender<Result<(), String>>,
-) {
-    let cert_item = MenuItem::with_id("certificate", &first.certificate_line, false, None);
-    use crate::i18n::tr;
-    let renew = MenuItem::with_id(MENU_RENEW, tr("tray-renew", &[]), first.can_renew, None);
-    let show = MenuItem::with_id(MENU_SHOW, tr("tray-show", &[]), true, None);
-    let open = MenuItem::with_id(MENU_OPEN, tr("tray-open", &[]), true, None);
-    let quit = MenuItem::with_id(MENU_QUIT, tr("tray-quit", &[]), true, None);
-    let menu = Menu::new();
-    // Named icons where the theme has them (the package installs them): the
-    // panel then takes the size it draws. Else one 64-pixel pixmap, which
-    // panels scale down rather than up.
-    let themed = themed();
-    let built = menu
-        .append_items(&[
-            &cert_item,
-            &PredefinedMenuItem::separator(),
-            &renew,
-            &show,
-            &open,
-            &PredefinedMenuItem::separator(),
-            &quit,
-        ])
-        .map_err(|e| e.to_string())
-        .and_then(|()| {
-            let builder = TrayIconBuilder::new()
-                .with_id("certagent")
-                .with_title("certagent")
-                .with_tooltip(&first.tooltip)
-                .with_menu(Box::new(menu));
-            if themed {
-                builder.with_native_icon(named(first.badge))
-            } else {
-                builder.with_icon(icon(first.badge))
-            }
-            .build()
-            .map_err(|e| e.to_string())
+        let shutdown = self.handle.shutdown();
+        self.runtime.block_on(async move {
+            let _ = tokio::time::timeout(BUS_WAIT, shutdown).await;
         });
-    let tray = match built {
-        Ok(t) => {
-            let _ = ready.send(Ok(()));
-            t
-        }
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    let mut current = first;
-    while let Ok(cmd) = rx.recv() {
-        match cmd {
-            Command::Show(view) if view != current => {
-                cert_item.set_text(&view.certificate_line);
-                renew.set_enabled(view.can_renew);
-                let _ = tray.set_tooltip(Some(&view.tooltip));
-                if view.badge != current.badge {
-                    let _ = if themed {
-                        tray.set_native_icon(Some(named(view.badge)))
-                    } else {
-                        tray.set_icon(Some(icon(view.badge)))
-                    };
-                }
-                current = view;
-            }
-            Command::Show(_) => {}
-            Command::Menu(id) => {
-                let action = match id.as_str() {
-                    MENU_RENEW => Action::Renew,
-                    MENU_SHOW => Action::ShowCertificate,
-                    MENU_OPEN => Action::OpenBankSite,
-                    MENU_QUIT => Action::Quit,
-                    _ => continue,
-                };
-                let _ = actions.send(action);
-            }
-            Command::Stop => break,
-        }
     }
 }
 
-/// The state's icon as a pixmap (see [`icons`] for the shapes).
-fn icon(badge: Badge) -> Icon {
-    const N: u32 = 64;
-    // The buffer is N*N*4 bytes by construction.
-    Icon::from_rgba(icons::render(badge, N), N, N)
-        .unwrap_or_else(|e| unreachable!("icon buffer: {e}"))
+/// What the panel shows: the state's icon, the tooltip and the menu.
+struct Item {
+    /// Icons by theme name (the package installs them) rather than pixmaps.
+    themed: bool,
+    view: View,
+    actions: Sender<Action>,
 }
 
-/// The state's icon by its theme name.
-fn named(badge: Badge) -> NativeIcon {
-    NativeIcon::from_name(icons::theme_name(badge))
+impl Item {
+    fn entry(label: String, enabled: bool, action: Option<Action>) -> ksni::MenuItem<Item> {
+        ksni::menu::StandardItem {
+            label,
+            enabled,
+            activate: Box::new(move |item: &mut Item| {
+                if let Some(a) = action {
+                    let _ = item.actions.send(a);
+                }
+            }),
+            ..Default::default()
+        }
+        .into()
+    }
+}
+
+impl ksni::Tray for Item {
+    fn id(&self) -> String {
+        "certagent".into()
+    }
+
+    fn title(&self) -> String {
+        "certagent".into()
+    }
+
+    fn category(&self) -> ksni::Category {
+        ksni::Category::ApplicationStatus
+    }
+
+    // Named icons where the theme has them: the panel then takes the size
+    // it draws. Else one 64-pixel pixmap, which panels scale down rather
+    // than up.
+    fn icon_name(&self) -> String {
+        if self.themed {
+            icons::theme_name(self.view.badge).into()
+        } else {
+            String::new()
+        }
+    }
+
+    fn icon_pixmap(&self) -> Vec<ksni::Icon> {
+        if self.themed {
+            Vec::new()
+        } else {
+            vec![pixmap(self.view.badge)]
+        }
+    }
+
+    fn tool_tip(&self) -> ksni::ToolTip {
+        ksni::ToolTip {
+            title: "certagent".into(),
+            description: self.view.tooltip.clone(),
+            icon_pixmap: self.icon_pixmap(),
+            ..Default::default()
+        }
+    }
+
+    fn menu(&self) -> Vec<ksni::MenuItem<Item>> {
+        use crate::i18n::tr;
+        vec![
+            Item::entry(self.view.certificate_line.clone(), false, None),
+            ksni::MenuItem::Separator,
+            Item::entry(
+                tr("tray-renew", &[]),
+                self.view.can_renew,
+                Some(Action::Renew),
+            ),
+            Item::entry(tr("tray-show", &[]), true, Some(Action::ShowCertificate)),
+            Item::entry(tr("tray-open", &[]), true, Some(Action::OpenBankSite)),
+            ksni::MenuItem::Separator,
+            Item::entry(tr("tray-quit", &[]), true, Some(Action::Quit)),
+        ]
+    }
+}
+
+/// The state's icon as a 64-pixel pixmap (see [`icons`] for the shapes),
+/// in the ARGB32 network byte order StatusNotifierItem wants.
+fn pixmap(badge: Badge) -> ksni::Icon {
+    const N: u32 = 64;
+    let mut data = icons::render(badge, N);
+    for pixel in data.chunks_exact_mut(4) {
+        pixel.rotate_right(1);
+    }
+    ksni::Icon {
+        width: N as i32,
+        height: N as i32,
+        data,
+    }
 }
 
 /// Whether the installed icon theme has the state icons (the package
