@@ -400,6 +400,38 @@ fn consent_and_pin_share_one_pinentry_process_per_logon() {
     }
 }
 
+/// A refused page's requests on a kept-alive connection are each refused
+/// and the connection stays: a refusal costs a read, not a reconnect.
+#[test]
+fn a_refused_origin_keeps_its_connection_and_each_request_is_refused() {
+    use std::io::{Read, Write};
+    let agent = Agent::start(200);
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", agent.port)).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let evil = format!(
+        "GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nOrigin: https://evil.example\r\n\r\n",
+        agent.port
+    );
+    let good = format!(
+        "GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nOrigin: {ORIGIN}\r\nConnection: close\r\n\r\n",
+        agent.port
+    );
+    tcp.write_all(format!("{evil}{evil}{good}").as_bytes())
+        .expect("write");
+    let mut all = String::new();
+    tcp.read_to_string(&mut all).expect("read");
+    let statuses: Vec<&str> = all
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &all[i + 9..i + 12])
+        .collect();
+    assert_eq!(statuses, ["403", "403", "200"], "{all}");
+    assert!(
+        !all.contains("access-control-allow-origin: https://evil"),
+        "{all}"
+    );
+}
+
 #[test]
 fn only_one_logon_prompt_at_a_time() {
     let agent = Agent::start(200);

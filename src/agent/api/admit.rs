@@ -10,7 +10,10 @@
 //! - The agent's own user's connections share [`MAX_CONNECTIONS`] slots, so
 //!   other users can never take the agent from its user; within them one
 //!   process may hold [`PER_PROCESS`]. Which process holds a socket is asked
-//!   only once this user holds that many connections ([`Own::enter`]).
+//!   only once this user holds that many connections ([`Own::enter`]). A
+//!   connection over the cap is held unread for [`HOLD_TIME`] before it is
+//!   closed, so a client that reconnects at once does so about once a
+//!   second, not as fast as it can.
 //! - Refusals are logged at most once a second, with the count of those
 //!   not logged ([`Quiet`]): a flood cannot fill the journal.
 
@@ -34,6 +37,11 @@ pub const MAX_CONNECTIONS: usize = 256;
 pub const PER_PROCESS: usize = 8;
 /// Refused connections being answered at once.
 pub const MAX_REFUSING: usize = 32;
+/// Connections over a process's [`PER_PROCESS`] held unread at once before
+/// they are closed (beyond, closed at once).
+pub const MAX_HELD: usize = 64;
+/// How long such a connection is held.
+pub const HOLD_TIME: Duration = Duration::from_secs(1);
 /// How long a refused connection may take to receive its answer.
 const REFUSAL_TIME: Duration = Duration::from_secs(1);
 
@@ -133,38 +141,59 @@ impl Own {
     /// Admit the connection on this user's socket `inode`, unless its
     /// process holds [`PER_PROCESS`] already (then `Err` with the process,
     /// if found). While this user holds fewer connections than that, no
-    /// process is looked up; beyond, one pass over this user's processes
-    /// names the new socket's and any not asked yet: blocking, so then
-    /// call it off the async workers.
+    /// process is looked up. Beyond, the new socket is looked for among the
+    /// processes at their cap (their descriptors only: what a flood's
+    /// reconnects cost), and once as many sockets are unnamed as one
+    /// process may hold, one pass over this user's processes names them
+    /// all. Blocking then, so call it off the async workers.
     pub fn enter(&self, inode: u64) -> Result<OwnSlot, Option<u32>> {
         let mut state = self.state();
         let mut holder = Holder::NotAsked;
         if state.open.len() >= PER_PROCESS {
-            let ask: Vec<u64> = state
-                .open
-                .values()
-                .filter(|(_, h)| *h == Holder::NotAsked)
-                .map(|(i, _)| *i)
-                .chain([inode])
-                .collect();
-            let found = peer::this_platform().processes_of(&ask);
-            let named = |i: &u64| {
-                found
-                    .get(i)
-                    .map_or(Holder::NotFound, |p| Holder::Process(*p))
-            };
-            for (i, h) in state.open.values_mut() {
-                if *h == Holder::NotAsked {
-                    *h = named(i);
+            let held =
+                |state: &OwnState, h: Holder| state.open.values().filter(|(_, x)| *x == h).count();
+            let mut full: Vec<u32> = Vec::new();
+            for (_, h) in state.open.values() {
+                if let Holder::Process(p) = *h
+                    && !full.contains(&p)
+                    && held(&state, *h) >= PER_PROCESS
+                {
+                    full.push(p);
                 }
             }
-            holder = named(&inode);
-            let same = state.open.values().filter(|(_, h)| *h == holder).count();
-            if same >= PER_PROCESS {
-                return Err(match holder {
-                    Holder::Process(p) => Some(p),
-                    _ => None,
-                });
+            if !full.is_empty()
+                && let Some(p) = peer::this_platform()
+                    .processes_among(&[inode], &full)
+                    .get(&inode)
+            {
+                return Err(Some(*p));
+            }
+            if held(&state, Holder::NotAsked) + 1 >= PER_PROCESS {
+                let ask: Vec<u64> = state
+                    .open
+                    .values()
+                    .filter(|(_, h)| *h == Holder::NotAsked)
+                    .map(|(i, _)| *i)
+                    .chain([inode])
+                    .collect();
+                let found = peer::this_platform().processes_of(&ask);
+                let named = |i: &u64| {
+                    found
+                        .get(i)
+                        .map_or(Holder::NotFound, |p| Holder::Process(*p))
+                };
+                for (i, h) in state.open.values_mut() {
+                    if *h == Holder::NotAsked {
+                        *h = named(i);
+                    }
+                }
+                holder = named(&inode);
+                if held(&state, holder) >= PER_PROCESS {
+                    return Err(match holder {
+                        Holder::Process(p) => Some(p),
+                        _ => None,
+                    });
+                }
             }
         }
         state.next += 1;
@@ -211,6 +240,43 @@ mod tests {
         assert!(own.enter(u64::MAX - 100).is_err());
         slots.pop();
         assert!(own.enter(u64::MAX - 100).is_ok());
+    }
+
+    /// Real sockets of this process: over its cap it is found (first by a
+    /// pass over the processes, then among the processes at their cap
+    /// only), and a slot given back lets the next one in.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_process_at_its_cap_is_found_by_its_own_descriptors() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let local = listener.local_addr().unwrap();
+        let mut keep = Vec::new();
+        let mut inode = || {
+            let client = std::net::TcpStream::connect(local).unwrap();
+            let (server, peer) = listener.accept().unwrap();
+            keep.push((client, server));
+            match peer::this_platform().identify(peer, local) {
+                Peer::Own { inode } => inode,
+                other => panic!("{other:?}"),
+            }
+        };
+        let own = Own::default();
+        let mut slots: Vec<OwnSlot> = (0..PER_PROCESS)
+            .map(|_| own.enter(inode()).unwrap())
+            .collect();
+        let me = std::process::id();
+        assert_eq!(own.enter(inode()).err(), Some(Some(me)), "named by a pass");
+        assert_eq!(
+            own.state()
+                .open
+                .values()
+                .filter(|(_, h)| *h == Holder::Process(me))
+                .count(),
+            PER_PROCESS
+        );
+        assert_eq!(own.enter(inode()).err(), Some(Some(me)), "found at its cap");
+        slots.pop();
+        assert!(own.enter(inode()).is_ok());
     }
 
     #[test]

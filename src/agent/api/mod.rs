@@ -43,7 +43,7 @@ use gate::{Failure, failure, json_response};
 pub use gate::MAX_BODY;
 pub use logon::TOKEN_FORMAT;
 
-use admit::{MAX_CONNECTIONS, MAX_REFUSING, PER_PROCESS};
+use admit::{MAX_CONNECTIONS, MAX_HELD, MAX_REFUSING, PER_PROCESS};
 
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A logon waits for the user at most this long (pinentry has its own timeout too).
@@ -111,6 +111,7 @@ pub async fn serve(agent: Arc<Agent>) -> Result<RunningApi, ApiError> {
     let (stop, mut stopped) = oneshot::channel();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
+    let holding = Arc::new(Semaphore::new(MAX_HELD));
     let own = admit::Own::default();
     let task = tokio::spawn(async move {
         let mut quiet = admit::Quiet::default();
@@ -155,6 +156,16 @@ pub async fn serve(agent: Arc<Agent>) -> Result<RunningApi, ApiError> {
                             "{PER_PROCESS} connections of no known process are open; closing one from {from}"
                         ),
                     });
+                    // Held unread for a moment before it is closed: a
+                    // client that reconnects at once would otherwise make
+                    // the agent accept and look up a connection per
+                    // request. Only so many are held; beyond, closed now.
+                    if let Ok(permit) = holding.clone().try_acquire_owned() {
+                        tokio::spawn(async move {
+                            tokio::time::sleep(admit::HOLD_TIME).await;
+                            drop((tcp, permit));
+                        });
+                    }
                     continue;
                 }
                 Err(who) => {
@@ -210,16 +221,11 @@ async fn handle(
 ) -> Response<Full<Bytes>> {
     let origin = match gate::gate(&agent, addr, req.headers()) {
         Ok(o) => o.to_string(),
-        // No CORS headers: the page learns nothing, not even the reason;
-        // and the connection ends with the answer.
-        Err(f) => {
-            let mut r = failure(f, None);
-            r.headers_mut().insert(
-                hyper::header::CONNECTION,
-                hyper::header::HeaderValue::from_static("close"),
-            );
-            return r;
-        }
+        // No CORS headers: the page learns nothing, not even the reason.
+        // The connection (this user's program's, see `admit`) stays open:
+        // every request on it is checked again, and a refusal costs one
+        // read, not a new connection.
+        Err(f) => return failure(f, None),
     };
     // The connecting process is this user's: only such connections are
     // served at all (see `admit`).

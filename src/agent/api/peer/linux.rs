@@ -35,40 +35,58 @@ impl Callers for Linux {
     /// where one is found (it may have exited). One pass over this user's
     /// processes, however many inodes are asked for.
     fn processes_of(&self, inodes: &[u64]) -> HashMap<u64, u32> {
-        use std::os::unix::fs::MetadataExt;
         let mut found = HashMap::new();
         let Ok(procs) = std::fs::read_dir("/proc") else {
             return found;
         };
-        let me = me();
         for p in procs.flatten() {
             let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
                 continue;
             };
-            // Only this user's processes: others' descriptors are not ours to read.
-            if !p.metadata().is_ok_and(|m| m.uid() == me) {
-                continue;
-            }
-            let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
-                continue;
-            };
-            for fd in fds.flatten() {
-                let Ok(target) = std::fs::read_link(fd.path()) else {
-                    continue;
-                };
-                let inode = target
-                    .to_str()
-                    .and_then(|t| t.strip_prefix("socket:["))
-                    .and_then(|t| t.strip_suffix(']'))
-                    .and_then(|t| t.parse::<u64>().ok());
-                if let Some(i) = inode.filter(|i| inodes.contains(i)) {
-                    found.entry(i).or_insert(pid);
-                }
-            }
+            sockets_of(pid, inodes, &mut found);
             if found.len() == inodes.len() {
                 break;
             }
         }
         found
+    }
+
+    /// The same, looking only at the descriptors of `pids`.
+    fn processes_among(&self, inodes: &[u64], pids: &[u32]) -> HashMap<u64, u32> {
+        let mut found = HashMap::new();
+        for &pid in pids {
+            sockets_of(pid, inodes, &mut found);
+            if found.len() == inodes.len() {
+                break;
+            }
+        }
+        found
+    }
+}
+
+/// Which of `inodes` process `pid` holds (`socket:[inode]` descriptors),
+/// into `found`; nothing unless the process is this user's (others'
+/// descriptors are not ours to read).
+fn sockets_of(pid: u32, inodes: &[u64], found: &mut HashMap<u64, u32>) {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    if !std::fs::metadata(&dir).is_ok_and(|m| m.uid() == me()) {
+        return;
+    }
+    let Ok(fds) = std::fs::read_dir(dir.join("fd")) else {
+        return;
+    };
+    for fd in fds.flatten() {
+        let Ok(target) = std::fs::read_link(fd.path()) else {
+            continue;
+        };
+        let inode = target
+            .to_str()
+            .and_then(|t| t.strip_prefix("socket:["))
+            .and_then(|t| t.strip_suffix(']'))
+            .and_then(|t| t.parse::<u64>().ok());
+        if let Some(i) = inode.filter(|i| inodes.contains(i)) {
+            found.entry(i).or_insert(pid);
+        }
     }
 }

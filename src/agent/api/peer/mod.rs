@@ -57,6 +57,14 @@ pub trait Callers: Sync {
     /// where one is found (it may have exited). One pass over this user's
     /// processes, however many inodes are asked for.
     fn processes_of(&self, inodes: &[u64]) -> HashMap<u64, u32>;
+    /// The same, among the processes `pids` only: as cheap as their
+    /// descriptors (a flood's process is asked about each of its new
+    /// connections this way, not with a pass over every process).
+    fn processes_among(&self, inodes: &[u64], pids: &[u32]) -> HashMap<u64, u32> {
+        let mut found = self.processes_of(inodes);
+        found.retain(|_, p| pids.contains(p));
+        found
+    }
     /// How a refusal names the other user of [`Peer::Other`].
     fn user_name(&self, other: u32) -> String {
         user_name(other)
