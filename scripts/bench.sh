@@ -7,10 +7,13 @@
 #   2. logon through the local API vs a raw in-process C_Sign vs a process
 #      per signature (pkcs11-tool)
 #   3. renewal (certagent renew) vs the manual tool pipeline
-#      (pkcs11-tool, openssl req and curl through the pkcs11 engine)
+#      (pkcs11-tool, openssl req and curl through the pkcs11 engine), with
+#      RSA-2048 keys and with EC P-256 keys (where SoftHSM's key search does
+#      not hide the agent's own cost)
 #   4. status latency, start-up to API ready, idle RSS, CPU and wakeups,
 #      headless and with the tray on a private D-Bus session
 #   5. a hostile-origin flood's refusal rate with a real logon beside it
+#      (the helper's 4 connections, and wrk's 32 from one process)
 #   6. the same operations as a USB-token user meets them (+20 ms a call,
 #      +2 s per key generation)
 # with the project's goals next to each figure (OK / over).
@@ -32,7 +35,7 @@ ROOT=$PWD
 
 # ---------------------------------------------------------------- install
 bench_packages=(softhsm2 opensc opensc-pkcs11 openssl curl libengine-pkcs11-openssl
-    hyperfine jq dbus-daemon dbus-bin procps iproute2 ca-certificates)
+    hyperfine jq dbus-daemon dbus-bin procps iproute2 ca-certificates wrk)
 missing=()
 for p in "${bench_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -52,10 +55,10 @@ command -v cargo >/dev/null || { echo "cargo is missing: install Rust (https://r
 QUICK=${BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then
     N_LOGON=50 N_SIGN=200 N_PROC=20 N_RENEW=3 N_STATUS=10 N_READY=5 IDLE_SECS=15 FLOOD_SECS=5
-    N_SLOW_LOGON=3 N_SLOW_STATUS=2 N_SLOW_RENEW=1 N_SLOW_PROC=3
+    N_SLOW_LOGON=3 N_SLOW_STATUS=2 N_SLOW_RENEW=1 N_SLOW_PROC=3 N_WRK_LOGON=50
 else
     N_LOGON=200 N_SIGN=200 N_PROC=100 N_RENEW=9 N_STATUS=30 N_READY=10 IDLE_SECS=60 FLOOD_SECS=10
-    N_SLOW_LOGON=10 N_SLOW_STATUS=5 N_SLOW_RENEW=3 N_SLOW_PROC=10
+    N_SLOW_LOGON=10 N_SLOW_STATUS=5 N_SLOW_RENEW=3 N_SLOW_PROC=10 N_WRK_LOGON=200
 fi
 log() { echo "bench: $*" >&2; }
 
@@ -131,6 +134,17 @@ softhsm2-util --init-token --free --label "$LABEL" --so-pin so-123456 --pin "$PI
 openssl x509 -in "$D/cert-01.pem" -outform DER -out "$D/cert-01.der"
 "${P11[@]}" --login --pin "$PIN" --write-object "$D/cert-01.der" --type cert --id 01 --label "bank certificate" >/dev/null 2>&1
 
+# A second token with an EC P-256 key, for section 3's second comparison.
+LABEL_EC=bank-token-ec
+softhsm2-util --init-token --free --label "$LABEL_EC" --so-pin so-123456 --pin "$PIN" >/dev/null
+P11_EC=(pkcs11-tool --module "$FAULT" --token-label "$LABEL_EC")
+"${P11_EC[@]}" --login --pin "$PIN" --keypairgen --key-type EC:prime256v1 --id 01 --label "bank key" >/dev/null 2>&1
+"${P11_EC[@]}" --read-object --type pubkey --id 01 -o "$D/pub-ec.der" >/dev/null 2>&1
+"$BANK" issue --dir "$D/bank" --subject "$SUBJECT" --pubkey "$D/pub-ec.der" --days-left 200 --out "$D/cert-ec.pem"
+openssl x509 -in "$D/cert-ec.pem" -outform DER -out "$D/cert-ec.der"
+"${P11_EC[@]}" --login --pin "$PIN" --write-object "$D/cert-ec.der" --type cert --id 01 --label "bank certificate" >/dev/null 2>&1
+KEY_TYPE=rsa:2048
+
 # The bank lets every certificate be renewed (its own are for 365 days).
 "$BANK" serve --dir "$D/bank" --listen 127.0.0.1:0 --renew-window-days 400 >"$D/bank.out" 2>"$D/bank.err" &
 BANK_PID=$!
@@ -163,6 +177,7 @@ listen = "$API"
 pinentry = "$D/pinentry-test"
 EOF
 CA=(--config "$D/agent.toml")
+sed "s/^label = .*/label = \"$LABEL_EC\"/" "$D/agent.toml" >"$D/agent-ec.toml"
 
 # First contact learns the bank's CA, as any first run does.
 "$AGENT" "${CA[@]}" status >/dev/null
@@ -221,7 +236,7 @@ manual_renew() { # manual_renew OLD_ID
     pct_old=$(echo "$old" | sed 's/../%&/g')
     pct_new=$(echo "$new" | sed 's/../%&/g')
     local uri="pkcs11:token=$LABEL"
-    "${P11[@]}" --login --pin "$PIN" --keypairgen --key-type rsa:2048 --id "$new" --label "bank key" &&
+    "${P11[@]}" --login --pin "$PIN" --keypairgen --key-type "$KEY_TYPE" --id "$new" --label "bank key" &&
         openssl req -new -engine pkcs11 -keyform engine \
             -key "$uri;id=$pct_new;type=private;pin-value=$PIN" \
             -subj "$OSSL_SUBJECT" -sha256 -outform DER -out "$D/m.csr" &&
@@ -299,6 +314,18 @@ read -r U0 S0 < <(cpu_ticks "$AGENT_PID")
 FLOOD=$("$HELPER" flood --addr "$API" --origin "$ORIGIN" --evil https://evil.example --conns 4 --secs "$FLOOD_SECS")
 read -r U1 S1 < <(cpu_ticks "$AGENT_PID")
 TIME_WAIT=$(($(ss -Htan state time-wait | wc -l)))
+# wrk: one process, 32 connections (the agent serves 8 of one process and
+# holds the rest), a real logon on a new connection each beside it.
+log "5. wrk: 32 connections of one process (${FLOOD_SECS} s) with logons beside it"
+wrk -t2 -c32 -d"${FLOOD_SECS}s" -H "Origin: https://evil.example" "http://$API/v1/status" >"$D/wrk.out" 2>&1 &
+WRK_PID=$!
+sleep 1
+WRK_LOGON=$("$HELPER" logon --addr "$API" --origin "$ORIGIN" --count "$N_WRK_LOGON" --warmup 0)
+wait "$WRK_PID" || true
+WRK_SECS=$(sed -n 's/.* requests in \([0-9.]*\)s.*/\1/p' "$D/wrk.out")
+WRK_NON2XX=$(sed -n 's/.*Non-2xx or 3xx responses: \([0-9]*\).*/\1/p' "$D/wrk.out")
+WRK_REFUSED=$(awk -v n="${WRK_NON2XX:-0}" -v t="${WRK_SECS:-0}" 'BEGIN {printf "%.0f", (t > 0) ? n / t : 0}')
+WRK_ERRORS=$(sed -n 's/.*Socket errors: \(.*\)/\1/p' "$D/wrk.out")
 RSS_AFTER_WORK=$(awk '/^VmRSS:/ {print $2}' "/proc/$AGENT_PID/status")
 stop "$AGENT_PID"
 
@@ -314,6 +341,20 @@ for i in $(seq "$N_RENEW"); do
 done
 RENEW_AGENT=$(printf '%s\n' "${R_AGENT[@]}" | stats)
 RENEW_MANUAL=$(printf '%s\n' "${R_MANUAL[@]}" | stats)
+log "3. the same with EC P-256 keys"
+RSA_STATE=("$LABEL" "${CA[@]}" "${P11[@]}")
+LABEL=$LABEL_EC CA=(--config "$D/agent-ec.toml") P11=("${P11_EC[@]}") KEY_TYPE=EC:prime256v1
+E_AGENT=() E_MANUAL=()
+for i in $(seq "$N_RENEW"); do
+    E_AGENT+=("$(time_ms agent_renew)")
+    old=$(current_id)
+    E_MANUAL+=("$(time_ms manual_renew "$old")")
+    [ "$(current_id)" != "$old" ] || { echo "the manual pipeline did not renew (EC; see $D/errors.log)" >&2; cat "$D/errors.log" >&2; exit 1; }
+    log "   run $i: agent ${E_AGENT[-1]} ms, manual ${E_MANUAL[-1]} ms"
+done
+RENEW_AGENT_EC=$(printf '%s\n' "${E_AGENT[@]}" | stats)
+RENEW_MANUAL_EC=$(printf '%s\n' "${E_MANUAL[@]}" | stats)
+LABEL=${RSA_STATE[0]} CA=("${RSA_STATE[@]:1:2}") P11=("${RSA_STATE[@]:3}") KEY_TYPE=rsa:2048
 
 # ================================================================ 4b. status, start-up, tray
 log "4. status latency (hyperfine, $N_STATUS runs), start-up to API ready ($N_READY runs)"
@@ -411,6 +452,10 @@ row() { printf '  %-44s %-34s %-22s %s\n' "$@"; }
         "$(ratio "$(field p50 "$RENEW_AGENT")" "$(field p50 "$RENEW_MANUAL")")x" \
         "<= 0.6x: $(verdict "$(ratio "$(field p50 "$RENEW_AGENT")" "$(field p50 "$RENEW_MANUAL")")" "<=" 0.6)"
     row "manual: pkcs11-tool + openssl req + curl" "$(r1 "$(field p50 "$RENEW_MANUAL")") ($(r1 "$(field min "$RENEW_MANUAL")")-$(r1 "$(field max "$RENEW_MANUAL")"))" "1.00x" ""
+    row "EC P-256: certagent renew --yes" "$(r1 "$(field p50 "$RENEW_AGENT_EC")") ($(r1 "$(field min "$RENEW_AGENT_EC")")-$(r1 "$(field max "$RENEW_AGENT_EC")"))" \
+        "$(ratio "$(field p50 "$RENEW_AGENT_EC")" "$(field p50 "$RENEW_MANUAL_EC")")x" \
+        "<= 0.5x: $(verdict "$(ratio "$(field p50 "$RENEW_AGENT_EC")" "$(field p50 "$RENEW_MANUAL_EC")")" "<=" 0.5)"
+    row "EC P-256: the manual pipeline" "$(r1 "$(field p50 "$RENEW_MANUAL_EC")") ($(r1 "$(field min "$RENEW_MANUAL_EC")")-$(r1 "$(field max "$RENEW_MANUAL_EC")"))" "1.00x" ""
     echo
     echo "4. the agent process"
     row "measure" "figure" "goal" "verdict"
@@ -432,6 +477,8 @@ row() { printf '  %-44s %-34s %-22s %s\n' "$@"; }
     row "  a real logon beside it, p50 / p99" "$(r3 "$(field logon_p50 "$FLOOD_PACED")") / $(r3 "$(field logon_p99 "$FLOOD_PACED")") (n=$(field logon_n "$FLOOD_PACED"), failed $(field logon_failed "$FLOOD_PACED"))" "p99 < 50 ms" "$(verdict "$(field logon_p99 "$FLOOD_PACED")" "<" 50)"
     row "as fast as it goes: refused (403) per s" "$(field refused_per_s "$FLOOD") (other $(field other "$FLOOD"), errors $(field errors "$FLOOD"))" ">= 20000" "$(verdict "$(field refused_per_s "$FLOOD")" ">=" 20000)"
     row "  a real logon beside it, p50 / p99" "$(r3 "$(field logon_p50 "$FLOOD")") / $(r3 "$(field logon_p99 "$FLOOD")") (n=$(field logon_n "$FLOOD"), failed $(field logon_failed "$FLOOD"))" "p99 < 50 ms" "$(verdict "$(field logon_p99 "$FLOOD")" "<" 50)"
+    row "wrk, 32 connections of one process: refused (403) per s" "$WRK_REFUSED (socket errors: ${WRK_ERRORS:-none})" ">= 20000" "$(verdict "$WRK_REFUSED" ">=" 20000)"
+    row "  a real logon beside it, p50 / p99" "$(r3 "$(field p50 "$WRK_LOGON")") / $(r3 "$(field p99 "$WRK_LOGON")") (n=$(field n "$WRK_LOGON"))" "p99 < 50 ms" "$(verdict "$(field p99 "$WRK_LOGON")" "<" 50)"
     echo "    the agent's CPU during the unpaced flood: user $(awk -v t=$((U1 - U0)) 'BEGIN {printf "%.2f", t / 100}') s, system $(awk -v t=$((S1 - S0)) 'BEGIN {printf "%.2f", t / 100}') s in ${FLOOD_SECS} s; TCP sockets in TIME_WAIT after it: $TIME_WAIT"
     echo "    the same logon without a flood (section 2): p50 $(r3 "$(field p50 "$LOGON")") / p99 $(r3 "$(field p99 "$LOGON")"); the flood's client threads share the 2 cores with the agent"
     echo
@@ -440,6 +487,7 @@ row() { printf '  %-44s %-34s %-22s %s\n' "$@"; }
     row "operation" "p50" "compared with" ""
     row "certagent status" "$(r1 "$(field p50 "$S_STATUS")")" "" ""
     row "logon through the API" "$(r1 "$(field p50 "$S_LOGON")")" "process per sig. $(r1 "$(field p50 "$S_PROC")") ($(ratio "$(field p50 "$S_LOGON")" "$(field p50 "$S_PROC")")x)" "raw C_Sign $(r1 "$(field p50 "$S_SIGN")")"
-    row "certagent renew --yes" "$(r1 "$(field p50 "$S_RENEW_AGENT")")" "manual $(r1 "$(field p50 "$S_RENEW_MANUAL")") ($(ratio "$(field p50 "$S_RENEW_AGENT")" "$(field p50 "$S_RENEW_MANUAL")")x)" ""
+    row "certagent renew --yes" "$(r1 "$(field p50 "$S_RENEW_AGENT")")" "manual $(r1 "$(field p50 "$S_RENEW_MANUAL")") ($(ratio "$(field p50 "$S_RENEW_AGENT")" "$(field p50 "$S_RENEW_MANUAL")")x)" \
+        "<= 0.5x: $(verdict "$(ratio "$(field p50 "$S_RENEW_AGENT")" "$(field p50 "$S_RENEW_MANUAL")")" "<=" 0.5)"
     echo "    calls x 20 ms: status $((C_STATUS * 20)) ms, logon $((C_LOGON * 20)) ms (first) / $((C_LOGON2 * 20)) ms (next), renewal $((C_RENEW * 20)) ms + 2000 ms key generation"
 } | tee "$D/bench-report.txt"
