@@ -140,7 +140,12 @@ softhsm2-util --init-token --free --label "$LABEL_EC" --so-pin so-123456 --pin "
 P11_EC=(pkcs11-tool --module "$FAULT" --token-label "$LABEL_EC")
 "${P11_EC[@]}" --login --pin "$PIN" --keypairgen --key-type EC:prime256v1 --id 01 --label "bank key" >/dev/null 2>&1
 "${P11_EC[@]}" --read-object --type pubkey --id 01 -o "$D/pub-ec.der" >/dev/null 2>&1
-"$BANK" issue --dir "$D/bank" --subject "$SUBJECT" --pubkey "$D/pub-ec.der" --days-left 200 --out "$D/cert-ec.pem"
+# Another of the company's users: the bank keeps one current certificate
+# per user.
+SUBJECT_EC="CN=Ben Ito,O=Demo Company"
+OSSL_SUBJECT_EC="/O=Demo Company/CN=Ben Ito"
+"$BANK" add-user --dir "$D/bank" --user ben --subject "$SUBJECT_EC" >/dev/null
+"$BANK" issue --dir "$D/bank" --subject "$SUBJECT_EC" --pubkey "$D/pub-ec.der" --days-left 200 --out "$D/cert-ec.pem"
 openssl x509 -in "$D/cert-ec.pem" -outform DER -out "$D/cert-ec.der"
 "${P11_EC[@]}" --login --pin "$PIN" --write-object "$D/cert-ec.der" --type cert --id 01 --label "bank certificate" >/dev/null 2>&1
 KEY_TYPE=rsa:2048
@@ -177,7 +182,9 @@ listen = "$API"
 pinentry = "$D/pinentry-test"
 EOF
 CA=(--config "$D/agent.toml")
-sed "s/^label = .*/label = \"$LABEL_EC\"/" "$D/agent.toml" >"$D/agent-ec.toml"
+# The same agent for the EC token: new keys are EC P-256 too ([policy] key).
+sed -e "s/^label = .*/label = \"$LABEL_EC\"/" -e 's/^\[policy\]$/[policy]\nkey = "ec-p256"/' \
+    "$D/agent.toml" >"$D/agent-ec.toml"
 
 # First contact learns the bank's CA, as any first run does.
 "$AGENT" "${CA[@]}" status >/dev/null
@@ -343,7 +350,7 @@ RENEW_AGENT=$(printf '%s\n' "${R_AGENT[@]}" | stats)
 RENEW_MANUAL=$(printf '%s\n' "${R_MANUAL[@]}" | stats)
 log "3. the same with EC P-256 keys"
 RSA_STATE=("$LABEL" "${CA[@]}" "${P11[@]}")
-LABEL=$LABEL_EC CA=(--config "$D/agent-ec.toml") P11=("${P11_EC[@]}") KEY_TYPE=EC:prime256v1
+LABEL=$LABEL_EC CA=(--config "$D/agent-ec.toml") P11=("${P11_EC[@]}") KEY_TYPE=EC:prime256v1 OSSL_SUBJECT_RSA=$OSSL_SUBJECT OSSL_SUBJECT=$OSSL_SUBJECT_EC
 E_AGENT=() E_MANUAL=()
 for i in $(seq "$N_RENEW"); do
     E_AGENT+=("$(time_ms agent_renew)")
@@ -354,7 +361,7 @@ for i in $(seq "$N_RENEW"); do
 done
 RENEW_AGENT_EC=$(printf '%s\n' "${E_AGENT[@]}" | stats)
 RENEW_MANUAL_EC=$(printf '%s\n' "${E_MANUAL[@]}" | stats)
-LABEL=${RSA_STATE[0]} CA=("${RSA_STATE[@]:1:2}") P11=("${RSA_STATE[@]:3}") KEY_TYPE=rsa:2048
+LABEL=${RSA_STATE[0]} CA=("${RSA_STATE[@]:1:2}") P11=("${RSA_STATE[@]:3}") KEY_TYPE=rsa:2048 OSSL_SUBJECT=$OSSL_SUBJECT_RSA
 
 # ================================================================ 4b. status, start-up, tray
 log "4. status latency (hyperfine, $N_STATUS runs), start-up to API ready ($N_READY runs)"

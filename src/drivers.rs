@@ -148,6 +148,13 @@ pub struct Capabilities {
     /// it tries and falls back to polling.
     #[serde(default)]
     pub slot_events: Option<bool>,
+    /// Whether the module's tokens come and go (hardware in a reader).
+    /// `false` for software tokens (files): the agent does not watch the
+    /// slot list at all, and an idle agent makes no PKCS#11 call; a token
+    /// deleted or re-created by a tool is met when it is next used.
+    /// Absent: `true`.
+    #[serde(default)]
+    pub removable: Option<bool>,
 }
 
 /// Known deviations of the module from what PKCS#11 promises.

@@ -26,9 +26,9 @@ use crate::renewal::Step;
 /// The longest the desk sleeps between looks at the wall clock (the token
 /// is the watch's: this look reads the owner's remembered view, no round
 /// trip). Waking re-reads the wall clock, so a suspend or a clock change is
-/// noticed within this time; once a minute keeps an idle agent at one
-/// wake-up a minute.
-const TICK: Duration = Duration::from_secs(60);
+/// noticed within this time (a notice's own time is waited for exactly);
+/// ten minutes keep an idle agent's wake-ups far below one a minute.
+const TICK: Duration = Duration::from_secs(600);
 /// While a renewal runs, its progress is shown this often.
 const WORKING_TICK: Duration = Duration::from_millis(500);
 

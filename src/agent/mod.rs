@@ -48,6 +48,11 @@ pub fn run(config: Config, drivers: Drivers, no_tray: bool, unattended: bool) ->
     let agent = Arc::new(Agent::new(config, drivers, prompt));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // A blocking thread left idle ends after this (tokio's default is
+        // 10 s): the threads of the start-up (the session bus's connect,
+        // the first look) are gone before the agent settles, and an idle
+        // agent has nothing left to wake.
+        .thread_keep_alive(std::time::Duration::from_secs(2))
         .enable_all()
         .build()
         .map_err(Error::Io)?;

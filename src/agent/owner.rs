@@ -20,7 +20,8 @@
 //! serial. The [watch](Owner::start_watch) drops them when the token goes
 //! or comes: it waits on C_WaitForSlotEvent where the module has slot
 //! events, and otherwise compares the slot list (one C_GetSlotList, no
-//! session) every [`POLL`].
+//! session) every [`POLL`]; a software token's (profile `removable =
+//! false`) is not watched at all.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -236,7 +237,8 @@ impl Owner {
 
     /// Watch the token: `changed` is called when it goes or comes. Waits on
     /// slot events where the module has them (no call while idle), else
-    /// compares the slot list every [`POLL`]. Runs on a thread of its own.
+    /// compares the slot list every [`POLL`]; a software token is not
+    /// watched. Runs on a thread of its own.
     pub fn start_watch(self: &Arc<Self>, changed: impl Fn(bool) + Send + 'static) {
         let me = self.clone();
         let spawned = std::thread::Builder::new()
@@ -256,6 +258,15 @@ impl Owner {
         // frees what a C_WaitForSlotEvent blocked in another thread still
         // uses (measured: the agent hung or crashed). It is polled instead,
         // every second: a C_GetSlotList that pcscd answers without the card.
+        // A software token is never pulled: nothing to watch, and an idle
+        // agent then makes no PKCS#11 call and no wakeup.
+        if module
+            .profile()
+            .and_then(|p| p.capabilities.removable)
+            .is_some_and(|r| !r)
+        {
+            return;
+        }
         let rereads = module.profile().is_some_and(|p| !p.cards.is_empty());
         let events = !rereads
             && module

@@ -71,6 +71,9 @@ impl std::fmt::Display for Failure {
 pub(crate) struct Conversation {
     /// Always `Some` until the conversation is dropped.
     child: Option<Child>,
+    /// The texts set so far (`SETDESC` and the like), so that a later
+    /// question sends only what changes.
+    texts: Vec<(&'static str, String)>,
     to: ChildStdin,
     from: BufReader<ChildStdout>,
 }
@@ -90,15 +93,16 @@ impl Conversation {
         };
         let mut conversation = Conversation {
             child: Some(child),
+            texts: Vec::new(),
             to,
             from: BufReader::new(from),
         };
         conversation.answer()?;
         // Where a text-mode pinentry would draw (pinentry-gnome3 falls back
-        // to it without a display). A program that does not know an option
-        // says so and is still usable.
+        // to it without a display), when there is a terminal. A program
+        // that does not know an option says so and is still usable.
         #[cfg(unix)]
-        {
+        if std::fs::File::open("/dev/tty").is_ok() {
             let term = std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into());
             for option in ["ttyname=/dev/tty".to_string(), format!("ttytype={term}")] {
                 match conversation.command("OPTION", Some(&option)) {
@@ -109,6 +113,17 @@ impl Conversation {
             }
         }
         Ok(conversation)
+    }
+
+    /// Set a text (`SETDESC`, `SETOK`...) unless it is set to that already.
+    pub fn set(&mut self, verb: &'static str, value: &str) -> Result<(), Failure> {
+        if self.texts.iter().any(|(v, t)| *v == verb && t == value) {
+            return Ok(());
+        }
+        self.command(verb, Some(value))?;
+        self.texts.retain(|(v, _)| *v != verb);
+        self.texts.push((verb, value.to_string()));
+        Ok(())
     }
 
     /// Whether the program has ended (the user killed it, it crashed).
@@ -385,6 +400,9 @@ mod tests {
         let pin = c.command("GETPIN", None).unwrap().unwrap();
         assert_eq!(pin.expose_secret(), "12%34");
         assert!(c.command("SETDESC", Some("x")).unwrap().is_none());
+        c.set("SETOK", "Allow").unwrap();
+        c.set("SETOK", "Allow").unwrap();
+        c.set("SETOK", "OK").unwrap();
         drop(c);
         let started = std::fs::read_to_string(&starts).unwrap();
         assert_eq!(started.lines().count(), 1);

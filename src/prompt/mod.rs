@@ -428,8 +428,9 @@ impl PinentrySession {
         result.map_err(|e| failed(what, e))
     }
 
-    /// The dialog's texts: every one set again, so nothing of an earlier
-    /// question of the conversation shows in this one.
+    /// The dialog's texts. Each is sent unless the conversation has it
+    /// already, so nothing of an earlier question shows in this one and
+    /// nothing is sent twice. (A confirmation or message shows no prompt.)
     fn texts(
         c: &mut assuan::Conversation,
         description: &str,
@@ -437,12 +438,14 @@ impl PinentrySession {
         ok: &str,
         cancel: &str,
     ) -> Result<(), assuan::Failure> {
-        c.command("SETTITLE", Some("certagent"))?;
-        c.command("SETDESC", Some(&fit_assuan(description, ASSUAN_TEXT_MAX)))?;
-        c.command("SETPROMPT", Some(&fit_assuan(prompt.unwrap_or(""), 200)))?;
-        c.command("SETOK", Some(&fit_assuan(ok, 100)))?;
-        c.command("SETCANCEL", Some(&fit_assuan(cancel, 100)))?;
-        c.command("SETTIMEOUT", Some(&PINENTRY_TIMEOUT.to_string()))?;
+        c.set("SETTITLE", "certagent")?;
+        c.set("SETDESC", &fit_assuan(description, ASSUAN_TEXT_MAX))?;
+        if let Some(prompt) = prompt {
+            c.set("SETPROMPT", &fit_assuan(prompt, 200))?;
+        }
+        c.set("SETOK", &fit_assuan(ok, 100))?;
+        c.set("SETCANCEL", &fit_assuan(cancel, 100))?;
+        c.set("SETTIMEOUT", &PINENTRY_TIMEOUT.to_string())?;
         Ok(())
     }
 

@@ -66,6 +66,10 @@ const BUS_WAIT: Duration = Duration::from_secs(10);
 struct Tray {
     runtime: tokio::runtime::Handle,
     handle: ksni::Handle<Item>,
+    /// The last view handed to the item.
+    shown: std::sync::Mutex<View>,
+    /// Views handed over so far.
+    changes: std::sync::atomic::AtomicU64,
 }
 
 impl Tray {
@@ -83,35 +87,54 @@ impl Tray {
             .map_err(|e| TrayError(format!("no runtime for the tray: {e}")))?;
         let item = Item {
             themed: themed(),
-            view: first,
+            view: first.clone(),
+            change: 0,
             actions,
         };
         // No StatusNotifierWatcher yet (a panel that starts after the agent)
-        // is not an error: the item registers once one appears.
-        let spawned = runtime.block_on(async {
-            tokio::time::timeout(BUS_WAIT, item.assume_sni_available(true).spawn()).await
+        // is not an error: the item registers once one appears. Waited for
+        // here rather than with a runtime timer, which would wake the idle
+        // runtime once more at its deadline.
+        let (tx, rx) = std::sync::mpsc::channel();
+        runtime.spawn(async move {
+            let _ = tx.send(item.assume_sni_available(true).spawn().await);
         });
-        match spawned {
-            Ok(Ok(handle)) => Ok(Tray { runtime, handle }),
+        match rx.recv_timeout(BUS_WAIT) {
+            Ok(Ok(handle)) => Ok(Tray {
+                runtime,
+                handle,
+                shown: std::sync::Mutex::new(first),
+                changes: std::sync::atomic::AtomicU64::new(0),
+            }),
             Ok(Err(e)) => Err(TrayError(e.to_string())),
             Err(_) => Err(TrayError("the session bus did not answer".into())),
         }
     }
 
     fn show(&self, view: View) {
+        let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
+        if *shown == view {
+            return;
+        }
+        *shown = view.clone();
+        // Handed to the item's task and not waited for (no timer either: an
+        // idle agent that shows an unchanged view does nothing at all).
+        // Each change carries its number, so one overtaken by a later one
+        // is not applied after it.
         let handle = self.handle.clone();
-        // Waits only for the item's own task to take the change (never for
-        // the panel): the agent's loop may call this at any time.
-        self.runtime.block_on(async move {
-            let _ = tokio::time::timeout(
-                BUS_WAIT,
-                handle.update(move |item| {
-                    if item.view != view {
+        let number = self
+            .changes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        self.runtime.spawn(async move {
+            handle
+                .update(move |item| {
+                    if number > item.change {
+                        item.change = number;
                         item.view = view;
                     }
-                }),
-            )
-            .await;
+                })
+                .await;
         });
     }
 }
@@ -119,9 +142,12 @@ impl Tray {
 impl Drop for Tray {
     fn drop(&mut self) {
         let shutdown = self.handle.shutdown();
-        self.runtime.block_on(async move {
-            let _ = tokio::time::timeout(BUS_WAIT, shutdown).await;
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.runtime.spawn(async move {
+            shutdown.await;
+            let _ = tx.send(());
         });
+        let _ = rx.recv_timeout(BUS_WAIT);
     }
 }
 
@@ -130,6 +156,8 @@ struct Item {
     /// Icons by theme name (the package installs them) rather than pixmaps.
     themed: bool,
     view: View,
+    /// The number of the change that set `view`.
+    change: u64,
     actions: Sender<Action>,
 }
 
