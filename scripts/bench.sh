@@ -134,12 +134,17 @@ softhsm2-util --init-token --free --label "$LABEL" --so-pin so-123456 --pin "$PI
 openssl x509 -in "$D/cert-01.pem" -outform DER -out "$D/cert-01.der"
 "${P11[@]}" --login --pin "$PIN" --write-object "$D/cert-01.der" --type cert --id 01 --label "bank certificate" >/dev/null 2>&1
 
-# A second token with an EC P-256 key, for section 3's second comparison.
+# A second token with an EC P-256 key, for section 3's second comparison,
+# in a token store of its own (SOFTHSM2_CONF), so that every other section
+# sees one token as a user does.
 LABEL_EC=bank-token-ec
-softhsm2-util --init-token --free --label "$LABEL_EC" --so-pin so-123456 --pin "$PIN" >/dev/null
+EC_CONF=$D/softhsm2-ec.conf
+mkdir -p "$D/tokens-ec"
+printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$D/tokens-ec" >"$EC_CONF"
+SOFTHSM2_CONF=$EC_CONF softhsm2-util --init-token --free --label "$LABEL_EC" --so-pin so-123456 --pin "$PIN" >/dev/null
 P11_EC=(pkcs11-tool --module "$FAULT" --token-label "$LABEL_EC")
-"${P11_EC[@]}" --login --pin "$PIN" --keypairgen --key-type EC:prime256v1 --id 01 --label "bank key" >/dev/null 2>&1
-"${P11_EC[@]}" --read-object --type pubkey --id 01 -o "$D/pub-ec.der" >/dev/null 2>&1
+SOFTHSM2_CONF=$EC_CONF "${P11_EC[@]}" --login --pin "$PIN" --keypairgen --key-type EC:prime256v1 --id 01 --label "bank key" >/dev/null 2>&1
+SOFTHSM2_CONF=$EC_CONF "${P11_EC[@]}" --read-object --type pubkey --id 01 -o "$D/pub-ec.der" >/dev/null 2>&1
 # Another of the company's users: the bank keeps one current certificate
 # per user.
 SUBJECT_EC="CN=Ben Ito,O=Demo Company"
@@ -147,7 +152,7 @@ OSSL_SUBJECT_EC="/O=Demo Company/CN=Ben Ito"
 "$BANK" add-user --dir "$D/bank" --user ben --subject "$SUBJECT_EC" >/dev/null
 "$BANK" issue --dir "$D/bank" --subject "$SUBJECT_EC" --pubkey "$D/pub-ec.der" --days-left 200 --out "$D/cert-ec.pem"
 openssl x509 -in "$D/cert-ec.pem" -outform DER -out "$D/cert-ec.der"
-"${P11_EC[@]}" --login --pin "$PIN" --write-object "$D/cert-ec.der" --type cert --id 01 --label "bank certificate" >/dev/null 2>&1
+SOFTHSM2_CONF=$EC_CONF "${P11_EC[@]}" --login --pin "$PIN" --write-object "$D/cert-ec.der" --type cert --id 01 --label "bank certificate" >/dev/null 2>&1
 KEY_TYPE=rsa:2048
 
 # The bank lets every certificate be renewed (its own are for 365 days).
@@ -351,6 +356,7 @@ RENEW_MANUAL=$(printf '%s\n' "${R_MANUAL[@]}" | stats)
 log "3. the same with EC P-256 keys"
 RSA_STATE=("$LABEL" "${CA[@]}" "${P11[@]}")
 LABEL=$LABEL_EC CA=(--config "$D/agent-ec.toml") P11=("${P11_EC[@]}") KEY_TYPE=EC:prime256v1 OSSL_SUBJECT_RSA=$OSSL_SUBJECT OSSL_SUBJECT=$OSSL_SUBJECT_EC
+export SOFTHSM2_CONF=$EC_CONF
 E_AGENT=() E_MANUAL=()
 for i in $(seq "$N_RENEW"); do
     E_AGENT+=("$(time_ms agent_renew)")
@@ -362,6 +368,7 @@ done
 RENEW_AGENT_EC=$(printf '%s\n' "${E_AGENT[@]}" | stats)
 RENEW_MANUAL_EC=$(printf '%s\n' "${E_MANUAL[@]}" | stats)
 LABEL=${RSA_STATE[0]} CA=("${RSA_STATE[@]:1:2}") P11=("${RSA_STATE[@]:3}") KEY_TYPE=rsa:2048 OSSL_SUBJECT=$OSSL_SUBJECT_RSA
+export SOFTHSM2_CONF=$D/softhsm2.conf
 
 # ================================================================ 4b. status, start-up, tray
 log "4. status latency (hyperfine, $N_STATUS runs), start-up to API ready ($N_READY runs)"

@@ -115,15 +115,44 @@ impl Conversation {
         Ok(conversation)
     }
 
-    /// Set a text (`SETDESC`, `SETOK`...) unless it is set to that already.
-    pub fn set(&mut self, verb: &'static str, value: &str) -> Result<(), Failure> {
-        if self.texts.iter().any(|(v, t)| *v == verb && t == value) {
+    /// Set the texts of the next dialog (`SETDESC`, `SETOK`...), those not
+    /// set to that already. They go out in one write and their answers are
+    /// read after it (Assuan servers read line by line, so the commands
+    /// queue in the pipe): one round trip to the program, not one each.
+    /// The dialog itself (`CONFIRM`, `GETPIN`) is sent only after every
+    /// text is known to be set, so it never shows a text of before.
+    pub fn set_all(&mut self, texts: &[(&'static str, &str)]) -> Result<(), Failure> {
+        let changed: Vec<(&'static str, &str)> = texts
+            .iter()
+            .filter(|(verb, value)| !self.texts.iter().any(|(v, t)| v == verb && t == value))
+            .copied()
+            .collect();
+        if changed.is_empty() {
             return Ok(());
         }
-        self.command(verb, Some(value))?;
-        self.texts.retain(|(v, _)| *v != verb);
-        self.texts.push((verb, value.to_string()));
-        Ok(())
+        let mut lines = String::new();
+        for (verb, value) in &changed {
+            lines.push_str(&encode(verb, Some(value))?);
+        }
+        self.to.write_all(lines.as_bytes())?;
+        self.to.flush()?;
+        // Every answer is read, even after a refusal, so the next command
+        // meets its own.
+        let mut first_error = None;
+        for (verb, value) in changed {
+            match self.answer() {
+                Ok(_) => {
+                    self.texts.retain(|(v, _)| *v != verb);
+                    self.texts.push((verb, value.to_string()));
+                }
+                Err(Failure::Broken(why)) => return Err(Failure::Broken(why)),
+                Err(e) => {
+                    self.texts.retain(|(v, _)| *v != verb);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Whether the program has ended (the user killed it, it crashed).
@@ -400,9 +429,11 @@ mod tests {
         let pin = c.command("GETPIN", None).unwrap().unwrap();
         assert_eq!(pin.expose_secret(), "12%34");
         assert!(c.command("SETDESC", Some("x")).unwrap().is_none());
-        c.set("SETOK", "Allow").unwrap();
-        c.set("SETOK", "Allow").unwrap();
-        c.set("SETOK", "OK").unwrap();
+        c.set_all(&[("SETTITLE", "t"), ("SETOK", "Allow")]).unwrap();
+        c.set_all(&[("SETTITLE", "t"), ("SETOK", "Allow")]).unwrap();
+        c.set_all(&[("SETOK", "OK")]).unwrap();
+        let pin = c.command("GETPIN", None).unwrap().unwrap();
+        assert_eq!(pin.expose_secret(), "12%34", "in step after the texts");
         drop(c);
         let started = std::fs::read_to_string(&starts).unwrap();
         assert_eq!(started.lines().count(), 1);

@@ -438,15 +438,24 @@ impl PinentrySession {
         ok: &str,
         cancel: &str,
     ) -> Result<(), assuan::Failure> {
-        c.set("SETTITLE", "certagent")?;
-        c.set("SETDESC", &fit_assuan(description, ASSUAN_TEXT_MAX))?;
-        if let Some(prompt) = prompt {
-            c.set("SETPROMPT", &fit_assuan(prompt, 200))?;
+        let (description, ok, cancel) = (
+            fit_assuan(description, ASSUAN_TEXT_MAX),
+            fit_assuan(ok, 100),
+            fit_assuan(cancel, 100),
+        );
+        let prompt = prompt.map(|p| fit_assuan(p, 200));
+        let timeout = PINENTRY_TIMEOUT.to_string();
+        let mut texts = vec![
+            ("SETTITLE", "certagent"),
+            ("SETDESC", description.as_str()),
+            ("SETOK", ok.as_str()),
+            ("SETCANCEL", cancel.as_str()),
+            ("SETTIMEOUT", timeout.as_str()),
+        ];
+        if let Some(p) = &prompt {
+            texts.push(("SETPROMPT", p.as_str()));
         }
-        c.set("SETOK", &fit_assuan(ok, 100))?;
-        c.set("SETCANCEL", &fit_assuan(cancel, 100))?;
-        c.set("SETTIMEOUT", &PINENTRY_TIMEOUT.to_string())?;
-        Ok(())
+        c.set_all(&texts)
     }
 
     fn secret(&self, text: SecretText) -> Result<SecretString, PromptError> {
