@@ -272,6 +272,18 @@ proc_sign() { # one signature by a process of its own, as a native-messaging hos
         --id "$1" --input-file "$D/challenge.bin" --output-file "$D/sig.bin"
 }
 head -c 32 /dev/urandom >"$D/challenge.bin"
+renew_runs() { # renew_runs N: N agent and N manual renewals, alternating; sets RUNS_AGENT and RUNS_MANUAL (stats)
+    local agent=() manual=() old i
+    for i in $(seq "$1"); do
+        agent+=("$(time_ms agent_renew)")
+        old=$(current_id)
+        manual+=("$(time_ms manual_renew "$old")")
+        [ "$(current_id)" != "$old" ] || { echo "the manual pipeline did not renew ($LABEL; see $D/errors.log)" >&2; cat "$D/errors.log" >&2; exit 1; }
+        log "   run $i: agent ${agent[-1]} ms, manual ${manual[-1]} ms"
+    done
+    RUNS_AGENT=$(printf '%s\n' "${agent[@]}" | stats)
+    RUNS_MANUAL=$(printf '%s\n' "${manual[@]}" | stats)
+}
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -343,30 +355,14 @@ stop "$AGENT_PID"
 
 # ================================================================ 3. renewal vs the manual pipeline
 log "3. renewal: certagent renew vs the manual pipeline, $N_RENEW each, alternating"
-R_AGENT=() R_MANUAL=()
-for i in $(seq "$N_RENEW"); do
-    R_AGENT+=("$(time_ms agent_renew)")
-    old=$(current_id)
-    R_MANUAL+=("$(time_ms manual_renew "$old")")
-    [ "$(current_id)" != "$old" ] || { echo "the manual pipeline did not renew (see $D/errors.log)" >&2; cat "$D/errors.log" >&2; exit 1; }
-    log "   run $i: agent ${R_AGENT[-1]} ms, manual ${R_MANUAL[-1]} ms"
-done
-RENEW_AGENT=$(printf '%s\n' "${R_AGENT[@]}" | stats)
-RENEW_MANUAL=$(printf '%s\n' "${R_MANUAL[@]}" | stats)
+renew_runs "$N_RENEW"
+RENEW_AGENT=$RUNS_AGENT RENEW_MANUAL=$RUNS_MANUAL
 log "3. the same with EC P-256 keys"
 RSA_STATE=("$LABEL" "${CA[@]}" "${P11[@]}")
 LABEL=$LABEL_EC CA=(--config "$D/agent-ec.toml") P11=("${P11_EC[@]}") KEY_TYPE=EC:prime256v1 OSSL_SUBJECT_RSA=$OSSL_SUBJECT OSSL_SUBJECT=$OSSL_SUBJECT_EC
 export SOFTHSM2_CONF=$EC_CONF
-E_AGENT=() E_MANUAL=()
-for i in $(seq "$N_RENEW"); do
-    E_AGENT+=("$(time_ms agent_renew)")
-    old=$(current_id)
-    E_MANUAL+=("$(time_ms manual_renew "$old")")
-    [ "$(current_id)" != "$old" ] || { echo "the manual pipeline did not renew (EC; see $D/errors.log)" >&2; cat "$D/errors.log" >&2; exit 1; }
-    log "   run $i: agent ${E_AGENT[-1]} ms, manual ${E_MANUAL[-1]} ms"
-done
-RENEW_AGENT_EC=$(printf '%s\n' "${E_AGENT[@]}" | stats)
-RENEW_MANUAL_EC=$(printf '%s\n' "${E_MANUAL[@]}" | stats)
+renew_runs "$N_RENEW"
+RENEW_AGENT_EC=$RUNS_AGENT RENEW_MANUAL_EC=$RUNS_MANUAL
 LABEL=${RSA_STATE[0]} CA=("${RSA_STATE[@]:1:2}") P11=("${RSA_STATE[@]:3}") KEY_TYPE=rsa:2048 OSSL_SUBJECT=$OSSL_SUBJECT_RSA
 export SOFTHSM2_CONF=$D/softhsm2.conf
 
@@ -408,15 +404,8 @@ stop "$AGENT_PID"
 ID=$(current_id)
 S_PROC=$(for _ in $(seq "$N_SLOW_PROC"); do time_ms proc_sign "$ID"; done | stats)
 S_SIGN=$("$HELPER" sign --module "$FAULT" --token "$LABEL" --pin "$PIN" --id "$ID" --count 5)
-S_AGENT=() S_MANUAL=()
-for i in $(seq "$N_SLOW_RENEW"); do
-    S_AGENT+=("$(time_ms agent_renew)")
-    old=$(current_id)
-    S_MANUAL+=("$(time_ms manual_renew "$old")")
-    log "   run $i: agent ${S_AGENT[-1]} ms, manual ${S_MANUAL[-1]} ms"
-done
-S_RENEW_AGENT=$(printf '%s\n' "${S_AGENT[@]}" | stats)
-S_RENEW_MANUAL=$(printf '%s\n' "${S_MANUAL[@]}" | stats)
+renew_runs "$N_SLOW_RENEW"
+S_RENEW_AGENT=$RUNS_AGENT S_RENEW_MANUAL=$RUNS_MANUAL
 unset FAULT_PKCS11_DELAY_MS FAULT_PKCS11_KEYGEN_MS
 
 # ================================================================ report
