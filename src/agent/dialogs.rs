@@ -80,8 +80,8 @@ impl Dialogs {
 
 /// The right to show dialogs, held for one operation's questions.
 pub struct Turn {
-    // Dropped first (fields drop in order): the conversation's program has
-    // ended before the next turn can start one.
+    // Dropped first (fields drop in order): the conversation's program is
+    // told BYE before the next turn can start one.
     prompt: Arc<dyn Prompt>,
     _permit: OwnedSemaphorePermit,
 }

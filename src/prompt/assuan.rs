@@ -217,7 +217,9 @@ impl Conversation {
     /// One line, without its line ending, in zeroizing memory (it may be a
     /// `D` line with the secret).
     fn line(&mut self) -> Result<Zeroizing<Vec<u8>>, Failure> {
-        let mut line = Zeroizing::new(Vec::with_capacity(128));
+        // Room for the longest line up front: growing would leave a copy
+        // of what was read so far (a secret) behind in freed memory.
+        let mut line = Zeroizing::new(Vec::with_capacity(LINE_MAX));
         let read = (&mut self.from)
             .take(LINE_MAX as u64)
             .read_until(b'\n', &mut line)?;

@@ -103,7 +103,7 @@ impl Quiet {
 }
 
 /// Whose an open connection of this user is, as far as it was asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Holder {
     NotAsked,
     Process(u32),
@@ -150,17 +150,18 @@ impl Own {
         let mut state = self.state();
         let mut holder = Holder::NotAsked;
         if state.open.len() >= PER_PROCESS {
-            let held =
-                |state: &OwnState, h: Holder| state.open.values().filter(|(_, x)| *x == h).count();
-            let mut full: Vec<u32> = Vec::new();
+            // Each holder's connections, counted in one pass.
+            let mut held: HashMap<Holder, usize> = HashMap::new();
             for (_, h) in state.open.values() {
-                if let Holder::Process(p) = *h
-                    && !full.contains(&p)
-                    && held(&state, *h) >= PER_PROCESS
-                {
-                    full.push(p);
-                }
+                *held.entry(*h).or_default() += 1;
             }
+            let full: Vec<u32> = held
+                .iter()
+                .filter_map(|(h, n)| match h {
+                    Holder::Process(p) if *n >= PER_PROCESS => Some(*p),
+                    _ => None,
+                })
+                .collect();
             if !full.is_empty()
                 && let Some(p) = peer::this_platform()
                     .processes_among(&[inode], &full)
@@ -168,7 +169,7 @@ impl Own {
             {
                 return Err(Some(*p));
             }
-            if held(&state, Holder::NotAsked) + 1 >= PER_PROCESS {
+            if held.get(&Holder::NotAsked).copied().unwrap_or(0) + 1 >= PER_PROCESS {
                 let ask: Vec<u64> = state
                     .open
                     .values()
@@ -188,7 +189,8 @@ impl Own {
                     }
                 }
                 holder = named(&inode);
-                if held(&state, holder) >= PER_PROCESS {
+                let same = state.open.values().filter(|(_, h)| *h == holder).count();
+                if same >= PER_PROCESS {
                     return Err(match holder {
                         Holder::Process(p) => Some(p),
                         _ => None,
